@@ -1,0 +1,335 @@
+/*
+ * gateway: an embeddable TCP server for embedded Linux boards.
+ *
+ * This is the whole public C API of libgateway.so.0. It is valid C99 and C++.
+ *
+ * Conventions (shared by every function below):
+ *  - Every function that can fail returns int: 0 on success, or a negative
+ *    GW_E* code on failure. gw_strerror() turns any such code into text.
+ *    Codes between -1 and -999 are negated errno values (GW_EINVAL is
+ *    -EINVAL); codes from -3000 down are gateway's own.
+ *  - Out-parameters come first; callbacks take a function pointer and a
+ *    `void *user_data` that is passed back to them unchanged, as the last
+ *    argument.
+ *  - Option structs carry a version field; initialise them with their _INIT
+ *    macro and then change what you need, so that new fields added in later
+ *    minor versions get their defaults.
+ *  - No C++ exception ever leaves this library.
+ *
+ * Threading: a server and everything that belongs to it (listeners,
+ * connections, timers) lives on one thread, the "loop thread": the thread that
+ * calls gw_server_run() or gw_server_dispatch(), and before the first such call
+ * the thread that created the server. Only the functions marked
+ * "Thread-safe" may be called from other threads; the others return
+ * GW_EWRONGTHREAD (or do nothing, for those returning void) when called from
+ * another thread.
+ *
+ * Callbacks run on the loop thread. Inside a callback you may call every
+ * function of this API, including gw_conn_close() on this or another
+ * connection, gw_server_stop() and gw_server_destroy() (see there).
+ */
+#ifndef GATEWAY_GATEWAY_H
+#define GATEWAY_GATEWAY_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(GW_BUILDING_LIBRARY)
+#define GW_EXTERN __attribute__((visibility("default")))
+#else
+#define GW_EXTERN
+#endif
+
+/* ---- Version ------------------------------------------------------------ */
+
+#define GW_VERSION_MAJOR 0
+#define GW_VERSION_MINOR 1
+#define GW_VERSION_PATCH 0
+/** The version as one comparable number: 0xMMmmpp. */
+#define GW_VERSION_HEX ((GW_VERSION_MAJOR << 16) | (GW_VERSION_MINOR << 8) | GW_VERSION_PATCH)
+
+/** The version of the library actually loaded, as "MAJOR.MINOR.PATCH".
+ *  Thread-safe. Never NULL. */
+GW_EXTERN const char *gw_version(void);
+
+/* ---- Errors ------------------------------------------------------------- */
+
+#define GW_OK 0
+#define GW_EINVAL (-EINVAL)             /**< an argument is invalid */
+#define GW_ENOMEM (-ENOMEM)             /**< out of memory */
+#define GW_EAGAIN (-EAGAIN)             /**< output queue full: wait for on_drain */
+#define GW_EADDRINUSE (-EADDRINUSE)     /**< the address is already in use */
+#define GW_EADDRNOTAVAIL (-EADDRNOTAVAIL) /**< no such local address on this host */
+#define GW_EACCES (-EACCES)             /**< permission denied (a port below 1024?) */
+#define GW_EBADF (-EBADF)               /**< not an open file descriptor */
+#define GW_ENOTSOCK (-ENOTSOCK)         /**< the fd is not a socket */
+#define GW_EMFILE (-EMFILE)             /**< the process is out of file descriptors */
+#define GW_ENOSYS (-ENOSYS)             /**< built without this feature (e.g. systemd) */
+#define GW_ENOTLISTENING (-3001)        /**< the socket is not listening */
+#define GW_ENOTSTREAM (-3002)           /**< the socket is not a SOCK_STREAM socket */
+#define GW_ESTATE (-3003)               /**< not allowed in the object's current state */
+#define GW_EWRONGTHREAD (-3004)         /**< called from a thread that is not the loop thread */
+#define GW_ECLOSED (-3005)              /**< the connection is closing or closed */
+#define GW_ENOTFOUND (-3006)            /**< no inherited socket has that name */
+#define GW_ETOOBIG (-3007)              /**< the message is larger than the framing allows */
+#define GW_EADDRESS (-3008)             /**< an address string could not be parsed */
+
+/** A static, human-readable text for any code returned by this API (and for
+ *  any negated errno). Thread-safe. Never NULL. */
+GW_EXTERN const char *gw_strerror(int code);
+
+/* ---- Logging ------------------------------------------------------------ */
+
+/** Levels follow syslog (and sd-daemon's "<N>" prefixes). */
+typedef enum gw_log_level {
+    GW_LOG_ERROR = 3,
+    GW_LOG_WARNING = 4,
+    GW_LOG_INFO = 6,
+    GW_LOG_DEBUG = 7
+} gw_log_level;
+
+/** Receives one line (no trailing newline) per event. Runs on the loop thread,
+ *  or on the calling thread for errors reported during create/listen. */
+typedef void (*gw_log_fn)(gw_log_level level, const char *line, void *user_data);
+
+/* ---- Handles ------------------------------------------------------------ */
+
+typedef struct gw_server gw_server_t;     /**< one event loop and its listeners */
+typedef struct gw_listener gw_listener_t; /**< one listening socket; owned by its server */
+typedef struct gw_conn gw_conn_t;         /**< one accepted client; owned by its server */
+typedef struct gw_timer gw_timer_t;       /**< a one-shot or periodic timer on the loop */
+
+/* ---- Framing and close reasons ----------------------------------------- */
+
+typedef enum gw_framing {
+    GW_FRAMING_RAW = 0,   /**< bytes as they arrive; no message boundaries */
+    GW_FRAMING_LINE = 1,  /**< messages end with '\n' (delivered without it) */
+    GW_FRAMING_U16BE = 2, /**< 2-byte big-endian length, then that many bytes */
+    GW_FRAMING_U32BE = 3  /**< 4-byte big-endian length, then that many bytes */
+} gw_framing;
+
+/** Why a connection closed; passed to on_close exactly once per connection. */
+typedef enum gw_close_reason {
+    GW_CLOSE_PEER = 1,     /**< the peer closed its side and all our output was sent */
+    GW_CLOSE_RESET = 2,    /**< the peer reset the connection, or a socket error occurred */
+    GW_CLOSE_IDLE = 3,     /**< nothing was received for idle_timeout_ms */
+    GW_CLOSE_LIMIT = 4,    /**< its output queue passed max_output (a broadcast it could not take) */
+    GW_CLOSE_OVERSIZE = 5, /**< it sent a frame larger than max_frame */
+    GW_CLOSE_STOPPING = 6, /**< the server is stopping */
+    GW_CLOSE_LOCAL = 7     /**< gw_conn_close() was called */
+} gw_close_reason;
+
+/** A static name for a close reason ("peer", "reset", "idle", ...). Thread-safe. */
+GW_EXTERN const char *gw_close_reason_name(gw_close_reason reason);
+
+/* ---- Server ------------------------------------------------------------- */
+
+typedef struct gw_server_options {
+    unsigned version;          /**< GW_SERVER_OPTIONS_VERSION */
+    unsigned max_clients;      /**< across all listeners; 0 = unlimited */
+    unsigned stop_timeout_ms;  /**< how long a graceful stop may flush output */
+    gw_log_level log_level;    /**< lines above this level are not produced */
+    gw_log_fn log;             /**< NULL: log to stderr with "<N>" prefixes */
+    void *log_user_data;
+} gw_server_options;
+
+#define GW_SERVER_OPTIONS_VERSION 1
+#define GW_SERVER_OPTIONS_INIT { GW_SERVER_OPTIONS_VERSION, 0, 5000, GW_LOG_WARNING, NULL, NULL }
+
+/** Creates a server with its own epoll loop. `options` may be NULL for the
+ *  defaults. The calling thread becomes the loop thread. Returns 0, GW_EINVAL
+ *  (bad options or version), GW_ENOMEM, or a negated errno from epoll. */
+GW_EXTERN int gw_server_create(gw_server_t **out, const gw_server_options *options);
+
+/** Destroys the server: closes every connection at once (on_close gets
+ *  GW_CLOSE_STOPPING for connections still open), every listener and every
+ *  timer. Loop thread only; NULL is ignored. Called from inside a callback,
+ *  the server stops at once and is freed when the current gw_server_run() or
+ *  gw_server_dispatch() returns; the handle must not be used after the call. */
+GW_EXTERN void gw_server_destroy(gw_server_t *server);
+
+/** Runs the loop on the calling thread until the server has stopped. Returns
+ *  0 after a stop, or a negated errno if the loop failed. */
+GW_EXTERN int gw_server_run(gw_server_t *server);
+
+/** For firmware with its own poll loop: a file descriptor that becomes
+ *  readable whenever gw_server_dispatch() has work to do (I/O, a timer due, a
+ *  cross-thread post or stop). Owned by the server: do not close or read it.
+ *  Thread-safe. */
+GW_EXTERN int gw_server_fd(const gw_server_t *server);
+
+/** Does all work that is ready now, without blocking, then returns: 0 while
+ *  the server runs, 1 once it has fully stopped, or a negative code. */
+GW_EXTERN int gw_server_dispatch(gw_server_t *server);
+
+/** Starts a graceful stop: every listener stops accepting, connections stop
+ *  reading, queued output is flushed for at most stop_timeout_ms, then every
+ *  connection closes with GW_CLOSE_STOPPING and gw_server_run() returns.
+ *  Thread-safe and idempotent; returns 0 or GW_EINVAL. */
+GW_EXTERN int gw_server_stop(gw_server_t *server);
+
+/** Runs fn(user_data) on the loop thread, soon, in the order posted.
+ *  Thread-safe. Returns 0, GW_EINVAL, GW_ENOMEM or GW_ESTATE (the server has
+ *  stopped; fn will not run). */
+GW_EXTERN int gw_server_post(gw_server_t *server, void (*fn)(void *user_data), void *user_data);
+
+/** Counters. The fields are read one by one without a common lock. */
+typedef struct gw_stats {
+    uint64_t clients;   /**< connections open now */
+    uint64_t accepted;  /**< connections accepted and served, ever */
+    uint64_t refused;   /**< connections accepted and closed at once (limits, allow list, fd shortage) */
+    uint64_t bytes_in;  /**< bytes read from clients */
+    uint64_t bytes_out; /**< bytes written to clients */
+} gw_stats;
+
+/** Fills `out` with the server's totals. Thread-safe. */
+GW_EXTERN int gw_server_stats(gw_stats *out, const gw_server_t *server);
+
+/* ---- Listeners ---------------------------------------------------------- */
+
+/** Called once a connection is accepted, before any of its data. */
+typedef void (*gw_open_fn)(gw_conn_t *conn, void *user_data);
+/** One message in the listener's framing (raw: whatever arrived). `data` is
+ *  valid only during the call. */
+typedef void (*gw_message_fn)(gw_conn_t *conn, const void *data, size_t len, void *user_data);
+/** Called exactly once per opened connection; `conn` is freed after it returns. */
+typedef void (*gw_close_fn)(gw_conn_t *conn, gw_close_reason reason, void *user_data);
+/** Called when output that had passed high_water has drained below low_water. */
+typedef void (*gw_drain_fn)(gw_conn_t *conn, void *user_data);
+
+typedef struct gw_listener_options {
+    unsigned version;            /**< GW_LISTENER_OPTIONS_VERSION */
+    /** Where to listen: "127.0.0.1:7000", "[::1]:7000", "[fe80::1%eth0]:7000",
+     *  "0.0.0.0:7000" (IPv4 only), "[::]:7000" (IPv6 only), or ":7000" (every
+     *  address, IPv4 and IPv6: dual-stack, falling back to IPv4 when the host
+     *  has no IPv6). Port 0 picks a free port (see gw_listener_port()).
+     *  Ignored by gw_listener_adopt(). */
+    const char *address;
+    int backlog;                 /**< listen() backlog; capped by net.core.somaxconn (logged once) */
+    gw_framing framing;
+    size_t max_frame;            /**< largest message accepted (framed modes); default 65536 */
+    unsigned max_clients;        /**< on this listener; 0 = unlimited */
+    unsigned max_clients_per_ip; /**< per peer address on this listener; 0 = unlimited */
+    unsigned idle_timeout_ms;    /**< close a client that sends nothing this long; 0 = never */
+    int keepalive;               /**< nonzero: enable TCP keepalive */
+    unsigned keepalive_idle_s, keepalive_interval_s, keepalive_count; /**< 0 = kernel default */
+    size_t high_water;           /**< stop reading a client whose queued output exceeds this */
+    size_t low_water;            /**< resume reading (and call on_drain) below this */
+    size_t max_output;           /**< gw_conn_send() beyond this returns GW_EAGAIN */
+    const char *const *allow;    /**< CIDRs ("10.0.0.0/8", "::1/128"); others are refused; NULL = all */
+    size_t allow_count;
+    gw_open_fn on_open;          /**< each may be NULL */
+    gw_message_fn on_message;
+    gw_close_fn on_close;
+    gw_drain_fn on_drain;
+    void *user_data;             /**< passed to every callback of this listener */
+} gw_listener_options;
+
+#define GW_LISTENER_OPTIONS_VERSION 1
+#define GW_LISTENER_OPTIONS_INIT                                                              \
+    { GW_LISTENER_OPTIONS_VERSION, NULL, 128, GW_FRAMING_RAW, 65536, 0, 0, 0, 0, 0, 0, 0,      \
+      65536, 16384, 1048576, NULL, 0, NULL, NULL, NULL, NULL, NULL }
+
+/** Creates a socket, sets SO_REUSEADDR, binds options->address and listens.
+ *  The listener is owned by the server; *out stays valid until the server is
+ *  destroyed. Loop thread only. Returns 0, GW_EINVAL, GW_EADDRESS,
+ *  GW_EADDRINUSE, GW_EADDRNOTAVAIL, GW_EACCES, GW_ESTATE (server stopping) or
+ *  another negated errno. */
+GW_EXTERN int gw_listener_create(gw_listener_t **out, gw_server_t *server,
+                                 const gw_listener_options *options);
+
+/** Takes over an already-listening socket (for example one that systemd
+ *  passed): checks that `fd` is a listening SOCK_STREAM socket, makes it
+ *  non-blocking and close-on-exec, never calls listen() again. On success the
+ *  server owns `fd`; on failure the caller still does. Returns 0, GW_EBADF,
+ *  GW_ENOTSOCK, GW_ENOTSTREAM, GW_ENOTLISTENING, GW_EINVAL or GW_ESTATE. */
+GW_EXTERN int gw_listener_adopt(gw_listener_t **out, gw_server_t *server, int fd,
+                                const gw_listener_options *options);
+
+/** For firmware started by a systemd .socket unit: adopts the inherited
+ *  listening socket whose FileDescriptorName= is `name` (systemd's LISTEN_FDS
+ *  protocol); when the process was not started with one (started by hand),
+ *  binds options->address instead. *out_inherited (may be NULL) tells which
+ *  happened. Returns what gw_listener_adopt()/gw_listener_create() return, or
+ *  GW_ENOSYS when built without systemd support and options->address is NULL,
+ *  or GW_ENOTFOUND when neither an inherited socket nor an address exists. */
+GW_EXTERN int gw_listener_create_systemd(gw_listener_t **out, int *out_inherited,
+                                         gw_server_t *server, const char *name,
+                                         const gw_listener_options *options);
+
+/** The local port the listener is bound to (useful after port 0), or a
+ *  negative code. */
+GW_EXTERN int gw_listener_port(const gw_listener_t *listener);
+
+/** Sends one message, encoded in the listener's framing, to every open
+ *  connection of the listener. A connection whose queue cannot take it is
+ *  closed with GW_CLOSE_LIMIT rather than silently missing a message.
+ *  Returns the number of connections the message was queued on (>= 0), or a
+ *  negative code. Loop thread only. */
+GW_EXTERN int gw_listener_broadcast(gw_listener_t *listener, const void *data, size_t len);
+
+/** This listener's counters. Thread-safe. */
+GW_EXTERN int gw_listener_stats(gw_stats *out, const gw_listener_t *listener);
+
+/* ---- Connections -------------------------------------------------------- */
+
+/** Queues raw bytes for the client (no framing is added). Returns 0,
+ *  GW_ECLOSED (closing or closed), GW_EAGAIN (would pass max_output; nothing
+ *  was queued), GW_EINVAL or GW_EWRONGTHREAD. */
+GW_EXTERN int gw_conn_send(gw_conn_t *conn, const void *data, size_t len);
+
+/** Queues one message encoded in the listener's framing: a '\n' is appended
+ *  for GW_FRAMING_LINE, a length prefix for the length framings, nothing for
+ *  raw. Returns what gw_conn_send() returns, or GW_ETOOBIG when `len` does not
+ *  fit the prefix or exceeds max_frame. */
+GW_EXTERN int gw_conn_send_message(gw_conn_t *conn, const void *data, size_t len);
+
+/** Closes the connection gracefully: no more input is delivered, queued output
+ *  is flushed (bounded by the server's stop_timeout_ms), then on_close runs
+ *  with GW_CLOSE_LOCAL. May be called from any callback, for this or another
+ *  connection. Idempotent; returns 0, GW_EINVAL or GW_EWRONGTHREAD. */
+GW_EXTERN int gw_conn_close(gw_conn_t *conn);
+
+/** Attaches a pointer of the firmware's to the connection, and reads it back. */
+GW_EXTERN void gw_conn_set_user_data(gw_conn_t *conn, void *data);
+GW_EXTERN void *gw_conn_user_data(const gw_conn_t *conn);
+
+/** Writes the peer's address as text ("192.0.2.7" or "2001:db8::7") into
+ *  buf and its port into *out_port (may be NULL). Returns 0, GW_EINVAL or
+ *  GW_ENOMEM if buf is too small (46 bytes always suffice). */
+GW_EXTERN int gw_conn_peer(char *buf, size_t buflen, int *out_port, const gw_conn_t *conn);
+
+/** The listener that accepted this connection. */
+GW_EXTERN gw_listener_t *gw_conn_listener(const gw_conn_t *conn);
+
+/** A number unique to this connection within its server (never reused). */
+GW_EXTERN uint64_t gw_conn_id(const gw_conn_t *conn);
+
+/* ---- Timers ------------------------------------------------------------- */
+
+typedef void (*gw_timer_fn)(gw_timer_t *timer, void *user_data);
+
+/** Creates a stopped timer on the server's loop. Loop thread only. The server
+ *  frees timers still alive when it is destroyed. */
+GW_EXTERN int gw_timer_create(gw_timer_t **out, gw_server_t *server, gw_timer_fn fn, void *user_data);
+
+/** (Re)starts the timer: first after `delay_ms`, then every `repeat_ms`
+ *  (0: one-shot). May be called from the timer's own callback. */
+GW_EXTERN int gw_timer_start(gw_timer_t *timer, uint64_t delay_ms, uint64_t repeat_ms);
+
+/** Stops the timer; it keeps its callback and can be started again. */
+GW_EXTERN int gw_timer_stop(gw_timer_t *timer);
+
+/** Stops and frees the timer (also from its own callback). NULL is ignored. */
+GW_EXTERN void gw_timer_destroy(gw_timer_t *timer);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GATEWAY_GATEWAY_H */
