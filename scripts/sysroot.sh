@@ -1,0 +1,75 @@
+#!/bin/bash
+# Build (or reuse) a Debian bookworm sysroot for cross-compiling gateway.
+#
+#   scripts/sysroot.sh arm64|armhf      -> prints the sysroot path
+#
+# The sysroot lives in .cache/sysroot/<arch> (gitignored). It is made with
+# mmdebstrap --variant=extract from target-architecture packages, without
+# touching the host's dpkg (multiarch is not used). The mirror is taken from
+# the host's apt configuration at run time. A DEBIAN/ directory with the
+# concatenated shlibs and symbols control files of every extracted package is
+# added so dpkg-shlibdeps (scripts/package.sh) can compute Depends for ARM
+# binaries: it treats the sysroot as a package build tree (-S).
+set -euo pipefail
+
+arch=${1:?usage: $0 arm64|armhf}
+case $arch in arm64|armhf) ;; *) echo "unsupported arch: $arch" >&2; exit 2 ;; esac
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cache=${GW_CACHE_DIR:-$root/.cache}
+dir=$cache/sysroot/$arch
+suite=bookworm
+pkgs=libc6-dev,libstdc++-12-dev,libsystemd-dev,libcmocka-dev,libtomlplusplus-dev
+stamp="$suite $pkgs v2"
+
+if [ -f "$dir/.gw-sysroot" ] && [ "$(cat "$dir/.gw-sysroot")" = "$stamp" ]; then
+  echo "$dir"; exit 0
+fi
+
+need=()
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+[ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
+if [ ${#need[@]} -gt 0 ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}" >&2
+fi
+
+# The host's Debian mirror for the main suite (apt-cache policy lists every
+# configured source; only the plain "<suite>/main" one is used: for foreign
+# architectures the security suite's index is not usable here).
+mirror=${GW_DEBIAN_MIRROR:-$(apt-cache policy | awk -v s="$suite/main" '$3 == s && $2 ~ /^https?:/ { print $2; exit }')}
+if [ -z "$mirror" ]; then
+  echo "sysroot.sh: no '$suite main' source found in the host's apt configuration (set GW_DEBIAN_MIRROR)" >&2
+  exit 1
+fi
+
+rm -rf "$dir" "$dir.tmp"
+mkdir -p "$(dirname "$dir")"
+echo "sysroot.sh: creating $arch sysroot in $dir" >&2
+mmdebstrap --quiet --variant=extract --arch="$arch" --include="$pkgs" \
+  --skip=download/empty --skip=cleanup/apt/cache \
+  "$suite" "$dir.tmp" "deb $mirror $suite main" >&2
+
+# shlibs/symbols of every extracted package, as if the sysroot were one
+# package being built (see dpkg-shlibdeps -S).
+mkdir -p "$dir.tmp/DEBIAN"
+: > "$dir.tmp/DEBIAN/shlibs"
+: > "$dir.tmp/DEBIAN/symbols"
+tmp=$(mktemp -d)
+for deb in "$dir.tmp"/var/cache/apt/archives/*.deb; do
+  rm -rf "$tmp/c"; mkdir "$tmp/c"
+  dpkg-deb --control "$deb" "$tmp/c"
+  [ -f "$tmp/c/shlibs" ] && cat "$tmp/c/shlibs" >> "$dir.tmp/DEBIAN/shlibs"
+  [ -f "$tmp/c/symbols" ] && cat "$tmp/c/symbols" >> "$dir.tmp/DEBIAN/symbols"
+done
+rm -rf "$tmp" "$dir.tmp"/var/cache/apt/archives/*.deb
+
+# Absolute symlinks (e.g. usr/lib/<triplet>/libfoo.so -> /lib/...) would point
+# at the host; make them relative so they resolve inside the sysroot.
+find "$dir.tmp" -type l -lname '/*' | while read -r l; do
+  t=$(readlink "$l")
+  ln -sfn "$(realpath -m --relative-to="$(dirname "$l")" "$dir.tmp$t")" "$l"
+done
+
+echo "$stamp" > "$dir.tmp/.gw-sysroot"
+mv "$dir.tmp" "$dir"
+echo "$dir"
