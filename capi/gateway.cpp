@@ -1,0 +1,430 @@
+// The C facade. It only translates: it checks arguments and threads at the
+// edge, converts options to the core's structs, maps C callbacks onto the
+// core's ConnectionHandler, and turns every exception into an error code.
+#include "gateway/gateway.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "gw/errors.hpp"
+#include "gw/server.hpp"
+#include "gw/systemd.hpp"
+
+static_assert(GW_ENOTLISTENING == gw::err::not_listening, "C and C++ error codes differ");
+static_assert(GW_ENOTSTREAM == gw::err::not_stream, "C and C++ error codes differ");
+static_assert(GW_ESTATE == gw::err::bad_state, "C and C++ error codes differ");
+static_assert(GW_EWRONGTHREAD == gw::err::wrong_thread, "C and C++ error codes differ");
+static_assert(GW_ECLOSED == gw::err::closed, "C and C++ error codes differ");
+static_assert(GW_ENOTFOUND == gw::err::not_found, "C and C++ error codes differ");
+static_assert(GW_ETOOBIG == gw::err::too_big, "C and C++ error codes differ");
+static_assert(GW_EADDRESS == gw::err::bad_address, "C and C++ error codes differ");
+static_assert(static_cast<int>(gw::CloseReason::local) == GW_CLOSE_LOCAL, "close reasons differ");
+static_assert(static_cast<int>(gw::CloseReason::peer) == GW_CLOSE_PEER, "close reasons differ");
+static_assert(static_cast<int>(gw::Framing::u32be) == GW_FRAMING_U32BE, "framings differ");
+
+struct gw_timer;
+
+/// The C server: the core server plus what the C API adds (its listener
+/// wrappers, its timers, and deferred self-destruction from callbacks).
+struct gw_server {
+  gw_log_fn log = nullptr;
+  void *log_user_data = nullptr;
+  std::unique_ptr<gw::Server> core;
+  std::vector<std::unique_ptr<gw_listener>> listeners;
+  std::vector<gw_timer *> timers;
+  int dispatch_depth = 0;        // > 0 while run/dispatch is on the stack
+  bool destroy_pending = false;  // gw_server_destroy() was called from a callback
+
+  ~gw_server();
+};
+
+/// One C listener: a ConnectionHandler that calls the C callbacks.
+struct gw_listener final : gw::ConnectionHandler {
+  gw_server *owner = nullptr;
+  gw::Listener *core = nullptr;
+  gw_open_fn on_open_fn = nullptr;
+  gw_message_fn on_message_fn = nullptr;
+  gw_close_fn on_close_fn = nullptr;
+  gw_drain_fn on_drain_fn = nullptr;
+  void *user_data = nullptr;
+
+  void on_open(gw::Connection &conn) override {
+    if (on_open_fn) on_open_fn(to_c(conn), user_data);
+  }
+  void on_message(gw::Connection &conn, const uint8_t *data, size_t length) override {
+    if (on_message_fn) on_message_fn(to_c(conn), data, length, user_data);
+  }
+  void on_close(gw::Connection &conn, gw::CloseReason reason) override {
+    if (on_close_fn) on_close_fn(to_c(conn), static_cast<gw_close_reason>(reason), user_data);
+  }
+  void on_drain(gw::Connection &conn) override {
+    if (on_drain_fn) on_drain_fn(to_c(conn), user_data);
+  }
+  static gw_conn_t *to_c(gw::Connection &conn) { return reinterpret_cast<gw_conn_t *>(&conn); }
+};
+
+struct gw_timer {
+  gw_server *owner = nullptr;
+  gw_timer_fn fn = nullptr;
+  void *user_data = nullptr;
+  std::unique_ptr<gw::Timer> core;
+};
+
+namespace {
+
+gw::Connection *core_of(gw_conn_t *conn) { return reinterpret_cast<gw::Connection *>(conn); }
+const gw::Connection *core_of(const gw_conn_t *conn) { return reinterpret_cast<const gw::Connection *>(conn); }
+
+bool on_loop_thread(const gw_server *server) { return server->core->loop().in_loop_thread(); }
+
+// Every entry point runs its body through this: no exception reaches C.
+template <typename Body>
+int guarded(Body &&body) noexcept {
+  try {
+    return body();
+  } catch (const std::bad_alloc &) {
+    return GW_ENOMEM;
+  } catch (...) {
+    return -EIO;
+  }
+}
+
+void log_to_c(gw::LogLevel level, const char *line, void *user_data) {
+  auto *server = static_cast<gw_server *>(user_data);
+  server->log(static_cast<gw_log_level>(level), line, server->log_user_data);
+}
+
+int to_listener_config(gw::ListenerConfig &out, const gw_listener_options &options) {
+  if (options.version != GW_LISTENER_OPTIONS_VERSION) return GW_EINVAL;
+  if (options.framing < GW_FRAMING_RAW || options.framing > GW_FRAMING_U32BE) return GW_EINVAL;
+  if (options.backlog < 1 || options.max_frame == 0 || options.low_water > options.high_water) return GW_EINVAL;
+  if (options.allow_count && !options.allow) return GW_EINVAL;
+  out.backlog = options.backlog;
+  out.framing = static_cast<gw::Framing>(options.framing);
+  out.max_frame = options.max_frame;
+  out.max_clients = options.max_clients;
+  out.max_clients_per_ip = options.max_clients_per_ip;
+  out.idle_timeout_ms = options.idle_timeout_ms;
+  out.keepalive = options.keepalive != 0;
+  out.keepalive_idle_s = options.keepalive_idle_s;
+  out.keepalive_interval_s = options.keepalive_interval_s;
+  out.keepalive_count = options.keepalive_count;
+  out.high_water = options.high_water;
+  out.low_water = options.low_water;
+  out.max_output = options.max_output;
+  for (size_t i = 0; i < options.allow_count; ++i) {
+    gw::Cidr cidr;
+    if (!options.allow[i] || gw::parse_cidr(options.allow[i], cidr) != 0) return GW_EADDRESS;
+    out.allow.push_back(cidr);
+  }
+  return 0;
+}
+
+// Shared by create, adopt and create_systemd: validates, then lets `open`
+// make the core listener with the wrapper as its handler.
+template <typename Open>
+int make_listener(gw_listener_t **out, gw_server_t *server, const gw_listener_options *options, Open &&open) {
+  if (!out || !server || !options) return GW_EINVAL;
+  if (!on_loop_thread(server)) return GW_EWRONGTHREAD;
+  return guarded([&] {
+    gw::ListenerConfig config;
+    if (int rc = to_listener_config(config, *options)) return rc;
+    auto wrapper = std::make_unique<gw_listener>();
+    wrapper->owner = server;
+    wrapper->on_open_fn = options->on_open;
+    wrapper->on_message_fn = options->on_message;
+    wrapper->on_close_fn = options->on_close;
+    wrapper->on_drain_fn = options->on_drain;
+    wrapper->user_data = options->user_data;
+    server->listeners.reserve(server->listeners.size() + 1);  // no throw after the core owns the fd
+    gw::Listener *core = nullptr;
+    if (int rc = open(core, config, *wrapper)) return rc;
+    wrapper->core = core;
+    *out = wrapper.get();
+    server->listeners.push_back(std::move(wrapper));
+    return 0;
+  });
+}
+
+}  // namespace
+
+gw_server::~gw_server() {
+  if (!core) return;
+  // Close the connections while the listener wrappers (their handlers) live,
+  // then the timers, which belong to the loop that the core frees last.
+  core->stop_now();
+  for (gw_timer *timer : timers) delete timer;
+  timers.clear();
+  core.reset();
+}
+
+extern "C" {
+
+const char *gw_version(void) { return GW_PROJECT_VERSION; }
+
+const char *gw_strerror(int code) { return gw::err::describe(code); }
+
+const char *gw_close_reason_name(gw_close_reason reason) {
+  switch (reason) {
+    case GW_CLOSE_PEER: return "peer";
+    case GW_CLOSE_RESET: return "reset";
+    case GW_CLOSE_IDLE: return "idle";
+    case GW_CLOSE_LIMIT: return "limit";
+    case GW_CLOSE_OVERSIZE: return "oversize";
+    case GW_CLOSE_STOPPING: return "stopping";
+    case GW_CLOSE_LOCAL: return "local";
+  }
+  return "unknown";
+}
+
+int gw_server_create(gw_server_t **out, const gw_server_options *options) {
+  if (!out) return GW_EINVAL;
+  *out = nullptr;
+  gw_server_options defaults = GW_SERVER_OPTIONS_INIT;
+  if (!options) options = &defaults;
+  if (options->version != GW_SERVER_OPTIONS_VERSION) return GW_EINVAL;
+  return guarded([&] {
+    auto server = std::make_unique<gw_server>();
+    gw::ServerConfig config;
+    config.max_clients = options->max_clients;
+    config.stop_timeout_ms = options->stop_timeout_ms;
+    config.logger.max_level = static_cast<gw::LogLevel>(options->log_level);
+    if (options->log) {
+      server->log = options->log;
+      server->log_user_data = options->log_user_data;
+      config.logger.sink = &log_to_c;
+      config.logger.user_data = server.get();
+    }
+    if (int rc = gw::Server::create(server->core, config)) return rc;
+    *out = server.release();
+    return 0;
+  });
+}
+
+void gw_server_destroy(gw_server_t *server) {
+  if (!server || !on_loop_thread(server)) return;
+  if (server->dispatch_depth > 0) {
+    // Inside a callback: stop now, free when run/dispatch unwinds.
+    server->destroy_pending = true;
+    guarded([&] {
+      server->core->stop_now();
+      return 0;
+    });
+    return;
+  }
+  delete server;
+}
+
+int gw_server_run(gw_server_t *server) {
+  if (!server) return GW_EINVAL;
+  int rc = guarded([&] {
+    ++server->dispatch_depth;
+    int result = server->core->run();
+    --server->dispatch_depth;
+    return result;
+  });
+  if (server->destroy_pending) delete server;
+  return rc;
+}
+
+int gw_server_fd(const gw_server_t *server) {
+  if (!server) return GW_EINVAL;
+  return server->core->loop().poll_fd();
+}
+
+int gw_server_dispatch(gw_server_t *server) {
+  if (!server) return GW_EINVAL;
+  int rc = guarded([&] {
+    ++server->dispatch_depth;
+    int result = server->core->dispatch_ready();
+    --server->dispatch_depth;
+    return result;
+  });
+  if (server->destroy_pending) {
+    delete server;
+    return 1;
+  }
+  return rc;
+}
+
+int gw_server_stop(gw_server_t *server) {
+  if (!server) return GW_EINVAL;
+  return guarded([&] {
+    server->core->stop();
+    return 0;
+  });
+}
+
+int gw_server_post(gw_server_t *server, void (*fn)(void *), void *user_data) {
+  if (!server || !fn) return GW_EINVAL;
+  if (server->core->state() == gw::Server::State::stopped) return GW_ESTATE;
+  return guarded([&] {
+    server->core->loop().post([fn, user_data] { fn(user_data); });
+    return 0;
+  });
+}
+
+static void copy_stats(gw_stats *out, const gw::Stats &stats) {
+  out->clients = stats.clients.load(std::memory_order_relaxed);
+  out->accepted = stats.accepted.load(std::memory_order_relaxed);
+  out->refused = stats.refused.load(std::memory_order_relaxed);
+  out->bytes_in = stats.bytes_in.load(std::memory_order_relaxed);
+  out->bytes_out = stats.bytes_out.load(std::memory_order_relaxed);
+}
+
+int gw_server_stats(gw_stats *out, const gw_server_t *server) {
+  if (!out || !server) return GW_EINVAL;
+  copy_stats(out, server->core->stats());
+  return 0;
+}
+
+int gw_listener_create(gw_listener_t **out, gw_server_t *server, const gw_listener_options *options) {
+  if (options && !options->address) return GW_EINVAL;
+  return make_listener(out, server, options, [&](gw::Listener *&core, const gw::ListenerConfig &config, gw_listener &handler) {
+    return server->core->listen(core, options->address, config, handler);
+  });
+}
+
+int gw_listener_adopt(gw_listener_t **out, gw_server_t *server, int fd, const gw_listener_options *options) {
+  return make_listener(out, server, options, [&](gw::Listener *&core, const gw::ListenerConfig &config, gw_listener &handler) {
+    return server->core->adopt(core, fd, config, handler);
+  });
+}
+
+int gw_listener_create_systemd(gw_listener_t **out, int *out_inherited, gw_server_t *server, const char *name,
+                               const gw_listener_options *options) {
+  if (out_inherited) *out_inherited = 0;
+  if (!name || !*name) return GW_EINVAL;
+  return make_listener(out, server, options, [&](gw::Listener *&core, const gw::ListenerConfig &config, gw_listener &handler) {
+    gw::sd::collect_listen_fds();  // a process started by hand has none: not an error
+    int fd = -1;
+    if (gw::sd::take_listen_fd(name, fd) == 0) {
+      int rc = server->core->adopt(core, fd, config, handler);
+      if (rc != 0 && rc != -EBADF) ::close(fd);  // it was ours, and it is unusable
+      if (rc == 0 && out_inherited) *out_inherited = 1;
+      return rc;
+    }
+    if (options->address) return server->core->listen(core, options->address, config, handler);
+    return gw::sd::available() ? GW_ENOTFOUND : GW_ENOSYS;
+  });
+}
+
+int gw_listener_port(const gw_listener_t *listener) {
+  if (!listener) return GW_EINVAL;
+  return listener->core->port();
+}
+
+int gw_listener_broadcast(gw_listener_t *listener, const void *data, size_t len) {
+  if (!listener || (!data && len)) return GW_EINVAL;
+  if (!on_loop_thread(listener->owner)) return GW_EWRONGTHREAD;
+  return guarded([&] { return listener->core->broadcast(data, len); });
+}
+
+int gw_listener_stats(gw_stats *out, const gw_listener_t *listener) {
+  if (!out || !listener) return GW_EINVAL;
+  copy_stats(out, listener->core->stats());
+  return 0;
+}
+
+static int conn_edge(const gw_conn_t *conn) {
+  if (!conn) return GW_EINVAL;
+  return core_of(conn)->listener().server().loop().in_loop_thread() ? 0 : GW_EWRONGTHREAD;
+}
+
+int gw_conn_send(gw_conn_t *conn, const void *data, size_t len) {
+  if (int rc = conn_edge(conn)) return rc;
+  if (!data && len) return GW_EINVAL;
+  return guarded([&] { return core_of(conn)->send(data, len); });
+}
+
+int gw_conn_send_message(gw_conn_t *conn, const void *data, size_t len) {
+  if (int rc = conn_edge(conn)) return rc;
+  if (!data && len) return GW_EINVAL;
+  return guarded([&] { return core_of(conn)->send_message(data, len); });
+}
+
+int gw_conn_close(gw_conn_t *conn) {
+  if (int rc = conn_edge(conn)) return rc;
+  return guarded([&] {
+    core_of(conn)->close(gw::CloseReason::local);
+    return 0;
+  });
+}
+
+void gw_conn_set_user_data(gw_conn_t *conn, void *data) {
+  if (conn) core_of(conn)->set_user_data(data);
+}
+
+void *gw_conn_user_data(const gw_conn_t *conn) { return conn ? core_of(conn)->user_data() : nullptr; }
+
+int gw_conn_peer(char *buf, size_t buflen, int *out_port, const gw_conn_t *conn) {
+  if (!buf || !conn) return GW_EINVAL;
+  return guarded([&] {
+    const gw::SocketAddress &peer = core_of(conn)->peer();
+    std::string host = peer.host();
+    if (host.size() + 1 > buflen) return GW_ENOMEM;
+    std::memcpy(buf, host.c_str(), host.size() + 1);
+    if (out_port) *out_port = peer.port();
+    return 0;
+  });
+}
+
+gw_listener_t *gw_conn_listener(const gw_conn_t *conn) {
+  if (!conn) return nullptr;
+  return static_cast<gw_listener *>(&core_of(conn)->listener().handler());
+}
+
+uint64_t gw_conn_id(const gw_conn_t *conn) { return conn ? core_of(conn)->id() : 0; }
+
+int gw_timer_create(gw_timer_t **out, gw_server_t *server, gw_timer_fn fn, void *user_data) {
+  if (!out || !server || !fn) return GW_EINVAL;
+  if (!on_loop_thread(server)) return GW_EWRONGTHREAD;
+  return guarded([&] {
+    auto timer = std::make_unique<gw_timer>();
+    timer->owner = server;
+    timer->fn = fn;
+    timer->user_data = user_data;
+    gw_timer *raw = timer.get();
+    timer->core = std::make_unique<gw::Timer>(server->core->loop(), [raw] { raw->fn(raw, raw->user_data); });
+    server->timers.push_back(raw);
+    *out = timer.release();
+    return 0;
+  });
+}
+
+int gw_timer_start(gw_timer_t *timer, uint64_t delay_ms, uint64_t repeat_ms) {
+  if (!timer) return GW_EINVAL;
+  if (!on_loop_thread(timer->owner)) return GW_EWRONGTHREAD;
+  return guarded([&] {
+    timer->core->start(delay_ms, repeat_ms);
+    return 0;
+  });
+}
+
+int gw_timer_stop(gw_timer_t *timer) {
+  if (!timer) return GW_EINVAL;
+  if (!on_loop_thread(timer->owner)) return GW_EWRONGTHREAD;
+  timer->core->stop();
+  return 0;
+}
+
+void gw_timer_destroy(gw_timer_t *timer) {
+  if (!timer || !on_loop_thread(timer->owner)) return;
+  timer->core->stop();
+  auto &timers = timer->owner->timers;
+  timers.erase(std::remove(timers.begin(), timers.end(), timer), timers.end());
+  // It may be running its own callback right now: free it after the batch.
+  guarded([&] {
+    timer->owner->core->loop().defer([timer] { delete timer; });
+    return 0;
+  });
+}
+
+}  // extern "C"

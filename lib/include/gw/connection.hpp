@@ -1,0 +1,99 @@
+// Connection: one accepted client socket and its queues.
+#pragma once
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <list>
+#include <memory>
+
+#include "gw/address.hpp"
+#include "gw/buffer.hpp"
+#include "gw/event_loop.hpp"
+#include "gw/fd.hpp"
+
+namespace gw {
+
+class Listener;
+class Server;
+
+/// Why a connection closed. The numbers are the C API's GW_CLOSE_*.
+enum class CloseReason { peer = 1, reset = 2, idle = 3, limit = 4, oversize = 5, stopping = 6, local = 7 };
+const char *close_reason_name(CloseReason reason) noexcept;
+
+/// One client. Owns its connected socket (from accept4) and its input and
+/// output buffers, which hold memory only while bytes are pending. Created and
+/// owned by its Listener while open, by the Server while it flushes before
+/// closing, and freed by the loop at the end of the batch in which it closed:
+/// a Connection& stays valid until ConnectionHandler::on_close returns.
+/// Loop thread only.
+class Connection final : IoHandler {
+ public:
+  enum class State { open, closing, closed };
+  using List = std::list<std::unique_ptr<Connection>>;
+
+  /// Queues bytes as they are. Returns 0, err::closed or -EAGAIN (the queue
+  /// would pass max_output; nothing was queued).
+  int send(const void *data, size_t length);
+  /// Queues one message in the listener's framing (prefix or '\n' added).
+  /// Returns as send(), or err::too_big.
+  int send_message(const void *data, size_t length);
+  /// Queues several pieces as one unit: all or nothing.
+  int send_parts(const iovec *parts, int count);
+
+  /// Graceful close: stops delivering input, flushes output (bounded by the
+  /// server's stop timeout), half-closes and waits briefly for the peer's end
+  /// so that nothing queued is cut off by a reset, then reports `reason`.
+  void close(CloseReason reason = CloseReason::local);
+
+  /// Stops reading from the socket until resume_reading(); for handlers that
+  /// must wait for somewhere to put the data (a backend that is full).
+  void pause_reading();
+  void resume_reading();
+
+  State state() const noexcept { return state_; }
+  bool is_open() const noexcept { return state_ == State::open; }
+  size_t queued_output() const noexcept { return out_.size(); }
+  const SocketAddress &peer() const noexcept { return peer_; }
+  uint64_t id() const noexcept { return id_; }
+  Listener &listener() const noexcept { return listener_; }
+  void *user_data() const noexcept { return user_data_; }
+  void set_user_data(void *data) noexcept { user_data_ = data; }
+
+  ~Connection();
+
+ private:
+  friend class Listener;
+  friend class Server;
+  Connection(Listener &listener, Fd fd, const SocketAddress &peer, uint64_t id);
+
+  void on_io(uint32_t events) override;
+  void handle_read();
+  void handle_write();
+  void deliver(const uint8_t *data, size_t length);
+  void on_peer_eof();
+  void begin_linger();
+  void update_interest();
+  /// Closes the socket now and reports `reason`; every path ends here, once.
+  void finish(CloseReason reason);
+  void after_output_change();
+
+  Listener &listener_;
+  Fd fd_;
+  SocketAddress peer_;
+  IpKey ip_;
+  uint64_t id_;
+  Buffer in_, out_;
+  State state_ = State::open;
+  CloseReason reason_ = CloseReason::local;
+  bool backpressured_ = false;  // output passed high water: input paused until low water
+  bool user_paused_ = false;
+  bool peer_eof_ = false;
+  bool write_shut_ = false;
+  uint32_t interest_ = 0;
+  uint64_t last_active_ms_ = 0;
+  uint64_t close_deadline_ms_ = 0;
+  List::iterator position_;  // in the listener's open list or the server's closing list
+  void *user_data_ = nullptr;
+};
+
+}  // namespace gw

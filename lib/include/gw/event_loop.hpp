@@ -1,0 +1,131 @@
+// EventLoop: one thread's epoll loop, its timers and its cross-thread queue.
+#pragma once
+#include <sys/epoll.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "gw/fd.hpp"
+
+namespace gw {
+
+class EventLoop;
+
+/// Something that wants readiness events for one fd. The loop does not own
+/// handlers: an owner that removes its fd during a batch must keep the handler
+/// alive until the batch ends (see EventLoop::defer) and ignore late events.
+class IoHandler {
+ public:
+  virtual void on_io(uint32_t events) = 0;
+
+ protected:
+  ~IoHandler() = default;
+};
+
+/// A one-shot or periodic timer. Owned by whoever created it; destroying it
+/// stops it. Loop thread only. The callback may start, stop or (through
+/// EventLoop::defer) destroy its own timer.
+class Timer {
+ public:
+  Timer(EventLoop &loop, std::function<void()> callback);
+  ~Timer();
+  Timer(const Timer &) = delete;
+  Timer &operator=(const Timer &) = delete;
+
+  /// First after delay_ms, then every repeat_ms (0: once). Restarts if active.
+  void start(uint64_t delay_ms, uint64_t repeat_ms = 0);
+  void stop() noexcept;
+  bool active() const noexcept { return heap_index_ != npos; }
+
+ private:
+  friend class EventLoop;
+  static constexpr size_t npos = static_cast<size_t>(-1);
+  EventLoop &loop_;
+  std::function<void()> callback_;
+  uint64_t deadline_ms_ = 0;
+  uint64_t repeat_ms_ = 0;
+  uint64_t sequence_ = 0;  // breaks deadline ties in start order
+  size_t heap_index_ = npos;
+};
+
+/// A level-triggered epoll loop. The epoll fd itself is the loop's pollable
+/// fd: a wake-up eventfd and a timerfd armed for the earliest timer live inside
+/// it, so a foreign poll loop only needs to watch poll_fd().
+///
+/// Threading: post() and wake() are thread-safe; everything else must run on
+/// the loop thread (the thread that created the loop, until bind_to_current_thread()).
+class EventLoop {
+ public:
+  /// Creates the epoll fd, eventfd and timerfd. Returns 0 or a negated errno.
+  static int create(std::unique_ptr<EventLoop> &out);
+  ~EventLoop();
+
+  int add(int fd, uint32_t events, IoHandler *handler) noexcept;
+  int modify(int fd, uint32_t events, IoHandler *handler) noexcept;
+  void remove(int fd) noexcept;
+
+  /// Waits up to timeout_ms (-1: forever, 0: not at all) for events, handles
+  /// them, runs due timers, posted functions and deferred work. Returns the
+  /// number of events handled or a negated errno.
+  int dispatch(int timeout_ms);
+
+  /// Queues fn to run on the loop thread during a later dispatch. Thread-safe.
+  void post(std::function<void()> fn);
+  /// Makes a blocked dispatch return soon. Thread-safe, async-signal-safe.
+  void wake() noexcept;
+  /// Runs fn at the end of the current dispatch, after every handler of the
+  /// batch: the place to free objects that a handler closed. Loop thread only.
+  void defer(std::function<void()> fn);
+  /// Runs what defer() queued (dispatch does this after every batch; owners
+  /// call it once more while tearing down outside a dispatch).
+  void run_deferred();
+
+  int poll_fd() const noexcept { return epoll_.get(); }
+  bool in_loop_thread() const noexcept { return owner_.load(std::memory_order_relaxed) == std::this_thread::get_id(); }
+  void bind_to_current_thread() noexcept { owner_.store(std::this_thread::get_id(), std::memory_order_relaxed); }
+
+  /// Monotonic milliseconds.
+  static uint64_t now_ms() noexcept;
+
+  /// A per-loop read buffer: connections read into it, and copy only the
+  /// unparsed remainder into a buffer of their own.
+  uint8_t *scratch() noexcept { return scratch_.get(); }
+  static constexpr size_t scratch_size = 64 * 1024;
+
+ private:
+  friend class Timer;
+  EventLoop() = default;
+  void schedule(Timer *timer);
+  void unschedule(Timer *timer) noexcept;
+  void arm_timerfd() noexcept;
+  void run_due_timers();
+  void run_posted();
+  void heap_swap(size_t a, size_t b) noexcept;
+  void heap_up(size_t index) noexcept;
+  void heap_down(size_t index) noexcept;
+  static bool earlier(const Timer *a, const Timer *b) noexcept;
+
+  struct FdHandler final : IoHandler {
+    void (EventLoop::*action)() = nullptr;
+    EventLoop *loop = nullptr;
+    void on_io(uint32_t) override { (loop->*action)(); }
+  };
+
+  Fd epoll_, wake_, timerfd_;
+  FdHandler wake_handler_, timer_handler_;
+  std::atomic<std::thread::id> owner_{std::this_thread::get_id()};
+  std::mutex posted_mutex_;
+  std::vector<std::function<void()>> posted_;
+  std::vector<std::function<void()>> deferred_;
+  std::vector<Timer *> heap_;
+  uint64_t timer_sequence_ = 0;
+  uint64_t armed_deadline_ = 0;
+  std::unique_ptr<uint8_t[]> scratch_;
+};
+
+}  // namespace gw

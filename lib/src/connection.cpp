@@ -1,0 +1,319 @@
+#include "gw/connection.hpp"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "gw/errors.hpp"
+#include "gw/listener.hpp"
+#include "gw/server.hpp"
+
+namespace gw {
+
+const char *close_reason_name(CloseReason reason) noexcept {
+  switch (reason) {
+    case CloseReason::peer: return "peer closed";
+    case CloseReason::reset: return "reset";
+    case CloseReason::idle: return "idle timeout";
+    case CloseReason::limit: return "output limit";
+    case CloseReason::oversize: return "oversized frame";
+    case CloseReason::stopping: return "server stopping";
+    case CloseReason::local: return "closed locally";
+  }
+  return "unknown";
+}
+
+Connection::Connection(Listener &listener, Fd fd, const SocketAddress &peer, uint64_t id)
+    : listener_(listener), fd_(std::move(fd)), peer_(peer), ip_(ip_key(peer)), id_(id) {}
+
+Connection::~Connection() = default;
+
+// ---- output --------------------------------------------------------------
+
+int Connection::send(const void *data, size_t length) {
+  iovec part{const_cast<void *>(data), length};
+  return send_parts(&part, 1);
+}
+
+int Connection::send_message(const void *data, size_t length) {
+  const ListenerConfig &config = listener_.config();
+  uint8_t header[4];
+  int header_size = encode_header(config.framing, length, header);
+  if (header_size < 0 || (config.framing != Framing::raw && length > config.max_frame)) return err::too_big;
+  iovec parts[3];
+  int count = 0;
+  if (header_size > 0) parts[count++] = {header, static_cast<size_t>(header_size)};
+  parts[count++] = {const_cast<void *>(data), length};
+  static char newline = '\n';
+  if (trailer_size(config.framing)) parts[count++] = {&newline, 1};
+  return send_parts(parts, count);
+}
+
+int Connection::send_parts(const iovec *parts, int count) {
+  if (state_ != State::open) return err::closed;
+  size_t total = 0;
+  for (int i = 0; i < count; ++i) total += parts[i].iov_len;
+  if (out_.size() + total > listener_.config().max_output) return -EAGAIN;
+  size_t written = 0;
+  if (out_.empty() && total) {
+    // Nothing queued: hand the bytes straight to the kernel and queue only the
+    // rest, so a connection that keeps up never allocates an output buffer.
+    msghdr message{};
+    message.msg_iov = const_cast<iovec *>(parts);
+    message.msg_iovlen = static_cast<size_t>(count);
+    ssize_t n;
+    do n = ::sendmsg(fd_.get(), &message, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    // On a real error the rest is queued anyway: epoll reports the error on
+    // this socket and on_io closes it, so no callback runs inside send().
+    if (n > 0) {
+      written = static_cast<size_t>(n);
+      Stats::add(listener_.stats_.bytes_out, written);
+      Stats::add(listener_.server_.stats_.bytes_out, written);
+    }
+  }
+  size_t skip = written;
+  for (int i = 0; i < count; ++i) {
+    size_t length = parts[i].iov_len;
+    if (skip >= length) {
+      skip -= length;
+      continue;
+    }
+    out_.append(static_cast<const uint8_t *>(parts[i].iov_base) + skip, length - skip);
+    skip = 0;
+  }
+  after_output_change();
+  return 0;
+}
+
+void Connection::after_output_change() {
+  const ListenerConfig &config = listener_.config();
+  if (!backpressured_ && out_.size() > config.high_water) {
+    backpressured_ = true;
+  } else if (backpressured_ && out_.size() < config.low_water) {
+    backpressured_ = false;
+    update_interest();
+    if (state_ == State::open) listener_.handler().on_drain(*this);
+    return;
+  }
+  update_interest();
+}
+
+void Connection::handle_write() {
+  while (!out_.empty()) {
+    ssize_t n = ::send(fd_.get(), out_.data(), out_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      out_.consume(static_cast<size_t>(n));
+      Stats::add(listener_.stats_.bytes_out, static_cast<uint64_t>(n));
+      Stats::add(listener_.server_.stats_.bytes_out, static_cast<uint64_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    finish(CloseReason::reset);
+    return;
+  }
+  if (out_.empty() && state_ == State::closing) {
+    begin_linger();
+    if (state_ == State::closed) return;
+  }
+  after_output_change();
+}
+
+// ---- input ---------------------------------------------------------------
+
+void Connection::handle_read() {
+  uint8_t *scratch = listener_.server_.loop().scratch();
+  // A few reads per wake-up at most, so one fast client cannot starve others.
+  for (int round = 0; round < 4; ++round) {
+    ssize_t n = ::recv(fd_.get(), scratch, EventLoop::scratch_size, 0);
+    if (n > 0) {
+      if (state_ == State::closing) continue;  // closing: input is read and dropped
+      Stats::add(listener_.stats_.bytes_in, static_cast<uint64_t>(n));
+      Stats::add(listener_.server_.stats_.bytes_in, static_cast<uint64_t>(n));
+      listener_.touch(*this);
+      deliver(scratch, static_cast<size_t>(n));
+      if (state_ != State::open || backpressured_ || user_paused_) return;
+      if (static_cast<size_t>(n) < EventLoop::scratch_size) return;
+      continue;
+    }
+    if (n == 0) {
+      on_peer_eof();
+      return;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+    finish(CloseReason::reset);
+    return;
+  }
+}
+
+void Connection::deliver(const uint8_t *data, size_t length) {
+  const ListenerConfig &config = listener_.config();
+  ConnectionHandler &handler = listener_.handler();
+  if (config.framing == Framing::raw) {
+    handler.on_message(*this, data, length);
+    return;
+  }
+  // Parse straight from the scratch buffer when nothing is pending; only an
+  // incomplete tail is copied into this connection's own buffer.
+  bool buffered = !in_.empty();
+  if (buffered) {
+    in_.append(data, length);
+    data = in_.data();
+    length = in_.size();
+  }
+  size_t offset = 0;
+  while (state_ == State::open) {
+    FrameScan scan = scan_frame(config.framing, config.max_frame, data + offset, length - offset);
+    if (scan.status == FrameScan::need_more) break;
+    if (scan.status == FrameScan::oversize) {
+      listener_.server_.logger().log(LogLevel::info, "%s: closing %s: frame larger than max_frame (%zu bytes)",
+                                     config.name.c_str(), peer_.to_string().c_str(), config.max_frame);
+      in_.release();
+      close(CloseReason::oversize);
+      return;
+    }
+    handler.on_message(*this, data + offset + scan.payload_offset, scan.payload_length);
+    offset += scan.consumed;
+  }
+  if (state_ != State::open) return;  // a callback closed us: the rest is not delivered
+  if (buffered)
+    in_.consume(offset);
+  else
+    in_.append(data + offset, length - offset);
+}
+
+void Connection::on_peer_eof() {
+  peer_eof_ = true;
+  if (state_ == State::open) {
+    // A last line without its '\n' is still a line (`printf 'hi' | nc`).
+    if (listener_.config().framing == Framing::line && !in_.empty()) {
+      Buffer last = std::move(in_);
+      in_ = Buffer();
+      listener_.handler().on_message(*this, last.data(), last.size());
+      if (state_ != State::open) return;
+    }
+    close(CloseReason::peer);
+    return;
+  }
+  if (state_ == State::closing && out_.empty()) finish(reason_);
+  else update_interest();
+}
+
+// ---- closing -------------------------------------------------------------
+
+void Connection::close(CloseReason reason) {
+  if (state_ != State::open) return;
+  state_ = State::closing;
+  reason_ = reason;
+  in_.release();
+  Server &server = listener_.server_;
+  close_deadline_ms_ = EventLoop::now_ms() + server.config().stop_timeout_ms;
+  Connection::List &closing = server.closing();
+  closing.splice(closing.end(), listener_.connections_, position_);
+  server.arm_closing_timer();
+  if (out_.empty())
+    begin_linger();
+  else
+    update_interest();
+}
+
+void Connection::begin_linger() {
+  if (peer_eof_) {
+    finish(reason_);
+    return;
+  }
+  // Half-close and read until the peer's FIN: closing a socket that still has
+  // unread input makes the kernel send a reset, which can destroy the output we
+  // just queued before the peer reads it.
+  if (!write_shut_) {
+    ::shutdown(fd_.get(), SHUT_WR);
+    write_shut_ = true;
+  }
+  update_interest();
+}
+
+void Connection::finish(CloseReason reason) {
+  if (state_ == State::closed) return;
+  State previous = state_;
+  state_ = State::closed;
+  Server &server = listener_.server_;
+  if (!out_.empty()) {
+    server.logger().log(LogLevel::warning, "%s: %s: %zu queued bytes could not be delivered (%s)",
+                        listener_.config().name.c_str(), peer_.to_string().c_str(), out_.size(),
+                        close_reason_name(reason));
+  }
+  server.loop().remove(fd_.get());
+  fd_.reset();
+  in_.release();
+  out_.release();
+  Stats::add(listener_.stats_.clients, static_cast<uint64_t>(-1));
+  Stats::add(server.stats_.clients, static_cast<uint64_t>(-1));
+  auto ip = listener_.per_ip_.find(ip_);
+  if (ip != listener_.per_ip_.end() && --ip->second == 0) listener_.per_ip_.erase(ip);
+  // Leave our list now, be freed after the batch: handlers further down this
+  // batch may still hold pointers to us, and ignore us since we are closed.
+  Connection::List &list = previous == State::open ? listener_.connections_ : server.closing();
+  Connection *self = position_->release();
+  list.erase(position_);
+  server.loop().defer([self] { delete self; });
+  server.logger().log(LogLevel::debug, "%s: %s closed (%s)", listener_.config().name.c_str(),
+                      peer_.to_string().c_str(), close_reason_name(reason));
+  listener_.handler().on_close(*this, reason);
+  server.check_stopped();
+}
+
+// ---- readiness -------------------------------------------------------------
+
+void Connection::pause_reading() {
+  user_paused_ = true;
+  update_interest();
+}
+
+void Connection::resume_reading() {
+  user_paused_ = false;
+  update_interest();
+}
+
+void Connection::update_interest() {
+  if (state_ == State::closed) return;
+  uint32_t want = 0;
+  if (!peer_eof_) {
+    if (state_ == State::open ? !(backpressured_ || user_paused_) : true) want |= EPOLLIN;
+  }
+  if (!out_.empty()) want |= EPOLLOUT;
+  if (want == interest_) return;
+  interest_ = want;
+  listener_.server_.loop().modify(fd_.get(), want, this);
+}
+
+void Connection::on_io(uint32_t events) {
+  if (state_ == State::closed) return;  // closed earlier in this batch
+  if (events & EPOLLERR) {
+    int error = 0;
+    socklen_t length = sizeof error;
+    getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &error, &length);
+    listener_.server_.logger().log(LogLevel::debug, "%s: %s: %s", listener_.config().name.c_str(),
+                                   peer_.to_string().c_str(), std::strerror(error));
+    finish(CloseReason::reset);
+    return;
+  }
+  if ((events & EPOLLIN) && (interest_ & EPOLLIN)) {
+    handle_read();
+    if (state_ == State::closed) return;
+  }
+  if ((events & EPOLLOUT) && (interest_ & EPOLLOUT)) {
+    handle_write();
+    if (state_ == State::closed) return;
+  }
+  if (events & EPOLLHUP) {
+    // Both directions are gone: nothing more can be read or written.
+    finish(out_.empty() && peer_eof_ ? (state_ == State::closing ? reason_ : CloseReason::peer)
+                                     : CloseReason::reset);
+  }
+}
+
+}  // namespace gw

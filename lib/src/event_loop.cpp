@@ -1,0 +1,206 @@
+#include "gw/event_loop.hpp"
+
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <time.h>
+
+#include <cerrno>
+
+namespace gw {
+
+uint64_t EventLoop::now_ms() noexcept {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
+}
+
+int EventLoop::create(std::unique_ptr<EventLoop> &out) {
+  std::unique_ptr<EventLoop> loop(new EventLoop());
+  loop->epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
+  if (!loop->epoll_) return -errno;
+  loop->wake_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!loop->wake_) return -errno;
+  loop->timerfd_.reset(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  if (!loop->timerfd_) return -errno;
+  loop->wake_handler_.loop = loop->timer_handler_.loop = loop.get();
+  loop->wake_handler_.action = &EventLoop::run_posted;
+  loop->timer_handler_.action = &EventLoop::run_due_timers;
+  if (int rc = loop->add(loop->wake_.get(), EPOLLIN, &loop->wake_handler_)) return rc;
+  if (int rc = loop->add(loop->timerfd_.get(), EPOLLIN, &loop->timer_handler_)) return rc;
+  loop->scratch_.reset(new uint8_t[scratch_size]);
+  out = std::move(loop);
+  return 0;
+}
+
+EventLoop::~EventLoop() {
+  run_deferred();
+  for (Timer *timer : heap_) timer->heap_index_ = Timer::npos;
+}
+
+int EventLoop::add(int fd, uint32_t events, IoHandler *handler) noexcept {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.ptr = handler;
+  return epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) == 0 ? 0 : -errno;
+}
+
+int EventLoop::modify(int fd, uint32_t events, IoHandler *handler) noexcept {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.ptr = handler;
+  return epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev) == 0 ? 0 : -errno;
+}
+
+void EventLoop::remove(int fd) noexcept { epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr); }
+
+int EventLoop::dispatch(int timeout_ms) {
+  epoll_event events[64];
+  int count = epoll_wait(epoll_.get(), events, 64, timeout_ms);
+  if (count < 0) {
+    if (errno != EINTR) return -errno;
+    count = 0;
+  }
+  for (int i = 0; i < count; ++i) static_cast<IoHandler *>(events[i].data.ptr)->on_io(events[i].events);
+  run_deferred();
+  return count;
+}
+
+void EventLoop::run_deferred() {
+  // Deferred work may defer more (a close inside a close callback): drain until quiet.
+  while (!deferred_.empty()) {
+    std::vector<std::function<void()>> batch;
+    batch.swap(deferred_);
+    for (auto &fn : batch) fn();
+  }
+}
+
+void EventLoop::post(std::function<void()> fn) {
+  {
+    std::lock_guard<std::mutex> lock(posted_mutex_);
+    posted_.push_back(std::move(fn));
+  }
+  wake();
+}
+
+void EventLoop::wake() noexcept {
+  uint64_t one = 1;
+  // EAGAIN means the counter is already non-zero: the loop will wake anyway.
+  [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof one);
+}
+
+void EventLoop::defer(std::function<void()> fn) { deferred_.push_back(std::move(fn)); }
+
+void EventLoop::run_posted() {
+  uint64_t count;
+  [[maybe_unused]] ssize_t n = ::read(wake_.get(), &count, sizeof count);
+  std::vector<std::function<void()>> batch;
+  {
+    std::lock_guard<std::mutex> lock(posted_mutex_);
+    batch.swap(posted_);
+  }
+  for (auto &fn : batch) fn();
+}
+
+// ---- timers: a binary min-heap of Timer*, each knowing its index --------
+
+bool EventLoop::earlier(const Timer *a, const Timer *b) noexcept {
+  return a->deadline_ms_ != b->deadline_ms_ ? a->deadline_ms_ < b->deadline_ms_ : a->sequence_ < b->sequence_;
+}
+
+void EventLoop::heap_swap(size_t a, size_t b) noexcept {
+  std::swap(heap_[a], heap_[b]);
+  heap_[a]->heap_index_ = a;
+  heap_[b]->heap_index_ = b;
+}
+
+void EventLoop::heap_up(size_t index) noexcept {
+  while (index > 0) {
+    size_t parent = (index - 1) / 2;
+    if (!earlier(heap_[index], heap_[parent])) break;
+    heap_swap(index, parent);
+    index = parent;
+  }
+}
+
+void EventLoop::heap_down(size_t index) noexcept {
+  for (;;) {
+    size_t smallest = index, left = 2 * index + 1, right = left + 1;
+    if (left < heap_.size() && earlier(heap_[left], heap_[smallest])) smallest = left;
+    if (right < heap_.size() && earlier(heap_[right], heap_[smallest])) smallest = right;
+    if (smallest == index) return;
+    heap_swap(index, smallest);
+    index = smallest;
+  }
+}
+
+void EventLoop::schedule(Timer *timer) {
+  timer->sequence_ = ++timer_sequence_;
+  timer->heap_index_ = heap_.size();
+  heap_.push_back(timer);
+  heap_up(timer->heap_index_);
+  if (heap_.front() == timer) arm_timerfd();
+}
+
+void EventLoop::unschedule(Timer *timer) noexcept {
+  size_t index = timer->heap_index_;
+  if (index == Timer::npos) return;
+  bool was_first = index == 0;
+  heap_swap(index, heap_.size() - 1);
+  heap_.pop_back();
+  timer->heap_index_ = Timer::npos;
+  if (index < heap_.size()) {
+    heap_up(index);
+    heap_down(index);
+  }
+  if (was_first) arm_timerfd();
+}
+
+void EventLoop::arm_timerfd() noexcept {
+  uint64_t deadline = heap_.empty() ? 0 : heap_.front()->deadline_ms_;
+  if (deadline == armed_deadline_) return;
+  armed_deadline_ = deadline;
+  itimerspec spec{};
+  if (deadline) {
+    // An absolute deadline of 0 would disarm the timerfd: a due timer fires at 1 ns.
+    spec.it_value.tv_sec = static_cast<time_t>(deadline / 1000);
+    spec.it_value.tv_nsec = static_cast<long>((deadline % 1000) * 1000000);
+    if (spec.it_value.tv_sec == 0 && spec.it_value.tv_nsec == 0) spec.it_value.tv_nsec = 1;
+  }
+  timerfd_settime(timerfd_.get(), TFD_TIMER_ABSTIME, &spec, nullptr);
+}
+
+void EventLoop::run_due_timers() {
+  uint64_t expirations;
+  [[maybe_unused]] ssize_t n = ::read(timerfd_.get(), &expirations, sizeof expirations);
+  armed_deadline_ = 0;  // the timerfd has fired: it is disarmed until re-armed
+  uint64_t now = now_ms();
+  // Timers started by callbacks during this pass get a later sequence and, if
+  // already due, run on the next pass: a periodic 0 ms timer cannot starve I/O.
+  uint64_t last_sequence = timer_sequence_;
+  while (!heap_.empty() && heap_.front()->deadline_ms_ <= now && heap_.front()->sequence_ <= last_sequence) {
+    Timer *timer = heap_.front();
+    unschedule(timer);
+    if (timer->repeat_ms_) {
+      timer->deadline_ms_ += timer->repeat_ms_;
+      if (timer->deadline_ms_ <= now) timer->deadline_ms_ = now + timer->repeat_ms_;  // we fell behind: skip, do not burst
+      schedule(timer);
+    }
+    timer->callback_();  // may stop, restart or defer-destroy this timer
+  }
+  arm_timerfd();
+}
+
+Timer::Timer(EventLoop &loop, std::function<void()> callback) : loop_(loop), callback_(std::move(callback)) {}
+
+Timer::~Timer() { stop(); }
+
+void Timer::start(uint64_t delay_ms, uint64_t repeat_ms) {
+  stop();
+  deadline_ms_ = EventLoop::now_ms() + delay_ms;
+  repeat_ms_ = repeat_ms;
+  loop_.schedule(this);
+}
+
+void Timer::stop() noexcept { loop_.unschedule(this); }
+
+}  // namespace gw

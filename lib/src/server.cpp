@@ -1,0 +1,246 @@
+#include "gw/server.hpp"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "gw/errors.hpp"
+
+namespace gw {
+namespace {
+
+int somaxconn() noexcept {
+  int value = -1;
+  if (FILE *file = std::fopen("/proc/sys/net/core/somaxconn", "re")) {
+    if (std::fscanf(file, "%d", &value) != 1) value = -1;
+    std::fclose(file);
+  }
+  return value;
+}
+
+int set_int_option(int fd, int level, int name, int value) noexcept {
+  return setsockopt(fd, level, name, &value, sizeof value) == 0 ? 0 : -errno;
+}
+
+}  // namespace
+
+Server::Server(const ServerConfig &config) : config_(config) {}
+
+int Server::create(std::unique_ptr<Server> &out, const ServerConfig &config) {
+  std::unique_ptr<Server> server(new Server(config));
+  if (int rc = EventLoop::create(server->loop_)) return rc;
+  server->closing_timer_ = std::make_unique<Timer>(*server->loop_, [s = server.get()] { s->on_closing_timer(); });
+  out = std::move(server);
+  return 0;
+}
+
+Server::~Server() {
+  stop_now();
+  loop_->run_deferred();
+  closing_timer_.reset();
+  listeners_.clear();
+}
+
+int Server::listen(Listener *&out, std::string_view address, const ListenerConfig &config, ConnectionHandler &handler) {
+  if (state_ != State::running) return err::bad_state;
+  if (config.backlog < 1) return -EINVAL;
+  ListenAddress where;
+  if (int rc = parse_listen_address(address, where)) return rc;
+  SocketAddress &bind_to = where.address;
+  Fd fd(::socket(bind_to.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd && where.dual_stack && errno == EAFNOSUPPORT) {
+    // ":PORT" on a host without IPv6: every IPv4 address is what was asked for.
+    int port = bind_to.port();
+    bind_to = SocketAddress{};
+    auto *v4 = reinterpret_cast<sockaddr_in *>(&bind_to.storage);
+    v4->sin_family = AF_INET;
+    v4->sin_addr.s_addr = htonl(INADDR_ANY);
+    v4->sin_port = htons(static_cast<uint16_t>(port));
+    bind_to.length = sizeof(sockaddr_in);
+    fd.reset(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  }
+  if (!fd) return -errno;
+  // Restarting must not wait for TIME_WAIT of the previous run's clients.
+  if (int rc = set_int_option(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1)) return rc;
+  if (bind_to.family() == AF_INET6) {
+    // Set explicitly both ways: the kernel default (net.ipv6.bindv6only) varies.
+    if (int rc = set_int_option(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, where.dual_stack ? 0 : 1)) return rc;
+  }
+  if (::bind(fd.get(), bind_to.get(), bind_to.length) != 0) {
+    int error = errno;
+    config_.logger.log(LogLevel::error, "cannot bind %.*s: %s", static_cast<int>(address.size()), address.data(),
+                       std::strerror(error));
+    return -error;
+  }
+  int limit = somaxconn();
+  if (limit > 0 && config.backlog > limit) {
+    config_.logger.log(LogLevel::warning,
+                       "%.*s: backlog %d exceeds net.core.somaxconn (%d); the kernel uses %d (raise it with sysctl)",
+                       static_cast<int>(address.size()), address.data(), config.backlog, limit, limit);
+  }
+  if (::listen(fd.get(), config.backlog) != 0) return -errno;
+  return add_listener(out, std::move(fd), config, handler);
+}
+
+int Server::adopt(Listener *&out, int fd, const ListenerConfig &config, ConnectionHandler &handler) {
+  if (state_ != State::running) return err::bad_state;
+  if (fd < 0 || ::fcntl(fd, F_GETFD) < 0) return -EBADF;
+  int type = 0;
+  socklen_t length = sizeof type;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) != 0) return errno == ENOTSOCK ? -ENOTSOCK : -errno;
+  if (type != SOCK_STREAM) return err::not_stream;
+  int listening = 0;
+  length = sizeof listening;
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &length) != 0) return -errno;
+  if (!listening) return err::not_listening;
+  int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return -errno;
+  if (::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) return -errno;
+  // From here on the fd is ours, also if add_listener fails.
+  return add_listener(out, Fd(fd), config, handler);
+}
+
+int Server::add_listener(Listener *&out, Fd fd, const ListenerConfig &config, ConnectionHandler &handler) {
+  SocketAddress local;
+  local.length = sizeof local.storage;
+  if (getsockname(fd.get(), local.get(), &local.length) != 0) return -errno;
+  ListenerConfig copy = config;
+  if (copy.name.empty()) copy.name = local.to_string();
+  if (copy.low_water > copy.high_water) copy.low_water = copy.high_water;
+  std::unique_ptr<Listener> listener(new Listener(*this, std::move(fd), local, std::move(copy), handler));
+  if (int rc = loop_->add(listener->fd_.get(), EPOLLIN, listener.get())) return rc;
+  config_.logger.log(LogLevel::info, "%s: listening on %s", listener->config_.name.c_str(), local.to_string().c_str());
+  out = listener.get();
+  listeners_.push_back(std::move(listener));
+  return 0;
+}
+
+void Server::refuse(Listener &listener, Fd fd, const SocketAddress &peer, const char *why) {
+  fd.reset();
+  Stats::add(listener.stats_.refused, 1);
+  Stats::add(stats_.refused, 1);
+  config_.logger.log(LogLevel::info, "%s: refused %s: %s", listener.config_.name.c_str(), peer.to_string().c_str(), why);
+}
+
+void Server::admit(Listener &listener, Fd fd, const SocketAddress &peer) {
+  IpKey ip = ip_key(peer);
+  const char *why = nullptr;
+  if (state_ != State::running) return refuse(listener, std::move(fd), peer, "the server is stopping");
+  if (!listener.admit_limits(ip, why)) return refuse(listener, std::move(fd), peer, why);
+  const ListenerConfig &config = listener.config_;
+  // Small request/answer exchanges are the common case on a gateway: do not
+  // let Nagle hold back the answer.
+  set_int_option(fd.get(), IPPROTO_TCP, TCP_NODELAY, 1);
+  if (config.keepalive) {
+    set_int_option(fd.get(), SOL_SOCKET, SO_KEEPALIVE, 1);
+    if (config.keepalive_idle_s) set_int_option(fd.get(), IPPROTO_TCP, TCP_KEEPIDLE, static_cast<int>(config.keepalive_idle_s));
+    if (config.keepalive_interval_s)
+      set_int_option(fd.get(), IPPROTO_TCP, TCP_KEEPINTVL, static_cast<int>(config.keepalive_interval_s));
+    if (config.keepalive_count) set_int_option(fd.get(), IPPROTO_TCP, TCP_KEEPCNT, static_cast<int>(config.keepalive_count));
+  }
+  int raw_fd = fd.get();
+  std::unique_ptr<Connection> owned(new Connection(listener, std::move(fd), peer, next_connection_id_++));
+  Connection &conn = *owned;
+  if (int rc = loop_->add(raw_fd, EPOLLIN, &conn)) {
+    config_.logger.log(LogLevel::error, "%s: cannot watch %s: %s", config.name.c_str(), peer.to_string().c_str(),
+                       std::strerror(-rc));
+    Stats::add(listener.stats_.refused, 1);
+    Stats::add(stats_.refused, 1);
+    return;
+  }
+  conn.interest_ = EPOLLIN;
+  conn.last_active_ms_ = EventLoop::now_ms();
+  listener.connections_.push_back(std::move(owned));
+  conn.position_ = std::prev(listener.connections_.end());
+  ++listener.per_ip_[ip];
+  Stats::add(listener.stats_.clients, 1);
+  Stats::add(listener.stats_.accepted, 1);
+  Stats::add(stats_.clients, 1);
+  Stats::add(stats_.accepted, 1);
+  config_.logger.log(LogLevel::debug, "%s: %s connected", config.name.c_str(), peer.to_string().c_str());
+  listener.arm_idle_timer();
+  listener.handler_.on_open(conn);
+}
+
+void Server::arm_closing_timer() {
+  if (closing_.empty() || closing_timer_->active()) return;
+  uint64_t deadline = closing_.front()->close_deadline_ms_;
+  uint64_t now = EventLoop::now_ms();
+  closing_timer_->start(deadline > now ? deadline - now : 0);
+}
+
+void Server::on_closing_timer() {
+  uint64_t now = EventLoop::now_ms();
+  while (!closing_.empty() && closing_.front()->close_deadline_ms_ <= now) {
+    Connection &conn = *closing_.front();
+    conn.finish(conn.reason_);
+  }
+  arm_closing_timer();
+}
+
+void Server::stop() {
+  if (stop_requested_.exchange(true)) return;
+  if (loop_->in_loop_thread())
+    begin_stop();
+  else
+    loop_->post([this] { begin_stop(); });
+}
+
+void Server::begin_stop() {
+  if (state_ != State::running) return;
+  state_ = State::stopping;
+  stop_requested_ = true;
+  config_.logger.log(LogLevel::info, "stopping: %llu clients to drain",
+                     static_cast<unsigned long long>(stats_.clients.load()));
+  for (auto &listener : listeners_) listener->stop_accepting();
+  for (auto &listener : listeners_) {
+    // close() moves each connection out of the list, so this ends.
+    while (!listener->connections_.empty()) listener->connections_.front()->close(CloseReason::stopping);
+  }
+  check_stopped();
+}
+
+void Server::stop_now() {
+  if (state_ == State::stopped) return;
+  stop_requested_ = true;
+  state_ = State::stopping;
+  for (auto &listener : listeners_) {
+    listener->stop_accepting();
+    while (!listener->connections_.empty()) listener->connections_.front()->finish(CloseReason::stopping);
+  }
+  while (!closing_.empty()) closing_.front()->finish(CloseReason::stopping);
+  check_stopped();
+}
+
+void Server::check_stopped() noexcept {
+  if (state_ != State::stopping || !closing_.empty()) return;
+  for (auto &listener : listeners_)
+    if (!listener->connections_.empty()) return;
+  state_ = State::stopped;
+  closing_timer_->stop();
+  config_.logger.log(LogLevel::info, "stopped");
+  loop_->wake();
+}
+
+int Server::run() {
+  loop_->bind_to_current_thread();
+  while (state_ != State::stopped) {
+    int rc = loop_->dispatch(-1);
+    if (rc < 0) return rc;
+  }
+  return 0;
+}
+
+int Server::dispatch_ready() {
+  loop_->bind_to_current_thread();
+  int rc = loop_->dispatch(0);
+  if (rc < 0) return rc;
+  return state_ == State::stopped ? 1 : 0;
+}
+
+}  // namespace gw
