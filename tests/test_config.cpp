@@ -1,0 +1,732 @@
+// gatewayd configuration layer (service/config.*): defaults, every error with its
+// exact "PATH:LINE:COL: message", several errors at once, and the parsed forms.
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+// cmocka 1.1 declares its functions without extern "C".
+extern "C" {
+#include <cmocka.h>
+}
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "config.hpp"
+
+using namespace gw::service;
+using std::chrono::milliseconds;
+
+namespace {
+
+const std::string P = "gw.conf";
+
+Config parse_ok(const std::string &text) {
+    ConfigResult r = parse_config(text, P);
+    if (!r.ok()) {
+        for (const auto &e : r.errors) fprintf(stderr, "unexpected error: %s\n", e.c_str());
+        fail_msg("config did not parse:\n%s", text.c_str());
+    }
+    assert_true(r.errors.empty());
+    return *r.config;
+}
+
+// The exact list of errors, in order; prints both lists on a mismatch.
+void expect_errors(const std::string &text, const std::vector<std::string> &want) {
+    ConfigResult r = parse_config(text, P);
+    assert_false(r.ok());
+    bool same = r.errors == want;
+    if (!same) {
+        fprintf(stderr, "--- input:\n%s--- expected:\n", text.c_str());
+        for (const auto &e : want) fprintf(stderr, "  %s\n", e.c_str());
+        fprintf(stderr, "--- got:\n");
+        for (const auto &e : r.errors) fprintf(stderr, "  %s\n", e.c_str());
+    }
+    assert_true(same);
+}
+
+void expect_error(const std::string &text, const std::string &want) { expect_errors(text, {want}); }
+
+// A route with the two required keys, then `extra` lines (route starts on line 1,
+// name on line 2, backend on line 3, extra from line 4).
+std::string route(const std::string &extra) {
+    return "[[route]]\nname = \"r\"\nbackend = \"echo\"\n" + extra;
+}
+
+sockaddr_in v4(const char *addr, uint16_t port) {
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    assert_int_equal(inet_pton(AF_INET, addr, &sa.sin_addr), 1);
+    return sa;
+}
+
+sockaddr_in6 v6(const char *addr, uint16_t port) {
+    sockaddr_in6 sa{};
+    sa.sin6_family = AF_INET6;
+    sa.sin6_port = htons(port);
+    assert_int_equal(inet_pton(AF_INET6, addr, &sa.sin6_addr), 1);
+    return sa;
+}
+
+const sockaddr *sa(const sockaddr_in &s) { return reinterpret_cast<const sockaddr *>(&s); }
+const sockaddr *sa(const sockaddr_in6 &s) { return reinterpret_cast<const sockaddr *>(&s); }
+
+void assert_route_defaults(const Route &r) {
+    assert_int_equal(r.backlog, 128);
+    assert_int_equal(r.max_clients, 256);
+    assert_int_equal(r.max_clients_per_ip, 32);
+    assert_int_equal(r.idle_timeout.count(), 60000);
+    assert_int_equal(static_cast<int>(r.framing), static_cast<int>(Framing::raw));
+    assert_int_equal(r.max_frame, 65536);
+    assert_true(r.keepalive);
+    assert_true(r.allow.empty());
+    assert_true(r.allow_nets.empty());
+}
+
+// ---- valid files -----------------------------------------------------------------
+
+void default_config_file(void **) {
+    ConfigResult r = load_config(GWT_DEFAULT_CONF);
+    for (const auto &e : r.errors) fprintf(stderr, "%s\n", e.c_str());
+    assert_true(r.ok());
+    const Config &c = *r.config;
+    assert_int_equal(static_cast<int>(c.service.log_level), static_cast<int>(LogLevel::info));
+    assert_int_equal(c.service.stop_timeout.count(), 5000);
+    assert_int_equal(c.routes.size(), 1);
+    const Route &e = c.routes[0];
+    assert_string_equal(e.name.c_str(), "echo");
+    assert_true(e.listen.has_value());
+    assert_int_equal(static_cast<int>(e.listen->family), static_cast<int>(ListenAddress::Family::ipv4));
+    assert_string_equal(e.listen->canonical.c_str(), "127.0.0.1:7000");
+    assert_int_equal(e.listen->port, 7000);
+    assert_int_equal(static_cast<int>(e.backend.kind), static_cast<int>(Backend::Kind::echo));
+    assert_route_defaults(e);
+    assert_true(e.where.line > 0);
+}
+
+void empty_file_has_no_routes(void **) {
+    for (const char *text : {"", "\n\n# only a comment\n", "[service]\n"}) {
+        Config c = parse_ok(text);
+        assert_int_equal(c.routes.size(), 0);
+        assert_int_equal(static_cast<int>(c.service.log_level), static_cast<int>(LogLevel::info));
+        assert_int_equal(c.service.stop_timeout.count(), 5000);
+    }
+}
+
+void route_defaults(void **) {
+    Config c = parse_ok("\n" + route(""));
+    assert_int_equal(c.routes.size(), 1);
+    const Route &r = c.routes[0];
+    assert_string_equal(r.name.c_str(), "r");
+    assert_false(r.listen.has_value());
+    assert_int_equal(r.where.line, 2);
+    assert_int_equal(r.where.column, 1);
+    assert_route_defaults(r);
+}
+
+void every_key_set(void **) {
+    Config c = parse_ok(R"(
+[service]
+log_level = "debug"
+stop_timeout = "500ms"
+
+[[route]]
+name = "modbus-1.a_b"
+listen = "[::1]:1502"
+backend = "tcp://plc.example:502"
+backlog = 65535
+max_clients = 0
+max_clients_per_ip = 0
+idle_timeout = 0
+framing = "u32be"
+max_frame = 16777216
+allow = ["10.0.0.0/8", "::1", "192.168.1.7"]
+keepalive = false
+
+[[route]]
+name = "second"
+backend = "unix:/run/app.sock"
+framing = "u16be"
+max_frame = 1
+backlog = 1
+idle_timeout = "1h"
+)");
+    assert_int_equal(static_cast<int>(c.service.log_level), static_cast<int>(LogLevel::debug));
+    assert_int_equal(c.service.stop_timeout.count(), 500);
+    assert_int_equal(c.routes.size(), 2);
+    const Route &r = c.routes[0];
+    assert_string_equal(r.name.c_str(), "modbus-1.a_b");
+    assert_string_equal(r.listen->canonical.c_str(), "[::1]:1502");
+    assert_int_equal(static_cast<int>(r.backend.kind), static_cast<int>(Backend::Kind::tcp));
+    assert_string_equal(r.backend.host.c_str(), "plc.example");
+    assert_int_equal(r.backend.port, 502);
+    assert_int_equal(r.backlog, 65535);
+    assert_int_equal(r.max_clients, 0);
+    assert_int_equal(r.max_clients_per_ip, 0);
+    assert_int_equal(r.idle_timeout.count(), 0);
+    assert_int_equal(static_cast<int>(r.framing), static_cast<int>(Framing::u32be));
+    assert_int_equal(r.max_frame, 16777216);
+    assert_false(r.keepalive);
+    assert_int_equal(r.allow.size(), 3);
+    assert_string_equal(r.allow[1].c_str(), "::1");
+    assert_int_equal(r.allow_nets.size(), 3);
+    assert_int_equal(r.allow_nets[0].family, AF_INET);
+    assert_int_equal(r.allow_nets[0].prefix, 8);
+    assert_int_equal(r.allow_nets[1].family, AF_INET6);
+    assert_int_equal(r.allow_nets[1].prefix, 128);
+    assert_int_equal(r.allow_nets[2].prefix, 32);
+
+    const Route &s = c.routes[1];
+    assert_int_equal(static_cast<int>(s.backend.kind), static_cast<int>(Backend::Kind::unix_socket));
+    assert_string_equal(s.backend.path.c_str(), "/run/app.sock");
+    assert_string_equal(s.backend.text.c_str(), "unix:/run/app.sock");
+    assert_int_equal(static_cast<int>(s.framing), static_cast<int>(Framing::u16be));
+    assert_int_equal(s.max_frame, 1);
+    assert_int_equal(s.backlog, 1);
+    assert_int_equal(s.idle_timeout.count(), 3600000);
+    assert_true(s.keepalive);
+    assert_int_equal(s.max_clients, 256);
+}
+
+void enum_names(void **) {
+    const char *levels[] = {"error", "warning", "info", "debug"};
+    for (int i = 0; i < 4; ++i) {
+        Config c = parse_ok(std::string("[service]\nlog_level = \"") + levels[i] + "\"\n");
+        assert_int_equal(static_cast<int>(c.service.log_level), i);
+        assert_string_equal(to_string(c.service.log_level), levels[i]);
+    }
+    const char *framings[] = {"raw", "line", "u16be", "u32be"};
+    for (int i = 0; i < 4; ++i) {
+        Config c = parse_ok(route(std::string("framing = \"") + framings[i] + "\"\n"));
+        assert_int_equal(static_cast<int>(c.routes[0].framing), i);
+        assert_string_equal(to_string(c.routes[0].framing), framings[i]);
+    }
+    assert_string_equal(to_string(Backend::Kind::unix_socket), "unix");
+}
+
+// ---- file handling and syntax ----------------------------------------------------
+
+void missing_file(void **) {
+    char dir[] = "/tmp/gwt_config_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    const std::string path = std::string(dir) + "/gateway.conf";
+    ConfigResult r = load_config(path);
+    assert_false(r.ok());
+    assert_int_equal(r.errors.size(), 1);
+    assert_string_equal(r.errors[0].c_str(), (path + ": cannot open: No such file or directory").c_str());
+
+    // A real file: errors carry its path.
+    FILE *f = fopen(path.c_str(), "w");
+    assert_non_null(f);
+    fputs("[service]\nlog_level = 3\n", f);
+    fclose(f);
+    r = load_config(path);
+    assert_int_equal(r.errors.size(), 1);
+    assert_string_equal(r.errors[0].c_str(), (path + ":2:13: 'log_level' must be a string (got integer)").c_str());
+
+    // An empty file is fine.
+    f = fopen(path.c_str(), "w");
+    fclose(f);
+    r = load_config(path);
+    assert_true(r.ok());
+    assert_int_equal(r.config->routes.size(), 0);
+
+    unlink(path.c_str());
+    rmdir(dir);
+}
+
+void toml_syntax_error_stops(void **) {
+    // Only the syntax error: the unknown key before it is never looked at.
+    expect_error("bogus = 1\n" + route("backlog = 1\nbacklog = 2\n"),
+                 "gw.conf:6:11: Error while parsing key-value pair: cannot redefine existing integer 'backlog'");
+    expect_error("[service\n", "gw.conf:1:9: Error while parsing table header: expected ']', saw '\\n'");
+}
+
+// ---- unknown keys, did you mean --------------------------------------------------
+
+void unknown_keys(void **) {
+    expect_error("[[route]]\nname = \"modbus\"\nbackend = \"echo\"\n  bakclog = 12\n",
+                 "gw.conf:4:3: unknown key 'bakclog' in route \"modbus\" (did you mean 'backlog'?)");
+    expect_error(route("max_client = 3\n"),
+                 "gw.conf:4:1: unknown key 'max_client' in route \"r\" (did you mean 'max_clients'?)");
+    expect_error(route("Framing = \"raw\"\n"),
+                 "gw.conf:4:1: unknown key 'Framing' in route \"r\" (did you mean 'framing'?)");
+    expect_error(route("kepealive = true\n"),  // a transposition counts 1
+                 "gw.conf:4:1: unknown key 'kepealive' in route \"r\" (did you mean 'keepalive'?)");
+    expect_error(route("baklogg = 1\n"),  // distance 2: still suggested
+                 "gw.conf:4:1: unknown key 'baklogg' in route \"r\" (did you mean 'backlog'?)");
+    expect_error(route("bklogg = 1\n"),  // distance 3: the list instead
+                 "gw.conf:4:1: unknown key 'bklogg' in route \"r\" (valid keys: name, listen, backend, backlog, "
+                 "max_clients, max_clients_per_ip, idle_timeout, framing, max_frame, allow, keepalive)");
+    expect_error(route("tls = true\n"),
+                 "gw.conf:4:1: unknown key 'tls' in route \"r\" (valid keys: name, listen, backend, backlog, "
+                 "max_clients, max_clients_per_ip, idle_timeout, framing, max_frame, allow, keepalive)");
+    expect_error("[service]\nloglevel = \"info\"\n",
+                 "gw.conf:2:1: unknown key 'loglevel' in [service] (did you mean 'log_level'?)");
+    expect_error("[service]\nuser = \"gw\"\n",
+                 "gw.conf:2:1: unknown key 'user' in [service] (valid keys: log_level, stop_timeout)");
+    expect_error("[[routes]]\nname = \"x\"\n",
+                 "gw.conf:1:3: unknown top-level key 'routes' (did you mean 'route'?)");
+    expect_error("log_level = \"info\"\n",
+                 "gw.conf:1:1: unknown top-level key 'log_level' (valid keys: service, route)");
+    // Before its name is known (or when it is no string) a route is numbered.
+    expect_errors(route("") + "[[route]]\nname = 5\nbackend = \"echo\"\nlisen = \":1\"\n",
+                  {"gw.conf:5:8: 'name' must be a string (got integer)",
+                   "gw.conf:7:1: unknown key 'lisen' in route #2 (did you mean 'listen'?)"});
+}
+
+void unknown_key_in_unnamed_route(void **) {
+    expect_errors(route("") + "[[route]]\nbackend = \"echo\"\nlisen = \":1\"\n",
+                  {"gw.conf:4:1: route #2: missing required key 'name' (a unique name, also the systemd "
+                   "FileDescriptorName of its socket)",
+                   "gw.conf:6:1: unknown key 'lisen' in route #2 (did you mean 'listen'?)"});
+}
+
+// ---- types, enums, ranges -------------------------------------------------------
+
+void wrong_types(void **) {
+    expect_error(route("backlog = \"128\"\n"), "gw.conf:4:11: 'backlog' must be an integer (got string)");
+    expect_error(route("max_clients = 1.5\n"), "gw.conf:4:15: 'max_clients' must be an integer (got float)");
+    expect_error(route("keepalive = \"yes\"\n"), "gw.conf:4:13: 'keepalive' must be a boolean (got string)");
+    expect_error(route("framing = 1\n"), "gw.conf:4:11: 'framing' must be a string (got integer)");
+    expect_error(route("listen = 7000\n"), "gw.conf:4:10: 'listen' must be a string (got integer)");
+    expect_error(route("idle_timeout = true\n"),
+                 "gw.conf:4:16: 'idle_timeout' must be a duration string or an integer number of seconds "
+                 "(got boolean)");
+    expect_error(route("max_frame = 1979-05-27\n"), "gw.conf:4:13: 'max_frame' must be an integer (got date)");
+    expect_error("service = 1\n", "gw.conf:1:11: 'service' must be a table ([service]) (got integer)");
+    expect_error("[route]\nname = \"x\"\n",
+                 "gw.conf:1:1: 'route' must be an array of tables: write [[route]], not [route] (got table)");
+    expect_error("route = [1]\n", "gw.conf:1:10: route #1 must be a table ([[route]]) (got integer)");
+}
+
+void enum_errors(void **) {
+    expect_error(route("framing = \"lines\"\n"),
+                 "gw.conf:4:11: 'framing' must be one of raw, line, u16be, u32be (got \"lines\")");
+    expect_error("[service]\nlog_level = \"verbose\"\n",
+                 "gw.conf:2:13: 'log_level' must be one of error, warning, info, debug (got \"verbose\")");
+    expect_error("[service]\nlog_level = \"INFO\"\n",
+                 "gw.conf:2:13: 'log_level' must be one of error, warning, info, debug (got \"INFO\")");
+}
+
+void range_errors(void **) {
+    expect_error(route("backlog = 0\n"), "gw.conf:4:11: 'backlog' must be between 1 and 65535 (got 0)");
+    expect_error(route("backlog = 65536\n"), "gw.conf:4:11: 'backlog' must be between 1 and 65535 (got 65536)");
+    expect_error(route("max_frame = 16777217\n"),
+                 "gw.conf:4:13: 'max_frame' must be between 1 and 16777216 (got 16777217)");
+    expect_error(route("max_frame = 0\n"), "gw.conf:4:13: 'max_frame' must be between 1 and 16777216 (got 0)");
+    expect_error(route("max_clients = -1\n"),
+                 "gw.conf:4:15: 'max_clients' must be between 0 and 1000000 (got -1)");
+    expect_error(route("max_clients_per_ip = 1000001\n"),
+                 "gw.conf:4:22: 'max_clients_per_ip' must be between 0 and 1000000 (got 1000001)");
+}
+
+// ---- names ------------------------------------------------------------------------
+
+void names(void **) {
+    const std::string n255(255, 'a');
+    Config c = parse_ok("[[route]]\nname = \"" + n255 + "\"\nbackend = \"echo\"\n");
+    assert_int_equal(c.routes[0].name.size(), 255);
+    expect_error("[[route]]\nname = \"" + n255 + "b\"\nbackend = \"echo\"\n",
+                 "gw.conf:2:8: 'name' is 256 characters long; at most 255 are allowed");
+    expect_error("[[route]]\nname = \"\"\nbackend = \"echo\"\n", "gw.conf:2:8: 'name' must not be empty");
+    expect_error("[[route]]\nname = \"a:b\"\nbackend = \"echo\"\n",
+                 "gw.conf:2:8: 'name' may only contain letters, digits, '_', '.' and '-' (got \"a:b\")");
+    expect_error("[[route]]\nname = \"tab\\there\"\nbackend = \"echo\"\n",
+                 "gw.conf:2:8: 'name' may only contain letters, digits, '_', '.' and '-' (got \"tab\\x09here\")");
+    expect_error("[[route]]\nname = \"x\"\n",
+                 "gw.conf:1:1: route \"x\": missing required key 'backend' (echo, tcp://HOST:PORT or unix:/PATH)");
+}
+
+// ---- durations --------------------------------------------------------------------
+
+void durations(void **) {
+    struct {
+        const char *value;
+        long long ms;
+    } ok[] = {{"\"60s\"", 60000},  {"\"500ms\"", 500},  {"\"5m\"", 300000}, {"\"1h\"", 3600000},
+              {"\"0\"", 0},        {"\"0s\"", 0},       {"0", 0},           {"90", 90000},
+              {"\"596h\"", 2145600000}, {"2147483", 2147483000}};
+    for (const auto &t : ok) {
+        Config c = parse_ok(route(std::string("idle_timeout = ") + t.value + "\n"));
+        assert_int_equal(c.routes[0].idle_timeout.count(), t.ms);
+        c = parse_ok(std::string("[service]\nstop_timeout = ") + t.value + "\n");
+        assert_int_equal(c.service.stop_timeout.count(), t.ms);
+    }
+    const std::string shape = R"(must be a duration such as "60s", "500ms", "5m", "1h" or "0")";
+    expect_error(route("idle_timeout = \"60\"\n"),
+                 "gw.conf:4:16: 'idle_timeout' " + shape + " (got \"60\"; did you mean \"60s\"?)");
+    expect_error(route("idle_timeout = \"1.5s\"\n"), "gw.conf:4:16: 'idle_timeout' " + shape + " (got \"1.5s\")");
+    expect_error(route("idle_timeout = \"60 s\"\n"), "gw.conf:4:16: 'idle_timeout' " + shape + " (got \"60 s\")");
+    expect_error(route("idle_timeout = \"-1s\"\n"), "gw.conf:4:16: 'idle_timeout' " + shape + " (got \"-1s\")");
+    expect_error(route("idle_timeout = \"1d\"\n"), "gw.conf:4:16: 'idle_timeout' " + shape + " (got \"1d\")");
+    expect_error(route("idle_timeout = -5\n"), "gw.conf:4:16: 'idle_timeout' must not be negative (got -5)");
+    expect_error(route("idle_timeout = \"597h\"\n"),
+                 "gw.conf:4:16: 'idle_timeout' must be at most 2147483647ms (got \"597h\")");
+    expect_error("[service]\nstop_timeout = 2147484\n",
+                 "gw.conf:2:16: 'stop_timeout' must be at most 2147483647ms (got 2147484)");
+    expect_error("[service]\nstop_timeout = 5.0\n",
+                 "gw.conf:2:16: 'stop_timeout' must be a duration string or an integer number of seconds (got float)");
+
+    milliseconds d{};
+    assert_true(parse_duration("250ms", d));
+    assert_int_equal(d.count(), 250);
+    assert_false(parse_duration("", d));
+    assert_false(parse_duration("s", d));
+    assert_false(parse_duration("5", d));
+    assert_false(parse_duration("99999999999999999999h", d));
+    assert_string_equal(format_duration(milliseconds(0)).c_str(), "0");
+    assert_string_equal(format_duration(milliseconds(60000)).c_str(), "1m");
+    assert_string_equal(format_duration(milliseconds(7200000)).c_str(), "2h");
+    assert_string_equal(format_duration(milliseconds(5000)).c_str(), "5s");
+    assert_string_equal(format_duration(milliseconds(1500)).c_str(), "1500ms");
+}
+
+// ---- listen -----------------------------------------------------------------------
+
+void listen_forms(void **) {
+    using F = ListenAddress::Family;
+    struct {
+        const char *text;
+        F family;
+        const char *canonical;
+        uint16_t port;
+        const char *scope;
+    } ok[] = {
+        {"127.0.0.1:7000", F::ipv4, "127.0.0.1:7000", 7000, ""},
+        {"0.0.0.0:0", F::ipv4, "0.0.0.0:0", 0, ""},
+        {":7000", F::any, ":7000", 7000, ""},
+        {"[::1]:7000", F::ipv6, "[::1]:7000", 7000, ""},
+        {"[::]:65535", F::ipv6, "[::]:65535", 65535, ""},
+        {"[0:0:0:0:0:0:0:1]:80", F::ipv6, "[::1]:80", 80, ""},
+        {"[FE80::1%eth0]:7000", F::ipv6, "[fe80::1%eth0]:7000", 7000, "eth0"},
+        {"[fe80::2%3]:1", F::ipv6, "[fe80::2%3]:1", 1, "3"},
+    };
+    for (const auto &t : ok) {
+        Config c = parse_ok(route(std::string("listen = \"") + t.text + "\"\n"));
+        const ListenAddress &l = *c.routes[0].listen;
+        assert_int_equal(static_cast<int>(l.family), static_cast<int>(t.family));
+        assert_string_equal(l.canonical.c_str(), t.canonical);
+        assert_string_equal(l.text.c_str(), t.text);
+        assert_int_equal(l.port, t.port);
+        assert_string_equal(l.scope.c_str(), t.scope);
+    }
+    Config c = parse_ok(route("listen = \"[::1]:7000\"\n"));
+    const auto &a = c.routes[0].listen->addr;
+    assert_int_equal(a[15], 1);
+    assert_int_equal(a[0], 0);
+}
+
+void listen_errors(void **) {
+    const std::string shape = R"(must be ADDRESS:PORT such as "127.0.0.1:7000", "[::1]:7000" or ":7000")";
+    expect_error(route("listen = \"7000\"\n"), "gw.conf:4:10: 'listen' " + shape + " (got \"7000\")");
+    expect_error(route("listen = \"[::1]7000\"\n"), "gw.conf:4:10: 'listen' " + shape + " (got \"[::1]7000\")");
+    expect_error(route("listen = \"[]:7000\"\n"), "gw.conf:4:10: 'listen' " + shape + " (got \"[]:7000\")");
+    expect_error(route("listen = \"127.0.0.1:70000\"\n"),
+                 "gw.conf:4:10: 'listen' port must be a number between 0 and 65535 (got \"127.0.0.1:70000\")");
+    expect_error(route("listen = \"127.0.0.1:\"\n"),
+                 "gw.conf:4:10: 'listen' port must be a number between 0 and 65535 (got \"127.0.0.1:\")");
+    expect_error(route("listen = \"127.0.0.1:-1\"\n"),
+                 "gw.conf:4:10: 'listen' port must be a number between 0 and 65535 (got \"127.0.0.1:-1\")");
+    expect_error(route("listen = \"localhost:7000\"\n"),
+                 "gw.conf:4:10: 'listen' address \"localhost\" is not an IPv4 literal; use an address, not a "
+                 "host name (got \"localhost:7000\")");
+    expect_error(route("listen = \"256.0.0.1:7000\"\n"),
+                 "gw.conf:4:10: 'listen' address \"256.0.0.1\" is not an IPv4 literal; use an address, not a "
+                 "host name (got \"256.0.0.1:7000\")");
+    expect_error(route("listen = \"::1:7000\"\n"),
+                 "gw.conf:4:10: 'listen' IPv6 addresses must be in brackets, e.g. \"[::1]:7000\" (got \"::1:7000\")");
+    expect_error(route("listen = \"[::g]:7000\"\n"),
+                 "gw.conf:4:10: 'listen' address \"::g\" is not an IPv6 literal (got \"[::g]:7000\")");
+    expect_error(route("listen = \"[fe80::1]:7000\"\n"),
+                 "gw.conf:4:10: 'listen' link-local address needs a scope, e.g. \"[fe80::1%eth0]:7000\" "
+                 "(got \"[fe80::1]:7000\")");
+    expect_error(route("listen = \"[::1%eth0]:7000\"\n"),
+                 "gw.conf:4:10: 'listen' scope %eth0 is only valid on a link-local address (fe80::/10) "
+                 "(got \"[::1%eth0]:7000\")");
+    expect_error(route("listen = \"[fe80::1%]:7000\"\n"),
+                 "gw.conf:4:10: 'listen' scope \"\" is not an interface name or index (got \"[fe80::1%]:7000\")");
+}
+
+void listen_matches_socket(void **) {
+    Config c = parse_ok("[[route]]\nname=\"a\"\nbackend=\"echo\"\nlisten=\":7000\"\n"
+                        "[[route]]\nname=\"b\"\nbackend=\"echo\"\nlisten=\"127.0.0.1:7001\"\n"
+                        "[[route]]\nname=\"c\"\nbackend=\"echo\"\nlisten=\"[::1]:7002\"\n");
+    const ListenAddress &any = *c.routes[0].listen, &lo4 = *c.routes[1].listen, &lo6 = *c.routes[2].listen;
+    assert_true(any.matches(sa(v4("0.0.0.0", 7000))));
+    assert_true(any.matches(sa(v6("::", 7000))));
+    assert_false(any.matches(sa(v4("127.0.0.1", 7000))));
+    assert_false(any.matches(sa(v4("0.0.0.0", 7001))));
+    assert_true(lo4.matches(sa(v4("127.0.0.1", 7001))));
+    assert_false(lo4.matches(sa(v4("127.0.0.2", 7001))));
+    assert_true(lo4.matches(sa(v6("::ffff:127.0.0.1", 7001))));
+    assert_true(lo6.matches(sa(v6("::1", 7002))));
+    assert_false(lo6.matches(sa(v6("::1", 7000))));
+    assert_false(lo6.matches(sa(v4("127.0.0.1", 7002))));
+    assert_false(lo6.matches(nullptr));
+}
+
+// ---- backend ----------------------------------------------------------------------
+
+void backends(void **) {
+    using K = Backend::Kind;
+    struct {
+        const char *text;
+        K kind;
+        const char *host;
+        uint16_t port;
+        const char *path;
+    } ok[] = {
+        {"echo", K::echo, "", 0, ""},
+        {"tcp://127.0.0.1:502", K::tcp, "127.0.0.1", 502, ""},
+        {"tcp://[::1]:65535", K::tcp, "::1", 65535, ""},
+        {"tcp://[fe80::1%eth0]:1", K::tcp, "fe80::1%eth0", 1, ""},
+        {"tcp://plc-1.local:502", K::tcp, "plc-1.local", 502, ""},
+        {"tcp://localhost:8080", K::tcp, "localhost", 8080, ""},
+        {"unix:/run/app.sock", K::unix_socket, "", 0, "/run/app.sock"},
+    };
+    for (const auto &t : ok) {
+        Config c = parse_ok(std::string("[[route]]\nname = \"r\"\nbackend = \"") + t.text + "\"\n");
+        const Backend &b = c.routes[0].backend;
+        assert_int_equal(static_cast<int>(b.kind), static_cast<int>(t.kind));
+        assert_string_equal(b.host.c_str(), t.host);
+        assert_int_equal(b.port, t.port);
+        assert_string_equal(b.path.c_str(), t.path);
+        assert_string_equal(b.text.c_str(), t.text);
+    }
+}
+
+void backend_errors(void **) {
+    auto b = [](const std::string &v) { return "[[route]]\nname = \"r\"\nbackend = \"" + v + "\"\n"; };
+    expect_error(b("serial:/dev/ttyS0"),
+                 "gw.conf:3:11: 'backend' must be echo, tcp://HOST:PORT or unix:/PATH (got \"serial:/dev/ttyS0\")");
+    expect_error(b("Echo"), "gw.conf:3:11: 'backend' must be echo, tcp://HOST:PORT or unix:/PATH (got \"Echo\")");
+    expect_error(b("tcp://127.0.0.1:0"),
+                 "gw.conf:3:11: 'backend' port must be a number between 1 and 65535 (got \"tcp://127.0.0.1:0\")");
+    expect_error(b("tcp://127.0.0.1:65536"),
+                 "gw.conf:3:11: 'backend' port must be a number between 1 and 65535 (got \"tcp://127.0.0.1:65536\")");
+    expect_error(b("tcp://127.0.0.1"),
+                 "gw.conf:3:11: 'backend' must be tcp://HOST:PORT, e.g. \"tcp://127.0.0.1:502\" or "
+                 "\"tcp://[::1]:502\" (got \"tcp://127.0.0.1\")");
+    expect_error(b("tcp://:502"),
+                 "gw.conf:3:11: 'backend' must be tcp://HOST:PORT, e.g. \"tcp://127.0.0.1:502\" or "
+                 "\"tcp://[::1]:502\" (got \"tcp://:502\")");
+    expect_error(b("tcp://::1:502"),
+                 "gw.conf:3:11: 'backend' IPv6 addresses must be in brackets, e.g. \"tcp://[::1]:502\" "
+                 "(got \"tcp://::1:502\")");
+    expect_error(b("tcp://10.0.0.256:502"),
+                 "gw.conf:3:11: 'backend' address \"10.0.0.256\" is not a valid IPv4 address "
+                 "(got \"tcp://10.0.0.256:502\")");
+    expect_error(b("tcp://bad host:502"),
+                 "gw.conf:3:11: 'backend' host \"bad host\" is not an IP address or host name "
+                 "(got \"tcp://bad host:502\")");
+    expect_error(b("tcp://-x.example:502"),
+                 "gw.conf:3:11: 'backend' host \"-x.example\" is not an IP address or host name "
+                 "(got \"tcp://-x.example:502\")");
+    expect_error(b("tcp://[::g]:502"),
+                 "gw.conf:3:11: 'backend' address \"::g\" is not an IPv6 literal (got \"tcp://[::g]:502\")");
+    expect_error(b("unix:run/app.sock"),
+                 "gw.conf:3:11: 'backend' unix socket path must be absolute, e.g. \"unix:/run/app.sock\" "
+                 "(got \"unix:run/app.sock\")");
+    const std::string longpath = "/" + std::string(107, 'p');
+    expect_error(b("unix:" + longpath), "gw.conf:3:11: 'backend' unix socket path is 108 bytes long; at most 107 "
+                                        "fit in sockaddr_un (got \"unix:" + longpath + "\")");
+    Config c = parse_ok(b("unix:/" + std::string(106, 'p')));  // 107 bytes fit
+    assert_int_equal(c.routes[0].backend.path.size(), 107);
+}
+
+// ---- allow ------------------------------------------------------------------------
+
+void allow_lists(void **) {
+    Config c = parse_ok(route("allow = [\"127.0.0.0/8\", \"::1/128\", \"192.168.1.7\", \"2001:db8::/32\", "
+                              "\"0.0.0.0/0\"]\n"));
+    const Route &r = c.routes[0];
+    assert_int_equal(r.allow_nets.size(), 5);
+    assert_string_equal(r.allow_nets[0].text.c_str(), "127.0.0.0/8");
+    assert_int_equal(r.allow_nets[2].prefix, 32);
+    assert_int_equal(r.allow_nets[4].prefix, 0);
+
+    const Cidr &lo = r.allow_nets[0], &lo6 = r.allow_nets[1], &host = r.allow_nets[2], &doc = r.allow_nets[3];
+    assert_true(lo.contains(sa(v4("127.1.2.3", 1))));
+    assert_false(lo.contains(sa(v4("128.0.0.1", 1))));
+    assert_true(lo.contains(sa(v6("::ffff:127.0.0.9", 1))));  // dual-stack listener
+    assert_false(lo.contains(sa(v6("::1", 1))));
+    assert_true(lo6.contains(sa(v6("::1", 1))));
+    assert_false(lo6.contains(sa(v4("127.0.0.1", 1))));
+    assert_true(host.contains(sa(v4("192.168.1.7", 1))));
+    assert_false(host.contains(sa(v4("192.168.1.8", 1))));
+    assert_true(doc.contains(sa(v6("2001:db8:ffff::1", 1))));
+    assert_false(doc.contains(sa(v6("2001:db9::1", 1))));
+
+    Config only = parse_ok(route("allow = [\"10.0.0.0/8\"]\n"));
+    assert_true(only.routes[0].allows(sa(v4("10.9.9.9", 5))));
+    assert_false(only.routes[0].allows(sa(v4("11.0.0.1", 5))));
+    Config open = parse_ok(route(""));
+    assert_true(open.routes[0].allows(sa(v4("11.0.0.1", 5))));  // no list: everyone
+    Config odd = parse_ok(route("allow = [\"10.1.2.0/23\"]\n"));  // prefix not on a byte boundary
+    assert_true(odd.routes[0].allows(sa(v4("10.1.3.255", 5))));
+    assert_false(odd.routes[0].allows(sa(v4("10.1.4.0", 5))));
+}
+
+void allow_errors(void **) {
+    expect_error(route("allow = [\"10.0.0.1/8\"]\n"),
+                 "gw.conf:4:10: 'allow' entry \"10.0.0.1/8\" has host bits set (did you mean \"10.0.0.0/8\"?)");
+    expect_error(route("allow = [\"2001:db8::1/32\"]\n"),
+                 "gw.conf:4:10: 'allow' entry \"2001:db8::1/32\" has host bits set (did you mean \"2001:db8::/32\"?)");
+    expect_error(route("allow = [\"10.0.0.0/33\"]\n"),
+                 "gw.conf:4:10: 'allow' entry \"10.0.0.0/33\" has a bad prefix length (must be 0 to 32)");
+    expect_error(route("allow = [\"::/129\"]\n"),
+                 "gw.conf:4:10: 'allow' entry \"::/129\" has a bad prefix length (must be 0 to 128)");
+    expect_error(route("allow = [\"10.0.0.0/\"]\n"),
+                 "gw.conf:4:10: 'allow' entry \"10.0.0.0/\" has a bad prefix length (must be 0 to 32)");
+    expect_error(route("allow = [\"localhost\"]\n"),
+                 "gw.conf:4:10: 'allow' entry \"localhost\" is not an address or CIDR such as \"127.0.0.0/8\" or "
+                 "\"::1/128\"");
+    expect_error(route("allow = \"127.0.0.1\"\n"),
+                 "gw.conf:4:9: 'allow' must be an array of strings (got string; write allow = [\"127.0.0.1\"])");
+    expect_error(route("allow = []\n"),
+                 "gw.conf:4:9: 'allow' must not be empty (leave it out to allow every client)");
+    // Every bad entry is reported, each at its own column.
+    expect_errors(route("allow = [\"::1\", 7, \"1.2.3.4/40\"]\n"),
+                  {"gw.conf:4:17: 'allow' entries must be strings (got integer)",
+                   "gw.conf:4:20: 'allow' entry \"1.2.3.4/40\" has a bad prefix length (must be 0 to 32)"});
+}
+
+// ---- duplicates -------------------------------------------------------------------
+
+void duplicate_names(void **) {
+    expect_error("[service]\n\n[[route]]\nname = \"echo\"\nbackend = \"echo\"\n\n"
+                 "[[route]]\nname = \"echo\"\nbackend = \"echo\"\n",
+                 "gw.conf:8:8: duplicate route name \"echo\" (first defined at gw.conf:4:8)");
+    // Three times: both repeats point at the first.
+    expect_errors("[[route]]\nname=\"a\"\nbackend=\"echo\"\n[[route]]\nname=\"a\"\nbackend=\"echo\"\n"
+                  "[[route]]\nname=\"a\"\nbackend=\"echo\"\n",
+                  {"gw.conf:5:6: duplicate route name \"a\" (first defined at gw.conf:2:6)",
+                   "gw.conf:8:6: duplicate route name \"a\" (first defined at gw.conf:2:6)"});
+    // Names are case-sensitive, like systemd's FileDescriptorName.
+    Config c = parse_ok("[[route]]\nname=\"a\"\nbackend=\"echo\"\n[[route]]\nname=\"A\"\nbackend=\"echo\"\n");
+    assert_int_equal(c.routes.size(), 2);
+}
+
+std::string two_listens(const char *a, const char *b) {
+    return std::string("[[route]]\nname = \"a\"\nbackend = \"echo\"\nlisten = \"") + a +
+           "\"\n[[route]]\nname = \"b\"\nbackend = \"echo\"\nlisten = \"" + b + "\"\n";
+}
+
+void duplicate_listens(void **) {
+    expect_error(two_listens("127.0.0.1:7000", "127.0.0.1:7000"),
+                 "gw.conf:8:10: duplicate listen address \"127.0.0.1:7000\" (already used by route \"a\" at "
+                 "gw.conf:4:10)");
+    expect_error(two_listens("[::1]:7000", "[0:0::1]:7000"),
+                 "gw.conf:8:10: duplicate listen address \"[0:0::1]:7000\" (same as \"[::1]:7000\" of route \"a\" "
+                 "at gw.conf:4:10)");
+    expect_error(two_listens(":7000", "0.0.0.0:7000"),
+                 "gw.conf:8:10: duplicate listen address \"0.0.0.0:7000\" (same as \":7000\" of route \"a\" at "
+                 "gw.conf:4:10)");
+    expect_error(two_listens("[::]:7000", ":7000"),
+                 "gw.conf:8:10: duplicate listen address \":7000\" (same as \"[::]:7000\" of route \"a\" at "
+                 "gw.conf:4:10)");
+    // Not duplicates: other port, other address, port 0 (each socket gets its own).
+    parse_ok(two_listens("127.0.0.1:7000", "127.0.0.1:7001"));
+    parse_ok(two_listens("127.0.0.1:7000", "127.0.0.2:7000"));
+    parse_ok(two_listens("127.0.0.1:7000", "[::1]:7000"));
+    parse_ok(two_listens(":7000", "127.0.0.1:7000"));
+    parse_ok(two_listens("127.0.0.1:0", "127.0.0.1:0"));
+    parse_ok(two_listens("[fe80::1%eth0]:7000", "[fe80::1%eth1]:7000"));
+}
+
+// ---- many errors at once ------------------------------------------------------------
+
+void many_errors_in_file_order(void **) {
+    // Keys are visited in toml++'s (alphabetical) order; errors come out by position.
+    expect_errors(R"([service]
+log_level = "loud"
+stop_timeout = "5"
+colour = true
+
+[[route]]
+name = "modbus"
+listen = "127.0.0.1:99999"
+backend = "tcp://plc:502"
+bakclog = 12
+framing = "lines"
+allow = ["10.0.0.1/8"]
+keepalive = 1
+
+[[route]]
+name = "modbus"
+listen = "0.0.0.0:502"
+backend = "echo"
+
+[[route]]
+listen = "0.0.0.0:502"
+)",
+                  {
+                      "gw.conf:2:13: 'log_level' must be one of error, warning, info, debug (got \"loud\")",
+                      "gw.conf:3:16: 'stop_timeout' must be a duration such as \"60s\", \"500ms\", \"5m\", \"1h\" or "
+                      "\"0\" (got \"5\"; did you mean \"5s\"?)",
+                      "gw.conf:4:1: unknown key 'colour' in [service] (valid keys: log_level, stop_timeout)",
+                      "gw.conf:8:10: 'listen' port must be a number between 0 and 65535 (got \"127.0.0.1:99999\")",
+                      "gw.conf:10:1: unknown key 'bakclog' in route \"modbus\" (did you mean 'backlog'?)",
+                      "gw.conf:11:11: 'framing' must be one of raw, line, u16be, u32be (got \"lines\")",
+                      "gw.conf:12:10: 'allow' entry \"10.0.0.1/8\" has host bits set (did you mean \"10.0.0.0/8\"?)",
+                      "gw.conf:13:13: 'keepalive' must be a boolean (got integer)",
+                      "gw.conf:16:8: duplicate route name \"modbus\" (first defined at gw.conf:7:8)",
+                      "gw.conf:20:1: route #3: missing required key 'name' (a unique name, also the systemd "
+                      "FileDescriptorName of its socket)",
+                      "gw.conf:20:1: route #3: missing required key 'backend' (echo, tcp://HOST:PORT or unix:/PATH)",
+                      "gw.conf:21:10: duplicate listen address \"0.0.0.0:502\" (already used by route \"modbus\" at "
+                      "gw.conf:17:10)",
+                  });
+}
+
+void control_bytes_are_escaped(void **) {
+    expect_error(route("framing = \"raw\\n\"\n"),
+                 "gw.conf:4:11: 'framing' must be one of raw, line, u16be, u32be (got \"raw\\x0a\")");
+    expect_error(route("\"bad\\\"key\" = 1\n"),
+                 "gw.conf:4:1: unknown key 'bad\\\"key' in route \"r\" (valid keys: name, listen, backend, backlog, "
+                 "max_clients, max_clients_per_ip, idle_timeout, framing, max_frame, allow, keepalive)");
+}
+
+}  // namespace
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(default_config_file),
+        cmocka_unit_test(empty_file_has_no_routes),
+        cmocka_unit_test(route_defaults),
+        cmocka_unit_test(every_key_set),
+        cmocka_unit_test(enum_names),
+        cmocka_unit_test(missing_file),
+        cmocka_unit_test(toml_syntax_error_stops),
+        cmocka_unit_test(unknown_keys),
+        cmocka_unit_test(unknown_key_in_unnamed_route),
+        cmocka_unit_test(wrong_types),
+        cmocka_unit_test(enum_errors),
+        cmocka_unit_test(range_errors),
+        cmocka_unit_test(names),
+        cmocka_unit_test(durations),
+        cmocka_unit_test(listen_forms),
+        cmocka_unit_test(listen_errors),
+        cmocka_unit_test(listen_matches_socket),
+        cmocka_unit_test(backends),
+        cmocka_unit_test(backend_errors),
+        cmocka_unit_test(allow_lists),
+        cmocka_unit_test(allow_errors),
+        cmocka_unit_test(duplicate_names),
+        cmocka_unit_test(duplicate_listens),
+        cmocka_unit_test(many_errors_in_file_order),
+        cmocka_unit_test(control_bytes_are_escaped),
+    };
+    return cmocka_run_group_tests_name("config", tests, nullptr, nullptr);
+}
