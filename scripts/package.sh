@@ -1,0 +1,130 @@
+#!/bin/bash
+# Build the Debian packages of gateway.
+#
+#   scripts/package.sh [amd64|arm64|armhf|all]...     (default: amd64)
+#
+# For each architecture, writes to dist/:
+#   gateway_<ver>_<arch>.deb         gatewayd, /etc/gateway/gateway.conf, units, man pages
+#   libgateway0_<ver>_<arch>.deb     libgateway.so.0 (Multi-Arch: same)
+#   libgateway-dev_<ver>_<arch>.deb  header, gateway.pc, CMake package
+# runs lintian on them (fails on any error or warning), and refreshes the flat
+# apt repository dist/apt/ (Packages, Release):
+#   deb [trusted=yes] file:/path/to/dist/apt ./
+#
+# The packaging is debhelper (packaging/debian); ARM packages are cross built
+# with the CMake toolchain files against a bookworm sysroot (scripts/sysroot.sh)
+# and their Depends are computed by dpkg-shlibdeps from that sysroot.
+# Host tools that are missing are installed with apt-get.
+#
+# Environment: GW_SRCDIR (source tree to package, default: this repository),
+# GW_SKIP_LINTIAN=1 (skip lintian), DEB_BUILD_OPTIONS (passed on).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+src=${GW_SRCDIR:-$root}
+dist=$root/dist
+work=$root/build/deb
+
+arches=("$@")
+[ ${#arches[@]} -gt 0 ] || arches=(amd64)
+if [ "${arches[0]}" = all ]; then arches=(amd64 arm64 armhf); fi
+build_arch=$(dpkg --print-architecture)
+
+log() { printf '== %s\n' "$*" >&2; }
+
+# ---- host tools -------------------------------------------------------------
+need_pkgs() {
+  mkdir -p "$root/build"
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "apt-get install ${missing[*]}"
+    { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" ||
+      { apt-get update -q &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"; }
+    } > "$root/build/apt-install.log" 2>&1 || { cat "$root/build/apt-install.log" >&2; exit 1; }
+  fi
+}
+tools=(dpkg-dev debhelper cmake ninja-build pkg-config lintian apt-utils fakeroot file)
+for a in "${arches[@]}"; do
+  case $a in
+    "$build_arch") tools+=(g++ libsystemd-dev libtomlplusplus-dev) ;;
+    arm64|armhf) tools+=("crossbuild-essential-$a" mmdebstrap) ;;
+    *) echo "package.sh: unknown architecture '$a' (amd64, arm64, armhf, all)" >&2; exit 2 ;;
+  esac
+done
+need_pkgs "${tools[@]}"
+
+# ---- version: CMakeLists.txt is the single source ----------------------------
+version=$(sed -n 's/^project(gateway VERSION \([0-9.]*\).*/\1/p' "$src/CMakeLists.txt")
+[ -n "$version" ] || { echo "package.sh: no version in $src/CMakeLists.txt" >&2; exit 1; }
+chlog_version=$(dpkg-parsechangelog -l "$root/packaging/debian/changelog" -S Version)
+
+mkdir -p "$dist"
+for arch in "${arches[@]}"; do
+  t0=$(date +%s)
+  sysroot=
+  if [ "$arch" != "$build_arch" ]; then
+    sysroot=$("$root/scripts/sysroot.sh" "$arch")
+  fi
+
+  # Staging tree: debian/ plus the units, man pages (the source is GW_SRCDIR).
+  stage=$work/$arch/gateway-$version
+  rm -rf "$work/$arch"
+  mkdir -p "$stage"
+  cp -a "$root/packaging/debian" "$stage/debian"
+  cp "$root/packaging/gateway.socket" "$root/packaging/gateway.service" \
+     "$root/packaging/gatewayd.8" "$root/packaging/gateway.conf.5" "$stage/debian/"
+  if [ "$chlog_version" != "$version" ]; then
+    # CMakeLists.txt was bumped without a changelog entry: say so in the package.
+    { printf 'gateway (%s) unstable; urgency=medium\n\n' "$version"
+      printf '  * Snapshot of upstream %s (packaging/debian/changelog has %s).\n\n' "$version" "$chlog_version"
+      printf ' -- %s  %s\n\n' "$(dpkg-parsechangelog -l "$root/packaging/debian/changelog" -S Maintainer)" "$(date -R)"
+      cat "$root/packaging/debian/changelog"; } > "$stage/debian/changelog"
+  fi
+
+  log "building $arch packages of gateway $version"
+  (cd "$stage" &&
+   GW_SRCDIR=$src GW_SYSROOT=$sysroot \
+   DEB_BUILD_OPTIONS="${DEB_BUILD_OPTIONS:+$DEB_BUILD_OPTIONS }noddebs parallel=$(nproc)" \
+   dpkg-buildpackage -a"$arch" -d -b -uc -us --no-sign ) > "$work/$arch/build.log" 2>&1 || {
+    tail -40 "$work/$arch/build.log" >&2
+    echo "package.sh: $arch build failed, full log: $work/$arch/build.log" >&2
+    exit 1
+  }
+
+  debs=()
+  for p in gateway libgateway0 libgateway-dev; do
+    f=${p}_${version}_${arch}.deb
+    mv "$work/$arch/$f" "$dist/$f"
+    debs+=("$dist/$f")
+  done
+  # The binaries must be of the target's machine type.
+  tmpx=$(mktemp -d)
+  dpkg-deb -x "$dist/gateway_${version}_${arch}.deb" "$tmpx"
+  machine=$(LC_ALL=C readelf -h "$tmpx/usr/sbin/gatewayd" | sed -n 's/^ *Machine: *//p')
+  rm -rf "$tmpx"
+  case $arch in amd64) want='Advanced Micro Devices X86-64' ;; arm64) want=AArch64 ;; armhf) want=ARM ;; esac
+  [ "$machine" = "$want" ] || { echo "package.sh: gatewayd is '$machine', expected '$want'" >&2; exit 1; }
+
+  if [ "${GW_SKIP_LINTIAN:-0}" != 1 ]; then
+    log "lintian ($arch)"
+    lintian --fail-on error,warning "${debs[@]}" >&2
+  fi
+  log "$arch done in $(( $(date +%s) - t0 ))s: ${debs[*]##*/}"
+done
+
+# ---- flat apt repository ----------------------------------------------------
+mkdir -p "$dist/apt"
+rm -f "$dist/apt"/*.deb
+cp "$dist"/*_"$version"_*.deb "$dist/apt/"
+(cd "$dist/apt" &&
+ dpkg-scanpackages --multiversion . > Packages 2>/dev/null &&
+ gzip -9nkf Packages &&
+ apt-ftparchive -o APT::FTPArchive::Release::Origin=gateway \
+   -o APT::FTPArchive::Release::Label=gateway \
+   -o APT::FTPArchive::Release::Suite=stable release . > Release.tmp &&
+ mv Release.tmp Release)
+log "apt repository: $dist/apt (deb [trusted=yes] file:$dist/apt ./)"
