@@ -118,6 +118,9 @@ void Connection::handle_write() {
   if (out_.empty() && state_ == State::closing) {
     begin_linger();
     if (state_ == State::closed) return;
+  } else if (out_.empty() && shut_when_flushed_ && !write_shut_) {
+    ::shutdown(fd_.get(), SHUT_WR);
+    write_shut_ = true;
   }
   after_output_change();
 }
@@ -189,6 +192,10 @@ void Connection::deliver(const uint8_t *data, size_t length) {
 void Connection::on_peer_eof() {
   peer_eof_ = true;
   if (state_ == State::open) {
+    if (listener_.handler().on_peer_shutdown(*this)) {
+      update_interest();  // nothing more to read; output may go on
+      return;
+    }
     // A last line without its '\n' is still a line (`printf 'hi' | nc`).
     if (listener_.config().framing == Framing::line && !in_.empty()) {
       Buffer last = std::move(in_);
@@ -267,6 +274,19 @@ void Connection::finish(CloseReason reason) {
 }
 
 // ---- readiness -------------------------------------------------------------
+
+void Connection::shutdown_write() {
+  if (state_ != State::open || write_shut_) return;
+  shut_when_flushed_ = true;
+  if (out_.empty()) {
+    ::shutdown(fd_.get(), SHUT_WR);
+    write_shut_ = true;
+  }
+}
+
+void Connection::mark_active() noexcept {
+  if (state_ == State::open) listener_.touch(*this);
+}
 
 void Connection::pause_reading() {
   user_paused_ = true;

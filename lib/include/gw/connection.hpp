@@ -50,6 +50,14 @@ class Connection final : IoHandler {
   void pause_reading();
   void resume_reading();
 
+  /// Sends FIN once the queued output is flushed, and keeps reading: the
+  /// other half of a proxied half-close.
+  void shutdown_write();
+  /// Counts as activity for the idle timeout (traffic the handler saw on the
+  /// client's behalf, such as a backend's answer).
+  void mark_active() noexcept;
+  bool peer_shut_down() const noexcept { return peer_eof_; }
+
   State state() const noexcept { return state_; }
   bool is_open() const noexcept { return state_ == State::open; }
   size_t queued_output() const noexcept { return out_.size(); }
@@ -89,6 +97,7 @@ class Connection final : IoHandler {
   bool user_paused_ = false;
   bool peer_eof_ = false;
   bool write_shut_ = false;
+  bool shut_when_flushed_ = false;
   uint32_t interest_ = 0;
   uint64_t last_active_ms_ = 0;
   uint64_t close_deadline_ms_ = 0;

@@ -41,6 +41,11 @@ class ConnectionHandler {
   virtual void on_message(Connection &, const uint8_t * /*data*/, size_t /*length*/) {}
   virtual void on_close(Connection &, CloseReason) {}
   virtual void on_drain(Connection &) {}
+  /// The peer shut down its sending side (EOF). Return false (the default) to
+  /// close gracefully with CloseReason::peer; return true to keep the
+  /// connection open for output (a proxy that must still deliver the other
+  /// side's answer), and call close() later.
+  virtual bool on_peer_shutdown(Connection &) { return false; }
 
  protected:
   ~ConnectionHandler() = default;
