@@ -82,6 +82,12 @@ namespace {
 gw::Connection *core_of(gw_conn_t *conn) { return reinterpret_cast<gw::Connection *>(conn); }
 const gw::Connection *core_of(const gw_conn_t *conn) { return reinterpret_cast<const gw::Connection *>(conn); }
 
+// The wrapper is owned by its gw_server, which outlives every connection: the
+// core gets a non-owning shared_ptr.
+std::shared_ptr<gw::ConnectionHandler> borrow(gw_listener &handler) {
+  return std::shared_ptr<gw::ConnectionHandler>(std::shared_ptr<void>(), &handler);
+}
+
 bool on_loop_thread(const gw_server *server) { return server->core->loop().in_loop_thread(); }
 
 // Every entry point runs its body through this: no exception reaches C.
@@ -288,13 +294,13 @@ int gw_server_stats(gw_stats *out, const gw_server_t *server) {
 int gw_listener_create(gw_listener_t **out, gw_server_t *server, const gw_listener_options *options) {
   if (options && !options->address) return GW_EINVAL;
   return make_listener(out, server, options, [&](gw::Listener *&core, const gw::ListenerConfig &config, gw_listener &handler) {
-    return server->core->listen(core, options->address, config, handler);
+    return server->core->listen(core, options->address, config, borrow(handler));
   });
 }
 
 int gw_listener_adopt(gw_listener_t **out, gw_server_t *server, int fd, const gw_listener_options *options) {
   return make_listener(out, server, options, [&](gw::Listener *&core, const gw::ListenerConfig &config, gw_listener &handler) {
-    return server->core->adopt(core, fd, config, handler);
+    return server->core->adopt(core, fd, config, borrow(handler));
   });
 }
 
@@ -306,12 +312,12 @@ int gw_listener_create_systemd(gw_listener_t **out, int *out_inherited, gw_serve
     gw::sd::collect_listen_fds();  // a process started by hand has none: not an error
     int fd = -1;
     if (gw::sd::take_listen_fd(name, fd) == 0) {
-      int rc = server->core->adopt(core, fd, config, handler);
+      int rc = server->core->adopt(core, fd, config, borrow(handler));
       if (rc != 0 && rc != -EBADF) ::close(fd);  // it was ours, and it is unusable
       if (rc == 0 && out_inherited) *out_inherited = 1;
       return rc;
     }
-    if (options->address) return server->core->listen(core, options->address, config, handler);
+    if (options->address) return server->core->listen(core, options->address, config, borrow(handler));
     return gw::sd::available() ? GW_ENOTFOUND : GW_ENOSYS;
   });
 }
@@ -378,7 +384,7 @@ int gw_conn_peer(char *buf, size_t buflen, int *out_port, const gw_conn_t *conn)
 
 gw_listener_t *gw_conn_listener(const gw_conn_t *conn) {
   if (!conn) return nullptr;
-  return static_cast<gw_listener *>(&core_of(conn)->listener().handler());
+  return static_cast<gw_listener *>(&core_of(conn)->handler());
 }
 
 uint64_t gw_conn_id(const gw_conn_t *conn) { return conn ? core_of(conn)->id() : 0; }

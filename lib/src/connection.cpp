@@ -26,7 +26,10 @@ const char *close_reason_name(CloseReason reason) noexcept {
 }
 
 Connection::Connection(Listener &listener, Fd fd, const SocketAddress &peer, uint64_t id)
-    : listener_(listener), fd_(std::move(fd)), peer_(peer), ip_(ip_key(peer)), id_(id) {}
+    : listener_(listener),
+      config_(listener.config_),
+      handler_(listener.handler_),
+      fd_(std::move(fd)), peer_(peer), ip_(ip_key(peer)), id_(id) {}
 
 Connection::~Connection() = default;
 
@@ -38,16 +41,16 @@ int Connection::send(const void *data, size_t length) {
 }
 
 int Connection::send_message(const void *data, size_t length) {
-  const ListenerConfig &config = listener_.config();
+  const ListenerConfig &settings = *config_;
   uint8_t header[4];
-  int header_size = encode_header(config.framing, length, header);
-  if (header_size < 0 || (config.framing != Framing::raw && length > config.max_frame)) return err::too_big;
+  int header_size = encode_header(settings.framing, length, header);
+  if (header_size < 0 || (settings.framing != Framing::raw && length > settings.max_frame)) return err::too_big;
   iovec parts[3];
   int count = 0;
   if (header_size > 0) parts[count++] = {header, static_cast<size_t>(header_size)};
   parts[count++] = {const_cast<void *>(data), length};
   static char newline = '\n';
-  if (trailer_size(config.framing)) parts[count++] = {&newline, 1};
+  if (trailer_size(settings.framing)) parts[count++] = {&newline, 1};
   return send_parts(parts, count);
 }
 
@@ -55,7 +58,7 @@ int Connection::send_parts(const iovec *parts, int count) {
   if (state_ != State::open) return err::closed;
   size_t total = 0;
   for (int i = 0; i < count; ++i) total += parts[i].iov_len;
-  if (out_.size() + total > listener_.config().max_output) return -EAGAIN;
+  if (out_.size() + total > config().max_output) return -EAGAIN;
   size_t written = 0;
   if (out_.empty() && total) {
     // Nothing queued: hand the bytes straight to the kernel and queue only the
@@ -89,13 +92,13 @@ int Connection::send_parts(const iovec *parts, int count) {
 }
 
 void Connection::after_output_change() {
-  const ListenerConfig &config = listener_.config();
-  if (!backpressured_ && out_.size() > config.high_water) {
+  const ListenerConfig &settings = *config_;
+  if (!backpressured_ && out_.size() > settings.high_water) {
     backpressured_ = true;
-  } else if (backpressured_ && out_.size() < config.low_water) {
+  } else if (backpressured_ && out_.size() < settings.low_water) {
     backpressured_ = false;
     update_interest();
-    if (state_ == State::open) listener_.handler().on_drain(*this);
+    if (state_ == State::open) handler().on_drain(*this);
     return;
   }
   update_interest();
@@ -154,10 +157,10 @@ void Connection::handle_read() {
 }
 
 void Connection::deliver(const uint8_t *data, size_t length) {
-  const ListenerConfig &config = listener_.config();
-  ConnectionHandler &handler = listener_.handler();
-  if (config.framing == Framing::raw) {
-    handler.on_message(*this, data, length);
+  const ListenerConfig &settings = *config_;
+  ConnectionHandler &events = *handler_;
+  if (settings.framing == Framing::raw) {
+    events.on_message(*this, data, length);
     return;
   }
   // Parse straight from the scratch buffer when nothing is pending; only an
@@ -170,16 +173,16 @@ void Connection::deliver(const uint8_t *data, size_t length) {
   }
   size_t offset = 0;
   while (state_ == State::open) {
-    FrameScan scan = scan_frame(config.framing, config.max_frame, data + offset, length - offset);
+    FrameScan scan = scan_frame(settings.framing, settings.max_frame, data + offset, length - offset);
     if (scan.status == FrameScan::need_more) break;
     if (scan.status == FrameScan::oversize) {
       listener_.server_.logger().log(LogLevel::info, "%s: closing %s: frame larger than max_frame (%zu bytes)",
-                                     config.name.c_str(), peer_.to_string().c_str(), config.max_frame);
+                                     settings.name.c_str(), peer_.to_string().c_str(), settings.max_frame);
       in_.release();
       close(CloseReason::oversize);
       return;
     }
-    handler.on_message(*this, data + offset + scan.payload_offset, scan.payload_length);
+    events.on_message(*this, data + offset + scan.payload_offset, scan.payload_length);
     offset += scan.consumed;
   }
   if (state_ != State::open) return;  // a callback closed us: the rest is not delivered
@@ -192,15 +195,15 @@ void Connection::deliver(const uint8_t *data, size_t length) {
 void Connection::on_peer_eof() {
   peer_eof_ = true;
   if (state_ == State::open) {
-    if (listener_.handler().on_peer_shutdown(*this)) {
+    if (handler().on_peer_shutdown(*this)) {
       update_interest();  // nothing more to read; output may go on
       return;
     }
     // A last line without its '\n' is still a line (`printf 'hi' | nc`).
-    if (listener_.config().framing == Framing::line && !in_.empty()) {
+    if (config().framing == Framing::line && !in_.empty()) {
       Buffer last = std::move(in_);
       in_ = Buffer();
-      listener_.handler().on_message(*this, last.data(), last.size());
+      handler().on_message(*this, last.data(), last.size());
       if (state_ != State::open) return;
     }
     close(CloseReason::peer);
@@ -250,7 +253,7 @@ void Connection::finish(CloseReason reason) {
   Server &server = listener_.server_;
   if (!out_.empty()) {
     server.logger().log(LogLevel::warning, "%s: %s: %zu queued bytes could not be delivered (%s)",
-                        listener_.config().name.c_str(), peer_.to_string().c_str(), out_.size(),
+                        config().name.c_str(), peer_.to_string().c_str(), out_.size(),
                         close_reason_name(reason));
   }
   server.loop().remove(fd_.get());
@@ -267,9 +270,9 @@ void Connection::finish(CloseReason reason) {
   Connection *self = position_->release();
   list.erase(position_);
   server.loop().defer([self] { delete self; });
-  server.logger().log(LogLevel::debug, "%s: %s closed (%s)", listener_.config().name.c_str(),
+  server.logger().log(LogLevel::debug, "%s: %s closed (%s)", config().name.c_str(),
                       peer_.to_string().c_str(), close_reason_name(reason));
-  listener_.handler().on_close(*this, reason);
+  handler().on_close(*this, reason);
   server.check_stopped();
 }
 
@@ -316,7 +319,7 @@ void Connection::on_io(uint32_t events) {
     int error = 0;
     socklen_t length = sizeof error;
     getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &error, &length);
-    listener_.server_.logger().log(LogLevel::debug, "%s: %s: %s", listener_.config().name.c_str(),
+    listener_.server_.logger().log(LogLevel::debug, "%s: %s: %s", config().name.c_str(),
                                    peer_.to_string().c_str(), std::strerror(error));
     finish(CloseReason::reset);
     return;

@@ -59,7 +59,7 @@ class BackendLink final : IoHandler {
       // An error is seen again (EPOLLERR) once the rest is queued.
     }
     out_.append(data, length);
-    if (out_.size() > client_->listener().config().high_water) client_->pause_reading();
+    if (out_.size() > client_->config().high_water) client_->pause_reading();
     update_interest();
   }
 
@@ -110,7 +110,7 @@ class BackendLink final : IoHandler {
 
   void read_backend() {
     uint8_t *scratch = loop().scratch();
-    const ListenerConfig &config = client_->listener().config();
+    const ListenerConfig &config = client_->config();
     for (int round = 0; round < 4 && !backend_eof_ && !paused_for_client_; ++round) {
       // Never read more than the client's queue can take: what is read is
       // already out of the kernel, and must not be dropped.
@@ -151,7 +151,7 @@ class BackendLink final : IoHandler {
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
       return fail(errno);
     }
-    if (out_.size() < client_->listener().config().low_water) client_->resume_reading();
+    if (out_.size() < client_->config().low_water) client_->resume_reading();
     if (out_.empty() && shut_when_flushed_) shut_backend();
   }
 
@@ -170,7 +170,7 @@ class BackendLink final : IoHandler {
     if (!client_) return;
     const Server &server = client_->listener().server();
     server.logger().log(LogLevel::warning, "%s: %s: backend %s: %s; closing the client",
-                        client_->listener().config().name.c_str(), client_->peer().to_string().c_str(),
+                        client_->config().name.c_str(), client_->peer().to_string().c_str(),
                         forwarder_.label().c_str(), std::strerror(error));
     out_.release();
     client_->close(connecting_ ? CloseReason::local : CloseReason::reset);

@@ -19,13 +19,13 @@ size_t Listener::IpHash::operator()(const IpKey &key) const noexcept {
 }
 
 Listener::Listener(Server &server, Fd fd, const SocketAddress &local, ListenerConfig config,
-                   ConnectionHandler &handler)
+                   std::shared_ptr<ConnectionHandler> handler)
     : server_(server),
       fd_(std::move(fd)),
       spare_(::open("/dev/null", O_RDONLY | O_CLOEXEC)),
       local_(local),
-      config_(std::move(config)),
-      handler_(handler),
+      config_(std::make_shared<const ListenerConfig>(std::move(config))),
+      handler_(std::move(handler)),
       retry_timer_(server.loop(), [this] {
         if (!spare_) spare_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
         if (fd_) server_.loop().modify(fd_.get(), EPOLLIN, this);
@@ -41,6 +41,14 @@ void Listener::stop_accepting() noexcept {
   server_.loop().remove(fd_.get());
   fd_.reset();
   retry_timer_.stop();
+}
+
+void Listener::reconfigure(ListenerConfig config, std::shared_ptr<ConnectionHandler> handler) {
+  if (config.name.empty()) config.name = config_->name;
+  config_ = std::make_shared<const ListenerConfig>(std::move(config));
+  handler_ = std::move(handler);
+  idle_timer_.stop();
+  arm_idle_timer();
 }
 
 void Listener::on_io(uint32_t) {
@@ -77,7 +85,7 @@ void Listener::on_io(uint32_t) {
       default:
         // ENOBUFS, ENOMEM and the unexpected: back off instead of spinning on
         // a level-triggered fd that stays readable.
-        server_.logger().log(LogLevel::error, "%s: accept failed: %s; retrying in 100 ms", config_.name.c_str(),
+        server_.logger().log(LogLevel::error, "%s: accept failed: %s; retrying in 100 ms", config_->name.c_str(),
                              std::strerror(errno));
         pause_accepting(100);
         return;
@@ -94,7 +102,7 @@ void Listener::shed_one() noexcept {
     if (say) {
       last_shed_log_ms_ = now;
       server_.logger().log(LogLevel::error, "%s: out of file descriptors; pausing accept for 100 ms",
-                           config_.name.c_str());
+                           config_->name.c_str());
     }
     pause_accepting(100);
     return;
@@ -114,7 +122,7 @@ void Listener::shed_one() noexcept {
     last_shed_log_ms_ = now;
     server_.logger().log(LogLevel::warning,
                          "%s: out of file descriptors (%s): refusing new clients; raise LimitNOFILE= or lower max_clients",
-                         config_.name.c_str(), std::strerror(EMFILE));
+                         config_->name.c_str(), std::strerror(EMFILE));
   }
 }
 
@@ -125,9 +133,9 @@ void Listener::pause_accepting(uint64_t retry_ms) noexcept {
 }
 
 bool Listener::admit_limits(const IpKey &ip, const char *&why) const noexcept {
-  if (!config_.allow.empty()) {
+  if (!config_->allow.empty()) {
     bool allowed = false;
-    for (const Cidr &cidr : config_.allow) allowed = allowed || cidr.contains(ip);
+    for (const Cidr &cidr : config_->allow) allowed = allowed || cidr.contains(ip);
     if (!allowed) {
       why = "not in the allow list";
       return false;
@@ -137,13 +145,13 @@ bool Listener::admit_limits(const IpKey &ip, const char *&why) const noexcept {
     why = "the server's max_clients is reached";
     return false;
   }
-  if (config_.max_clients && connections_.size() >= config_.max_clients) {
+  if (config_->max_clients && connections_.size() >= config_->max_clients) {
     why = "max_clients is reached";
     return false;
   }
-  if (config_.max_clients_per_ip) {
+  if (config_->max_clients_per_ip) {
     auto it = per_ip_.find(ip);
-    if (it != per_ip_.end() && it->second >= config_.max_clients_per_ip) {
+    if (it != per_ip_.end() && it->second >= config_->max_clients_per_ip) {
       why = "max_clients_per_ip is reached for this address";
       return false;
     }
@@ -153,12 +161,12 @@ bool Listener::admit_limits(const IpKey &ip, const char *&why) const noexcept {
 
 void Listener::touch(Connection &conn) noexcept {
   conn.last_active_ms_ = EventLoop::now_ms();
-  if (config_.idle_timeout_ms) connections_.splice(connections_.end(), connections_, conn.position_);
+  if (config_->idle_timeout_ms) connections_.splice(connections_.end(), connections_, conn.position_);
 }
 
 void Listener::arm_idle_timer() {
-  if (!config_.idle_timeout_ms || idle_timer_.active() || connections_.empty()) return;
-  uint64_t deadline = connections_.front()->last_active_ms_ + config_.idle_timeout_ms;
+  if (!config_->idle_timeout_ms || idle_timer_.active() || connections_.empty()) return;
+  uint64_t deadline = connections_.front()->last_active_ms_ + config_->idle_timeout_ms;
   uint64_t now = EventLoop::now_ms();
   idle_timer_.start(deadline > now ? deadline - now : 0);
 }
@@ -169,9 +177,9 @@ void Listener::on_idle_timer() {
   // client that is still active; close() moves each expired one out of it.
   while (!connections_.empty()) {
     Connection &oldest = *connections_.front();
-    if (now - oldest.last_active_ms_ < config_.idle_timeout_ms) break;
-    server_.logger().log(LogLevel::info, "%s: closing %s: idle for %llu ms", config_.name.c_str(),
-                         oldest.peer_.to_string().c_str(), static_cast<unsigned long long>(config_.idle_timeout_ms));
+    if (now - oldest.last_active_ms_ < config_->idle_timeout_ms) break;
+    server_.logger().log(LogLevel::info, "%s: closing %s: idle for %llu ms", config_->name.c_str(),
+                         oldest.peer_.to_string().c_str(), static_cast<unsigned long long>(config_->idle_timeout_ms));
     oldest.close(CloseReason::idle);
   }
   arm_idle_timer();
@@ -191,7 +199,7 @@ int Listener::broadcast(const void *data, size_t length) {
   }
   for (Connection *conn : full) {
     server_.logger().log(LogLevel::warning, "%s: closing %s: it does not read fast enough for the broadcast",
-                         config_.name.c_str(), conn->peer_.to_string().c_str());
+                         config_->name.c_str(), conn->peer_.to_string().c_str());
     conn->close(CloseReason::limit);
   }
   return delivered;

@@ -46,7 +46,7 @@ Server::~Server() {
   listeners_.clear();
 }
 
-int Server::listen(Listener *&out, std::string_view address, const ListenerConfig &config, ConnectionHandler &handler) {
+int Server::listen(Listener *&out, std::string_view address, const ListenerConfig &config, std::shared_ptr<ConnectionHandler> handler) {
   if (state_ != State::running) return err::bad_state;
   if (config.backlog < 1) return -EINVAL;
   ListenAddress where;
@@ -84,10 +84,10 @@ int Server::listen(Listener *&out, std::string_view address, const ListenerConfi
                        static_cast<int>(address.size()), address.data(), config.backlog, limit, limit);
   }
   if (::listen(fd.get(), config.backlog) != 0) return -errno;
-  return add_listener(out, std::move(fd), config, handler);
+  return add_listener(out, std::move(fd), config, std::move(handler));
 }
 
-int Server::adopt(Listener *&out, int fd, const ListenerConfig &config, ConnectionHandler &handler) {
+int Server::adopt(Listener *&out, int fd, const ListenerConfig &config, std::shared_ptr<ConnectionHandler> handler) {
   if (state_ != State::running) return err::bad_state;
   if (fd < 0 || ::fcntl(fd, F_GETFD) < 0) return -EBADF;
   int type = 0;
@@ -102,19 +102,19 @@ int Server::adopt(Listener *&out, int fd, const ListenerConfig &config, Connecti
   if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return -errno;
   if (::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) return -errno;
   // From here on the fd is ours, also if add_listener fails.
-  return add_listener(out, Fd(fd), config, handler);
+  return add_listener(out, Fd(fd), config, std::move(handler));
 }
 
-int Server::add_listener(Listener *&out, Fd fd, const ListenerConfig &config, ConnectionHandler &handler) {
+int Server::add_listener(Listener *&out, Fd fd, const ListenerConfig &config, std::shared_ptr<ConnectionHandler> handler) {
   SocketAddress local;
   local.length = sizeof local.storage;
   if (getsockname(fd.get(), local.get(), &local.length) != 0) return -errno;
   ListenerConfig copy = config;
   if (copy.name.empty()) copy.name = local.to_string();
   if (copy.low_water > copy.high_water) copy.low_water = copy.high_water;
-  std::unique_ptr<Listener> listener(new Listener(*this, std::move(fd), local, std::move(copy), handler));
+  std::unique_ptr<Listener> listener(new Listener(*this, std::move(fd), local, std::move(copy), std::move(handler)));
   if (int rc = loop_->add(listener->fd_.get(), EPOLLIN, listener.get())) return rc;
-  config_.logger.log(LogLevel::info, "%s: listening on %s", listener->config_.name.c_str(), local.to_string().c_str());
+  config_.logger.log(LogLevel::info, "%s: listening on %s", listener->config_->name.c_str(), local.to_string().c_str());
   out = listener.get();
   listeners_.push_back(std::move(listener));
   return 0;
@@ -124,7 +124,7 @@ void Server::refuse(Listener &listener, Fd fd, const SocketAddress &peer, const 
   fd.reset();
   Stats::add(listener.stats_.refused, 1);
   Stats::add(stats_.refused, 1);
-  config_.logger.log(LogLevel::info, "%s: refused %s: %s", listener.config_.name.c_str(), peer.to_string().c_str(), why);
+  config_.logger.log(LogLevel::info, "%s: refused %s: %s", listener.config_->name.c_str(), peer.to_string().c_str(), why);
 }
 
 void Server::admit(Listener &listener, Fd fd, const SocketAddress &peer) {
@@ -132,7 +132,7 @@ void Server::admit(Listener &listener, Fd fd, const SocketAddress &peer) {
   const char *why = nullptr;
   if (state_ != State::running) return refuse(listener, std::move(fd), peer, "the server is stopping");
   if (!listener.admit_limits(ip, why)) return refuse(listener, std::move(fd), peer, why);
-  const ListenerConfig &config = listener.config_;
+  const ListenerConfig &config = *listener.config_;
   // Small request/answer exchanges are the common case on a gateway: do not
   // let Nagle hold back the answer.
   set_int_option(fd.get(), IPPROTO_TCP, TCP_NODELAY, 1);
@@ -164,7 +164,7 @@ void Server::admit(Listener &listener, Fd fd, const SocketAddress &peer) {
   Stats::add(stats_.accepted, 1);
   config_.logger.log(LogLevel::debug, "%s: %s connected", config.name.c_str(), peer.to_string().c_str());
   listener.arm_idle_timer();
-  listener.handler_.on_open(conn);
+  conn.handler().on_open(conn);
 }
 
 void Server::arm_closing_timer() {

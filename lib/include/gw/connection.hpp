@@ -15,6 +15,8 @@ namespace gw {
 
 class Listener;
 class Server;
+class ConnectionHandler;
+struct ListenerConfig;
 
 /// Why a connection closed. The numbers are the C API's GW_CLOSE_*.
 enum class CloseReason { peer = 1, reset = 2, idle = 3, limit = 4, oversize = 5, stopping = 6, local = 7 };
@@ -64,6 +66,9 @@ class Connection final : IoHandler {
   const SocketAddress &peer() const noexcept { return peer_; }
   uint64_t id() const noexcept { return id_; }
   Listener &listener() const noexcept { return listener_; }
+  /// The listener configuration and handler this connection was accepted with.
+  const ListenerConfig &config() const noexcept { return *config_; }
+  ConnectionHandler &handler() const noexcept { return *handler_; }
   void *user_data() const noexcept { return user_data_; }
   void set_user_data(void *data) noexcept { user_data_ = data; }
 
@@ -86,6 +91,8 @@ class Connection final : IoHandler {
   void after_output_change();
 
   Listener &listener_;
+  std::shared_ptr<const ListenerConfig> config_;
+  std::shared_ptr<ConnectionHandler> handler_;
   Fd fd_;
   SocketAddress peer_;
   IpKey ip_;

@@ -2,6 +2,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -59,8 +60,11 @@ class Listener final : IoHandler {
  public:
   ~Listener();
 
-  const ListenerConfig &config() const noexcept { return config_; }
-  ConnectionHandler &handler() const noexcept { return handler_; }
+  /// What new connections get. Each connection keeps the configuration and
+  /// handler it was accepted with, so reconfigure() never changes the rules
+  /// under an established client.
+  const ListenerConfig &config() const noexcept { return *config_; }
+  ConnectionHandler &handler() const noexcept { return *handler_; }
   Server &server() const noexcept { return server_; }
   const Stats &stats() const noexcept { return stats_; }
   const SocketAddress &local_address() const noexcept { return local_; }
@@ -76,10 +80,15 @@ class Listener final : IoHandler {
   /// Closes the listening socket; open connections stay. For reloads and stops.
   void stop_accepting() noexcept;
 
+  /// Replaces the configuration and handler for connections accepted from now
+  /// on (a reload). Limits and the idle timeout apply to every client at once.
+  void reconfigure(ListenerConfig config, std::shared_ptr<ConnectionHandler> handler);
+
  private:
   friend class Server;
   friend class Connection;
-  Listener(Server &server, Fd fd, const SocketAddress &local, ListenerConfig config, ConnectionHandler &handler);
+  Listener(Server &server, Fd fd, const SocketAddress &local, ListenerConfig config,
+           std::shared_ptr<ConnectionHandler> handler);
 
   void on_io(uint32_t events) override;
   void shed_one() noexcept;
@@ -97,8 +106,8 @@ class Listener final : IoHandler {
   Fd fd_;
   Fd spare_;  // /dev/null, given up to accept-and-close one client when out of fds
   SocketAddress local_;
-  ListenerConfig config_;
-  ConnectionHandler &handler_;
+  std::shared_ptr<const ListenerConfig> config_;
+  std::shared_ptr<ConnectionHandler> handler_;
   Stats stats_;
   Connection::List connections_;  // open ones; front = least recently active
   std::unordered_map<IpKey, unsigned, IpHash> per_ip_;

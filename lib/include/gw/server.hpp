@@ -31,9 +31,9 @@ class Server {
 
   /// Binds `address` (see parse_listen_address) and listens. Returns 0 or a
   /// negative code; *out is owned by the server.
-  int listen(Listener *&out, std::string_view address, const ListenerConfig &config, ConnectionHandler &handler);
+  int listen(Listener *&out, std::string_view address, const ListenerConfig &config, std::shared_ptr<ConnectionHandler> handler);
   /// Takes over a listening SOCK_STREAM socket; on success the server owns fd.
-  int adopt(Listener *&out, int fd, const ListenerConfig &config, ConnectionHandler &handler);
+  int adopt(Listener *&out, int fd, const ListenerConfig &config, std::shared_ptr<ConnectionHandler> handler);
 
   /// Runs the loop on the calling thread until the server has stopped.
   int run();
@@ -56,7 +56,7 @@ class Server {
   friend class Connection;
   explicit Server(const ServerConfig &config);
 
-  int add_listener(Listener *&out, Fd fd, const ListenerConfig &config, ConnectionHandler &handler);
+  int add_listener(Listener *&out, Fd fd, const ListenerConfig &config, std::shared_ptr<ConnectionHandler> handler);
   void admit(Listener &listener, Fd fd, const SocketAddress &peer);
   void refuse(Listener &listener, Fd fd, const SocketAddress &peer, const char *why);
   void begin_stop();
