@@ -1,0 +1,156 @@
+/* Version, errors, close-reason names, option versions, argument checks. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "helpers.h"
+
+static void test_version_matches_macros(void **state)
+{
+    (void)state;
+    char want[32];
+    snprintf(want, sizeof want, "%d.%d.%d", GW_VERSION_MAJOR, GW_VERSION_MINOR, GW_VERSION_PATCH);
+    assert_non_null(gw_version());
+    assert_string_equal(gw_version(), want);
+    assert_int_equal(GW_VERSION_HEX, (GW_VERSION_MAJOR << 16) | (GW_VERSION_MINOR << 8) | GW_VERSION_PATCH);
+}
+
+static const int all_codes[] = {
+    GW_OK, GW_EINVAL, GW_ENOMEM, GW_EAGAIN, GW_EADDRINUSE, GW_EADDRNOTAVAIL, GW_EACCES,
+    GW_EBADF, GW_ENOTSOCK, GW_EMFILE, GW_ENOSYS, GW_ENOTLISTENING, GW_ENOTSTREAM,
+    GW_ESTATE, GW_EWRONGTHREAD, GW_ECLOSED, GW_ENOTFOUND, GW_ETOOBIG, GW_EADDRESS,
+};
+
+static void test_strerror_every_code_distinct(void **state)
+{
+    (void)state;
+    size_t n = sizeof all_codes / sizeof all_codes[0];
+    for (size_t i = 0; i < n; i++) {
+        const char *s = gw_strerror(all_codes[i]);
+        assert_non_null(s);
+        assert_true(strlen(s) > 0);
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(s, gw_strerror(all_codes[j])) == 0)
+                fail_msg("gw_strerror(%d) == gw_strerror(%d) == \"%s\"", all_codes[i], all_codes[j], s);
+        }
+    }
+    /* own codes must not read like a generic "unknown error" */
+    assert_string_not_equal(gw_strerror(GW_ENOTLISTENING), gw_strerror(-3999));
+    assert_string_not_equal(gw_strerror(GW_EADDRESS), gw_strerror(-3999));
+    /* any negated errno, and nonsense codes, still give text */
+    assert_non_null(gw_strerror(-ECONNRESET));
+    assert_non_null(gw_strerror(-3999));
+    assert_non_null(gw_strerror(12345));
+    assert_non_null(gw_strerror(-2147483647 - 1));
+}
+
+static void test_close_reason_names(void **state)
+{
+    (void)state;
+    /* the header names the first three; the others must exist and differ */
+    assert_string_equal(gw_close_reason_name(GW_CLOSE_PEER), "peer");
+    assert_string_equal(gw_close_reason_name(GW_CLOSE_RESET), "reset");
+    assert_string_equal(gw_close_reason_name(GW_CLOSE_IDLE), "idle");
+    for (int r = GW_CLOSE_PEER; r <= GW_CLOSE_LOCAL; r++) {
+        const char *s = gw_close_reason_name((gw_close_reason)r);
+        assert_non_null(s);
+        assert_true(strlen(s) > 0);
+        for (int q = GW_CLOSE_PEER; q < r; q++)
+            assert_string_not_equal(s, gw_close_reason_name((gw_close_reason)q));
+    }
+    assert_non_null(gw_close_reason_name((gw_close_reason)0));
+    assert_non_null(gw_close_reason_name((gw_close_reason)99));
+}
+
+static void test_server_defaults_and_null(void **state)
+{
+    (void)state;
+    gw_server_t *srv = NULL;
+    assert_int_equal(gw_server_create(&srv, NULL), 0);
+    assert_non_null(srv);
+    assert_true(gw_server_fd(srv) >= 0);
+    gw_stats st;
+    memset(&st, 0xff, sizeof st);
+    assert_int_equal(gw_server_stats(&st, srv), 0);
+    assert_int_equal(st.clients, 0);
+    assert_int_equal(st.accepted, 0);
+    assert_int_equal(st.refused, 0);
+    assert_int_equal(st.bytes_in, 0);
+    assert_int_equal(st.bytes_out, 0);
+    gw_server_destroy(srv);
+    gw_server_destroy(NULL);
+    gw_timer_destroy(NULL);
+
+    assert_int_equal(gw_server_create(NULL, NULL), GW_EINVAL);
+    assert_int_equal(gw_server_stop(NULL), GW_EINVAL);
+    assert_int_equal(gw_server_post(NULL, NULL, NULL), GW_EINVAL);
+    assert_int_equal(gw_server_stats(&st, NULL), GW_EINVAL);
+    assert_int_equal(gw_conn_send(NULL, "x", 1), GW_EINVAL);
+    assert_int_equal(gw_conn_close(NULL), GW_EINVAL);
+}
+
+static void test_server_option_version_mismatch(void **state)
+{
+    (void)state;
+    gw_server_options o = GW_SERVER_OPTIONS_INIT;
+    gw_server_t *srv = (gw_server_t *)&o; /* must be left alone on failure */
+    o.version = 0;
+    assert_int_equal(gw_server_create(&srv, &o), GW_EINVAL);
+    o.version = GW_SERVER_OPTIONS_VERSION + 100;
+    assert_int_equal(gw_server_create(&srv, &o), GW_EINVAL);
+}
+
+static void test_listener_option_version_mismatch(void **state)
+{
+    (void)state;
+    gw_server_t *srv = gwt_server();
+    assert_non_null(srv);
+    gw_listener_options o = GW_LISTENER_OPTIONS_INIT;
+    o.address = "127.0.0.1:0";
+    gw_listener_t *l = NULL;
+    o.version = 0;
+    assert_int_equal(gw_listener_create(&l, srv, &o), GW_EINVAL);
+    o.version = GW_LISTENER_OPTIONS_VERSION + 100;
+    assert_int_equal(gw_listener_create(&l, srv, &o), GW_EINVAL);
+    assert_int_equal(gw_listener_adopt(&l, srv, 0, &o), GW_EINVAL);
+    o.version = GW_LISTENER_OPTIONS_VERSION;
+    assert_int_equal(gw_listener_create(&l, srv, NULL), GW_EINVAL);
+    assert_int_equal(gw_listener_create(NULL, srv, &o), GW_EINVAL);
+    assert_int_equal(gw_listener_create(&l, NULL, &o), GW_EINVAL);
+    /* nonsense framing */
+    o.framing = (gw_framing)42;
+    assert_int_equal(gw_listener_create(&l, srv, &o), GW_EINVAL);
+    o.framing = GW_FRAMING_LINE;
+    assert_int_equal(gw_listener_create(&l, srv, &o), 0);
+    gw_server_destroy(srv);
+}
+
+static void test_timer_args(void **state)
+{
+    (void)state;
+    gw_server_t *srv = gwt_server();
+    gw_timer_t *t = NULL;
+    assert_int_equal(gw_timer_create(&t, NULL, NULL, NULL), GW_EINVAL);
+    assert_int_equal(gw_timer_create(NULL, srv, NULL, NULL), GW_EINVAL);
+    assert_int_equal(gw_timer_start(NULL, 1, 0), GW_EINVAL);
+    assert_int_equal(gw_timer_stop(NULL), GW_EINVAL);
+    gw_server_destroy(srv);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_version_matches_macros),
+        cmocka_unit_test(test_strerror_every_code_distinct),
+        cmocka_unit_test(test_close_reason_names),
+        cmocka_unit_test(test_server_defaults_and_null),
+        cmocka_unit_test(test_server_option_version_mismatch),
+        cmocka_unit_test(test_listener_option_version_mismatch),
+        cmocka_unit_test(test_timer_args),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
