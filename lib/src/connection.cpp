@@ -270,7 +270,7 @@ void Connection::finish(CloseReason reason) {
   Connection *self = position_->release();
   list.erase(position_);
   server.loop().defer([self] { delete self; });
-  server.logger().log(LogLevel::debug, "%s: %s closed (%s)", config().name.c_str(),
+  server.logger().log(LogLevel::info, "%s: %s closed (%s)", config().name.c_str(),
                       peer_.to_string().c_str(), close_reason_name(reason));
   handler().on_close(*this, reason);
   server.check_stopped();

@@ -162,7 +162,7 @@ void Server::admit(Listener &listener, Fd fd, const SocketAddress &peer) {
   Stats::add(listener.stats_.accepted, 1);
   Stats::add(stats_.clients, 1);
   Stats::add(stats_.accepted, 1);
-  config_.logger.log(LogLevel::debug, "%s: %s connected", config.name.c_str(), peer.to_string().c_str());
+  config_.logger.log(LogLevel::info, "%s: %s connected", config.name.c_str(), peer.to_string().c_str());
   listener.arm_idle_timer();
   conn.handler().on_open(conn);
 }

@@ -47,6 +47,8 @@ class Server {
   State state() const noexcept { return state_; }
   EventLoop &loop() noexcept { return *loop_; }
   const Logger &logger() const noexcept { return config_.logger; }
+  /// For reloads. Loop thread only.
+  void set_log_level(LogLevel level) noexcept { config_.logger.max_level = level; }
   const ServerConfig &config() const noexcept { return config_; }
   const Stats &stats() const noexcept { return stats_; }
   const std::vector<std::unique_ptr<Listener>> &listeners() const noexcept { return listeners_; }

@@ -1,0 +1,346 @@
+#include "daemon.hpp"
+
+#include <netdb.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <algorithm>
+#include <set>
+
+#include "gw/errors.hpp"
+#include "gw/forwarder.hpp"
+#include "gw/systemd.hpp"
+
+namespace gw::service {
+namespace {
+
+gw::LogLevel core_level(LogLevel level) {
+  switch (level) {
+    case LogLevel::error: return gw::LogLevel::error;
+    case LogLevel::warning: return gw::LogLevel::warning;
+    case LogLevel::info: return gw::LogLevel::info;
+    case LogLevel::debug: return gw::LogLevel::debug;
+  }
+  return gw::LogLevel::info;
+}
+
+// Resolves a tcp:// backend once, at start or reload, never per client: a
+// name lookup may block, and the loop must not.
+int resolve(const Backend &backend, gw::SocketAddress &out, std::string &error) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo *found = nullptr;
+  std::string port = std::to_string(backend.port);
+  int rc = getaddrinfo(backend.host.c_str(), port.c_str(), &hints, &found);
+  if (rc != 0) {
+    error = gai_strerror(rc);
+    return -EINVAL;
+  }
+  out = gw::SocketAddress{};
+  std::memcpy(&out.storage, found->ai_addr, found->ai_addrlen);
+  out.length = found->ai_addrlen;
+  freeaddrinfo(found);
+  return 0;
+}
+
+std::string local_address_of(int fd) {
+  gw::SocketAddress local;
+  local.length = sizeof local.storage;
+  if (getsockname(fd, local.get(), &local.length) != 0) return "?";
+  return local.to_string();
+}
+
+}  // namespace
+
+gw::ListenerConfig listener_config(const Route &route) {
+  gw::ListenerConfig config;
+  config.name = "route " + route.name;
+  config.backlog = route.backlog;
+  config.framing = static_cast<gw::Framing>(route.framing);
+  config.max_frame = route.max_frame;
+  config.max_clients = route.max_clients;
+  config.max_clients_per_ip = route.max_clients_per_ip;
+  config.idle_timeout_ms = static_cast<uint64_t>(route.idle_timeout.count());
+  config.keepalive = route.keepalive;
+  for (const std::string &text : route.allow) {
+    gw::Cidr cidr;
+    if (gw::parse_cidr(text, cidr) == 0) config.allow.push_back(cidr);  // validated by the config layer
+  }
+  return config;
+}
+
+static_assert(static_cast<int>(Framing::u32be) == static_cast<int>(gw::Framing::u32be), "framings differ");
+
+Daemon::~Daemon() {
+  watchdog_timer_.reset();
+  status_timer_.reset();
+  signals_.reset();
+}
+
+int Daemon::make_handler(const Route &route, std::shared_ptr<gw::ConnectionHandler> &out) {
+  const Backend &backend = route.backend;
+  gw::SocketAddress address;
+  switch (backend.kind) {
+    case Backend::Kind::echo:
+      out = std::make_shared<gw::EchoHandler>();
+      return 0;
+    case Backend::Kind::tcp: {
+      std::string error;
+      if (resolve(backend, address, error) != 0) {
+        server_->logger().log(gw::LogLevel::error, "route \"%s\": cannot resolve backend %s: %s", route.name.c_str(),
+                              backend.text.c_str(), error.c_str());
+        return -EINVAL;
+      }
+      break;
+    }
+    case Backend::Kind::unix_socket:
+      if (gw::parse_unix_address("unix:" + backend.path, address) != 0) return -EINVAL;
+      break;
+  }
+  out = std::make_shared<gw::Forwarder>(address, backend.text);
+  return 0;
+}
+
+int Daemon::start(const Config &config) {
+  gw::ServerConfig server_config;
+  server_config.stop_timeout_ms = static_cast<uint64_t>(config.service.stop_timeout.count());
+  server_config.logger.max_level = core_level(config.service.log_level);
+  if (int rc = gw::Server::create(server_, server_config)) {
+    std::fprintf(stderr, "<3>cannot create the event loop: %s\n", std::strerror(-rc));
+    return 1;
+  }
+  const gw::Logger &log = server_->logger();
+  if (int rc = gw::SignalWatcher::create(signals_, server_->loop(), {SIGTERM, SIGINT, SIGHUP},
+                                         [this](int signal) { on_signal(signal); })) {
+    log.log(gw::LogLevel::error, "cannot watch signals: %s", std::strerror(-rc));
+    return 1;
+  }
+
+  for (const Route &route : config.routes) {
+    RouteState state;
+    state.route = route;
+    if (make_handler(route, state.handler) != 0) return 1;
+    routes_.emplace(route.name, std::move(state));
+  }
+
+  // Sockets from systemd first: by FileDescriptorName=, else by the address
+  // they are bound to.
+  gw::sd::collect_listen_fds();
+  std::vector<gw::sd::ListenFd> inherited = gw::sd::take_all_listen_fds();
+  int failures = 0;
+  for (gw::sd::ListenFd &passed : inherited) {
+    RouteState *target = nullptr;
+    auto named = routes_.find(passed.name);
+    if (named != routes_.end() && !named->second.listener) {
+      target = &named->second;
+    } else {
+      gw::SocketAddress local;
+      local.length = sizeof local.storage;
+      if (getsockname(passed.fd, local.get(), &local.length) == 0) {
+        for (auto &[name, state] : routes_) {
+          if (!state.listener && state.route.listen && state.route.listen->matches(local.get())) {
+            target = &state;
+            break;
+          }
+        }
+      }
+    }
+    if (!target) {
+      std::string where = local_address_of(passed.fd);
+      log.log(gw::LogLevel::error,
+              "inherited socket fd %d (FileDescriptorName=%s, bound to %s) matches no route: name a route \"%s\" "
+              "or give a route listen = \"%s\"",
+              passed.fd, passed.name.c_str(), where.c_str(), passed.name.c_str(), where.c_str());
+      ::close(passed.fd);
+      ++failures;
+      continue;
+    }
+    gw::Listener *listener = nullptr;
+    int rc = server_->adopt(listener, passed.fd, listener_config(target->route), target->handler);
+    if (rc != 0) {
+      log.log(gw::LogLevel::error, "route \"%s\": inherited socket fd %d (FileDescriptorName=%s) is unusable: %s",
+              target->route.name.c_str(), passed.fd, passed.name.c_str(), gw::err::describe(rc));
+      ::close(passed.fd);
+      ++failures;
+      continue;
+    }
+    target->listener = listener;
+    target->inherited = true;
+    log.log(gw::LogLevel::info, "route \"%s\": serving the socket systemd passed as fd %d (%s)",
+            target->route.name.c_str(), passed.fd, passed.name.c_str());
+  }
+  if (failures) return 1;
+
+  for (auto &[name, state] : routes_) {
+    if (state.listener) continue;
+    if (!state.route.listen) {
+      log.log(gw::LogLevel::error,
+              "route \"%s\" has no listen address and systemd passed no socket named \"%s\": add listen = "
+              "\"IP:PORT\" or FileDescriptorName=%s to the socket unit",
+              name.c_str(), name.c_str(), name.c_str());
+      return 1;
+    }
+    int rc = server_->listen(state.listener, state.route.listen->text, listener_config(state.route), state.handler);
+    if (rc != 0) {
+      log.log(gw::LogLevel::error, "route \"%s\": cannot listen on %s: %s", name.c_str(),
+              state.route.listen->text.c_str(), gw::err::describe(rc));
+      return 1;
+    }
+  }
+
+  start_watchdog();
+  status_timer_ = std::make_unique<gw::Timer>(server_->loop(), [this] { update_status(); });
+  status_timer_->start(5000, 5000);
+  log.log(gw::LogLevel::info, "ready: %zu routes", routes_.size());
+  gw::sd::notify("READY=1");
+  update_status();
+  return 0;
+}
+
+void Daemon::start_watchdog() {
+  uint64_t usec = 0;
+  if (gw::sd::watchdog_usec(usec) <= 0) return;
+  // Fed from a timer on the loop itself: a loop that hangs stops feeding, and
+  // systemd restarts us. Half the interval leaves room for one late tick.
+  uint64_t period_ms = usec / 2000 ? usec / 2000 : 1;
+  watchdog_timer_ = std::make_unique<gw::Timer>(server_->loop(), [] { gw::sd::notify("WATCHDOG=1"); });
+  watchdog_timer_->start(0, period_ms);
+  server_->logger().log(gw::LogLevel::info, "watchdog: every %llu ms", static_cast<unsigned long long>(period_ms));
+}
+
+void Daemon::update_status() {
+  const gw::Stats &stats = server_->stats();
+  char status[256];
+  std::snprintf(status, sizeof status, "STATUS=%zu routes, %llu clients, %llu accepted, %llu refused, %llu bytes in, %llu bytes out",
+                routes_.size(), static_cast<unsigned long long>(stats.clients.load()),
+                static_cast<unsigned long long>(stats.accepted.load()),
+                static_cast<unsigned long long>(stats.refused.load()),
+                static_cast<unsigned long long>(stats.bytes_in.load()),
+                static_cast<unsigned long long>(stats.bytes_out.load()));
+  gw::sd::notify(status);
+}
+
+void Daemon::on_signal(int signal) {
+  if (signal == SIGHUP) {
+    reload();
+    return;
+  }
+  server_->logger().log(gw::LogLevel::info, "%s: stopping; draining clients for at most %llu ms", strsignal(signal),
+                        static_cast<unsigned long long>(server_->config().stop_timeout_ms));
+  gw::sd::notify("STOPPING=1");
+  status_timer_->stop();
+  server_->stop();
+}
+
+void Daemon::reload() {
+  const gw::Logger &log = server_->logger();
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  char reloading[64];
+  std::snprintf(reloading, sizeof reloading, "RELOADING=1\nMONOTONIC_USEC=%llu",
+                static_cast<unsigned long long>(now.tv_sec) * 1000000ull + static_cast<unsigned long long>(now.tv_nsec) / 1000);
+  gw::sd::notify(reloading);
+  log.log(gw::LogLevel::info, "SIGHUP: reloading %s", config_path_.c_str());
+
+  auto reject = [&](const char *why) {
+    log.log(gw::LogLevel::error, "reload rejected (%s); the running configuration stays", why);
+    gw::sd::notify("READY=1\nSTATUS=reload rejected: see the journal");
+  };
+  ConfigResult loaded = load_config(config_path_);
+  if (!loaded.ok()) {
+    for (const std::string &error : loaded.errors) log.log(gw::LogLevel::error, "%s", error.c_str());
+    reject("configuration errors");
+    return;
+  }
+
+  // Prepare everything that can fail before changing anything: handlers and
+  // the sockets of new routes. A route keeps its listener when its name is
+  // kept and its listen address is unchanged (or came from systemd), or when a
+  // removed route had the same listen address.
+  std::map<std::string, RouteState> next;
+  std::vector<gw::Listener *> created;
+  std::set<std::string> reused;
+  auto rollback = [&] {
+    for (gw::Listener *listener : created) listener->stop_accepting();
+  };
+  for (const Route &route : loaded.config->routes) {
+    RouteState state;
+    state.route = route;
+    if (make_handler(route, state.handler) != 0) {
+      rollback();
+      return reject("a backend cannot be resolved");
+    }
+    auto same_listen = [&](const RouteState &old) {
+      return old.inherited || (old.route.listen && route.listen && old.route.listen->canonical == route.listen->canonical);
+    };
+    auto old = routes_.find(route.name);
+    if (old != routes_.end() && same_listen(old->second)) {
+      state.listener = old->second.listener;
+      state.inherited = old->second.inherited;
+      reused.insert(old->first);
+    } else {
+      for (auto &[old_name, old_state] : routes_) {
+        bool kept_by_name = std::any_of(loaded.config->routes.begin(), loaded.config->routes.end(),
+                                        [&](const Route &r) { return r.name == old_name; });
+        if (!kept_by_name && !reused.count(old_name) && !old_state.inherited && same_listen(old_state)) {
+          state.listener = old_state.listener;
+          reused.insert(old_name);
+          break;
+        }
+      }
+    }
+    if (!state.listener) {
+      if (!route.listen) {
+        rollback();
+        log.log(gw::LogLevel::error, "route \"%s\" has no listen address, and sockets from systemd cannot be added by a reload",
+                route.name.c_str());
+        return reject("a new route has no socket");
+      }
+      int rc = server_->listen(state.listener, route.listen->text, listener_config(route), state.handler);
+      if (rc != 0) {
+        rollback();
+        log.log(gw::LogLevel::error, "route \"%s\": cannot listen on %s: %s", route.name.c_str(), route.listen->text.c_str(),
+                gw::err::describe(rc));
+        return reject("a new route cannot listen");
+      }
+      created.push_back(state.listener);
+    }
+    next.emplace(route.name, std::move(state));
+  }
+
+  // Commit: removed routes stop accepting (their clients stay), kept ones get
+  // the new settings for new clients.
+  for (auto &[name, state] : routes_) {
+    if (!reused.count(name)) {
+      state.listener->stop_accepting();
+      log.log(gw::LogLevel::info, "route \"%s\" removed: no longer accepting; %zu clients stay", name.c_str(),
+              state.listener->client_count());
+    }
+  }
+  for (auto &[name, state] : next) {
+    if (std::find(created.begin(), created.end(), state.listener) == created.end())
+      state.listener->reconfigure(listener_config(state.route), state.handler);
+  }
+  routes_ = std::move(next);
+  server_->set_log_level(core_level(loaded.config->service.log_level));
+  log.log(gw::LogLevel::info, "reloaded: %zu routes", routes_.size());
+  gw::sd::notify("READY=1");
+  update_status();
+}
+
+int Daemon::run() {
+  int rc = server_->run();
+  if (rc != 0) {
+    server_->logger().log(gw::LogLevel::error, "event loop failed: %s", std::strerror(-rc));
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace gw::service

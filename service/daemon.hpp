@@ -1,0 +1,54 @@
+// Daemon: gatewayd's routes on one gw::Server, fed by systemd or by hand.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+
+#include "config.hpp"
+#include "gw/server.hpp"
+#include "gw/signals.hpp"
+
+namespace gw::service {
+
+/// Turns a Config into listeners and backends, adopts the sockets systemd
+/// passed, talks sd_notify (READY, STATUS, RELOADING, STOPPING, WATCHDOG) and
+/// reloads on SIGHUP. Knows routes and systemd's protocol; the sockets, the
+/// loop and the signals are the core's. Single-threaded: everything runs on
+/// the thread that calls start() and run().
+class Daemon {
+ public:
+  explicit Daemon(std::string config_path) : config_path_(std::move(config_path)) {}
+  ~Daemon();
+
+  /// Creates the server, adopts inherited sockets, binds the rest and tells
+  /// systemd READY=1. Returns 0, or logs what is wrong and returns non-zero.
+  int start(const Config &config);
+  /// Serves until SIGTERM/SIGINT and the drain that follows; returns the exit code.
+  int run();
+
+ private:
+  struct RouteState {
+    Route route;
+    gw::Listener *listener = nullptr;
+    std::shared_ptr<gw::ConnectionHandler> handler;
+    bool inherited = false;
+  };
+
+  void on_signal(int signal);
+  void reload();
+  void update_status();
+  void start_watchdog();
+  int make_handler(const Route &route, std::shared_ptr<gw::ConnectionHandler> &out);
+
+  std::string config_path_;
+  std::unique_ptr<gw::Server> server_;
+  std::unique_ptr<gw::SignalWatcher> signals_;
+  std::unique_ptr<gw::Timer> watchdog_timer_;
+  std::unique_ptr<gw::Timer> status_timer_;
+  std::map<std::string, RouteState> routes_;
+};
+
+/// The core's listener settings for a route.
+gw::ListenerConfig listener_config(const Route &route);
+
+}  // namespace gw::service
