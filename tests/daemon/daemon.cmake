@@ -1,0 +1,18 @@
+# gatewayd integration suites: cmocka C programs that drive the real daemon
+# binary (passed as argv[1]) over loopback and Unix sockets they create.
+add_library(gwd_harness STATIC ${CMAKE_CURRENT_LIST_DIR}/daemon_harness.c)
+set_target_properties(gwd_harness PROPERTIES C_STANDARD 11 C_STANDARD_REQUIRED ON C_EXTENSIONS OFF)
+target_compile_definitions(gwd_harness PRIVATE _GNU_SOURCE)
+target_include_directories(gwd_harness PUBLIC ${CMAKE_CURRENT_LIST_DIR} ${CMAKE_CURRENT_LIST_DIR}/../c)
+target_link_libraries(gwd_harness PUBLIC gwt_helpers PkgConfig::CMOCKA Threads::Threads)
+
+set(GWD_SUITES cli)
+foreach(suite IN LISTS GWD_SUITES)
+  add_executable(test_daemon_${suite} ${CMAKE_CURRENT_LIST_DIR}/test_${suite}.c)
+  set_target_properties(test_daemon_${suite} PROPERTIES C_STANDARD 11 C_STANDARD_REQUIRED ON C_EXTENSIONS OFF)
+  target_compile_definitions(test_daemon_${suite} PRIVATE _GNU_SOURCE)
+  target_link_libraries(test_daemon_${suite} PRIVATE gwd_harness)
+  add_dependencies(test_daemon_${suite} gatewayd)
+  add_test(NAME daemon_${suite} COMMAND test_daemon_${suite} $<TARGET_FILE:gatewayd>)
+  set_tests_properties(daemon_${suite} PROPERTIES TIMEOUT 60 LABELS "daemon")
+endforeach()
