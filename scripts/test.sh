@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test.
+#
+#   scripts/test.sh            every stage, as CI runs it
+#   scripts/test.sh STAGE...   only these stages
+#
+# Stages:
+#   native  host build (RelWithDebInfo, -Werror) and its whole CTest suite
+#   asan    the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   cross   arm64 and armhf cross builds, their suites run under qemu-user
+#   e2e     the amd64 .deb packages installed and started on a booted systemd
+set -euo pipefail
+source "$(dirname "$0")/lib/common.sh"
+cd "$GW_ROOT"
+
+stages=("$@")
+((${#stages[@]})) || stages=(native asan cross e2e)
+jobs=$(nproc)
+
+run_preset() {
+  local preset=$1
+  gw_say "[$preset] configure, build, test"
+  cmake --preset "$preset" >/dev/null
+  cmake --build --preset "$preset" -j "$jobs"
+  ctest --preset "$preset" -j "$jobs"
+}
+
+gw_need_packages "${GW_BUILD_PACKAGES[@]}"
+for stage in "${stages[@]}"; do
+  start=$SECONDS
+  case $stage in
+    native | asan) run_preset "$stage" ;;
+    cross)
+      gw_need_packages crossbuild-essential-arm64 crossbuild-essential-armhf qemu-user mmdebstrap debian-archive-keyring
+      for arch in arm64 armhf; do
+        scripts/sysroot.sh "$arch" >/dev/null
+        run_preset "$arch"
+      done
+      ;;
+    e2e) scripts/e2e-systemd.sh amd64 ;;
+    *) gw_die "unknown stage '$stage' (native, asan, cross, e2e)" ;;
+  esac
+  gw_say "[$stage] passed in $((SECONDS - start)) s"
+done
+gw_say "all stages passed: ${stages[*]}"
