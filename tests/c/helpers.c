@@ -254,7 +254,7 @@ static int fill_addr(struct sockaddr_storage *ss, socklen_t *len, const char *ho
     return -1;
 }
 
-int gwt_connect_from(const char *host, int port, const char *bind_addr)
+static int connect_impl(const char *host, int port, const char *bind_addr, int rcvbuf)
 {
     struct sockaddr_storage ss;
     socklen_t len;
@@ -264,6 +264,11 @@ int gwt_connect_from(const char *host, int port, const char *bind_addr)
     int fd = socket(fam, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
+    /* before connect(): the window scale is fixed by the handshake, and a
+     * buffer shrunk afterwards makes the kernel drop data it advertised room
+     * for (stalls with retransmission backoff) */
+    if (rcvbuf > 0)
+        gwt_set_rcvbuf(fd, rcvbuf);
     if (bind_addr) {
         struct sockaddr_storage bs;
         socklen_t blen;
@@ -279,9 +284,19 @@ int gwt_connect_from(const char *host, int port, const char *bind_addr)
     return fd;
 }
 
+int gwt_connect_from(const char *host, int port, const char *bind_addr)
+{
+    return connect_impl(host, port, bind_addr, 0);
+}
+
 int gwt_connect(const char *host, int port)
 {
-    return gwt_connect_from(host, port, NULL);
+    return connect_impl(host, port, NULL, 0);
+}
+
+int gwt_connect_small(const char *host, int port, int rcvbuf)
+{
+    return connect_impl(host, port, NULL, rcvbuf);
 }
 
 int gwt_connect_pump(gw_server_t *srv, const char *host, int port)

@@ -73,10 +73,13 @@ gw_listener_t *gwt_listen(gw_server_t *srv, const char *addr, gw_listener_option
  * Returns the fd or -1. */
 int gwt_connect(const char *host, int port);
 int gwt_connect_from(const char *host, int port, const char *bind_addr);
+/* A client with a small receive buffer (set before connect), for slow readers. */
+int gwt_connect_small(const char *host, int port, int rcvbuf);
 /* Connects, then pumps until the server's accepted + refused grows. */
 int gwt_connect_pump(gw_server_t *srv, const char *host, int port);
 
 int gwt_set_nonblock(int fd);
+/* Only before connect(): see gwt_connect_small(). */
 void gwt_set_rcvbuf(int fd, int bytes);
 /* Closes with SO_LINGER 0: the peer gets an RST. */
 void gwt_close_reset(int fd);

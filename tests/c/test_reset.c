@@ -147,8 +147,7 @@ static void test_no_sigpipe(void **state)
     o.on_open = flood_open;
     gw_listener_t *l = gwt_listen(srv, "127.0.0.1:0", &o);
     for (int i = 0; i < 3; i++) {
-        int fd = gwt_connect("127.0.0.1", gw_listener_port(l));
-        gwt_set_rcvbuf(fd, 4096);
+        int fd = gwt_connect_small("127.0.0.1", gw_listener_port(l), 4096);
         assert_true(gwt_rec_wait(srv, &rec, &rec.opens, i + 1, GWT_TIMEOUT_MS));
         char buf[100];
         assert_int_equal(gwt_read_exact(srv, fd, buf, sizeof buf, GWT_TIMEOUT_MS), sizeof buf);
