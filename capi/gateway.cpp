@@ -268,6 +268,12 @@ int gw_server_stop(gw_server_t *server) {
   });
 }
 
+int gw_server_wakeup(gw_server_t *server) {
+  if (!server) return GW_EINVAL;
+  server->core->loop().wake();
+  return 0;
+}
+
 int gw_server_post(gw_server_t *server, void (*fn)(void *), void *user_data) {
   if (!server || !fn) return GW_EINVAL;
   if (server->core->state() == gw::Server::State::stopped) return GW_ESTATE;

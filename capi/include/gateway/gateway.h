@@ -173,6 +173,11 @@ GW_EXTERN int gw_server_dispatch(gw_server_t *server);
  *  Thread-safe and idempotent; returns 0 or GW_EINVAL. */
 GW_EXTERN int gw_server_stop(gw_server_t *server);
 
+/** Makes a blocked gw_server_run() iterate, and gw_server_fd() readable, once
+ *  (for firmware that changed something its callbacks look at). Thread-safe
+ *  and async-signal-safe. Returns 0 or GW_EINVAL. */
+GW_EXTERN int gw_server_wakeup(gw_server_t *server);
+
 /** Runs fn(user_data) on the loop thread, soon, in the order posted.
  *  Thread-safe. Returns 0, GW_EINVAL, GW_ENOMEM or GW_ESTATE (the server has
  *  stopped; fn will not run). */
