@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "gw/errors.hpp"
 #include "gw/listener.hpp"
@@ -217,6 +218,10 @@ void Connection::on_peer_eof() {
 
 void Connection::close(CloseReason reason) {
   if (state_ != State::open) return;
+  if (IoDelegate *delegate = std::exchange(delegate_, nullptr)) {
+    interest_ = ~0u;  // unknown to update_interest(): force a fresh epoll_ctl
+    delegate->on_delegate_end(*this);
+  }
   state_ = State::closing;
   reason_ = reason;
   in_.release();
@@ -250,6 +255,7 @@ void Connection::finish(CloseReason reason) {
   if (state_ == State::closed) return;
   State previous = state_;
   state_ = State::closed;
+  delegate_ = nullptr;
   Server &server = listener_.server_;
   if (!out_.empty()) {
     server.logger().log(LogLevel::warning, "%s: %s: %zu queued bytes could not be delivered (%s)",
@@ -302,7 +308,7 @@ void Connection::resume_reading() {
 }
 
 void Connection::update_interest() {
-  if (state_ == State::closed) return;
+  if (state_ == State::closed || delegate_) return;
   uint32_t want = 0;
   if (!peer_eof_) {
     if (state_ == State::open ? !(backpressured_ || user_paused_) : true) want |= EPOLLIN;
@@ -313,8 +319,37 @@ void Connection::update_interest() {
   listener_.server_.loop().modify(fd_.get(), want, this);
 }
 
+int Connection::delegate_io(IoDelegate &delegate, uint32_t interest) {
+  if (state_ != State::open || !in_.empty() || !out_.empty() || peer_eof_) return err::bad_state;
+  delegate_ = &delegate;
+  set_delegated_interest(interest);
+  return 0;
+}
+
+void Connection::set_delegated_interest(uint32_t interest) {
+  if (!delegate_ || interest == interest_) return;
+  interest_ = interest;
+  listener_.server_.loop().modify(fd_.get(), interest, this);
+}
+
+void Connection::account_in(size_t bytes) noexcept {
+  Stats::add(listener_.stats_.bytes_in, bytes);
+  Stats::add(listener_.server_.stats_.bytes_in, bytes);
+  mark_active();
+}
+
+void Connection::account_out(size_t bytes) noexcept {
+  Stats::add(listener_.stats_.bytes_out, bytes);
+  Stats::add(listener_.server_.stats_.bytes_out, bytes);
+  mark_active();
+}
+
 void Connection::on_io(uint32_t events) {
   if (state_ == State::closed) return;  // closed earlier in this batch
+  if (delegate_) {
+    delegate_->on_delegated_io(*this, events);
+    return;
+  }
   if (events & EPOLLERR) {
     int error = 0;
     socklen_t length = sizeof error;

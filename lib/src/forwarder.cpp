@@ -1,5 +1,6 @@
 #include "gw/forwarder.hpp"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -31,12 +32,45 @@ int parse_unix_address(std::string_view text, SocketAddress &out) noexcept {
 
 namespace {
 
-/// The backend side of one forwarded client. Owns the backend socket and the
-/// bytes the backend has not taken yet. Owned by its client (user_data) and
-/// freed after the batch in which the client closed. Loop thread only.
-class BackendLink final : IoHandler {
+/// A kernel pipe between two sockets for splice(), with the count of bytes in it.
+struct SplicePipe {
+  Fd read_end, write_end;
+  size_t held = 0;
+  static constexpr size_t capacity = 64 * 1024;  // Linux's default pipe size
+
+  int open() noexcept {
+    int fds[2];
+    if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return -errno;
+    read_end.reset(fds[0]);
+    write_end.reset(fds[1]);
+    return 0;
+  }
+  size_t room() const noexcept { return capacity - held; }
+  // socket -> pipe: > 0 moved, 0 EOF, -EAGAIN, or a negated errno.
+  ssize_t fill_from(int socket) noexcept {
+    ssize_t n = ::splice(socket, nullptr, write_end.get(), nullptr, room(), SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n > 0) held += static_cast<size_t>(n);
+    return n < 0 ? -errno : n;
+  }
+  // pipe -> socket: >= 0 moved, -EAGAIN, or a negated errno.
+  ssize_t drain_to(int socket) noexcept {
+    if (!held) return 0;
+    ssize_t n = ::splice(read_end.get(), nullptr, socket, nullptr, held, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n > 0) held -= static_cast<size_t>(n);
+    return n < 0 ? -errno : n;
+  }
+};
+
+/// The backend side of one forwarded client. Owns the backend socket and what
+/// is in flight between the two. Bytes pass through user space (the client's
+/// queue and ours) until the flow turns bulk: then, at the first moment when
+/// nothing is queued, both directions switch to splice() through two pipes,
+/// and the bytes no longer leave the kernel. Owned by its client (user_data)
+/// and freed after the batch in which the client closed. Loop thread only.
+class BackendLink final : IoHandler, IoDelegate {
  public:
-  BackendLink(Forwarder &forwarder, Connection &client) : forwarder_(forwarder), client_(&client) {}
+  BackendLink(Forwarder &forwarder, Connection &client)
+      : forwarder_(forwarder), client_(&client), loop_(client.listener().server().loop()) {}
 
   void start() {
     const SocketAddress &backend = forwarder_.backend();
@@ -44,12 +78,13 @@ class BackendLink final : IoHandler {
     if (!fd_) return fail(errno);
     if (::connect(fd_.get(), backend.get(), backend.length) != 0 && errno != EINPROGRESS) return fail(errno);
     interest_ = EPOLLOUT;  // writable = connected (or failed: SO_ERROR says which)
-    if (int rc = loop().add(fd_.get(), interest_, this)) return fail(-rc);
+    if (int rc = loop_.add(fd_.get(), interest_, this)) return fail(-rc);
     watched_ = true;
   }
 
-  /// Bytes from the client for the backend.
+  /// Bytes from the client for the backend (buffered mode).
   void forward(const uint8_t *data, size_t length) {
+    if (length >= EventLoop::scratch_size) want_splice_ = true;
     if (!connecting_ && out_.empty()) {
       ssize_t n = ::send(fd_.get(), data, length, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n > 0) {
@@ -61,12 +96,13 @@ class BackendLink final : IoHandler {
     out_.append(data, length);
     if (out_.size() > client_->config().high_water) client_->pause_reading();
     update_interest();
+    maybe_splice();
   }
 
   /// The client sent EOF: pass it on once its bytes are delivered.
   void client_shut_down() {
-    shut_when_flushed_ = true;
-    if (!connecting_ && out_.empty()) shut_backend();
+    client_eof_ = true;
+    if (!connecting_ && out_.empty() && to_backend_.held == 0) shut_backend();
     close_if_done();
   }
 
@@ -75,20 +111,19 @@ class BackendLink final : IoHandler {
       paused_for_client_ = false;
       update_interest();
     }
+    maybe_splice();
   }
 
   /// The client is gone: close the backend socket now, free this after the batch.
   void release() {
     client_ = nullptr;
-    if (watched_) loop_of_release().remove(fd_.get());
+    if (watched_) loop_.remove(fd_.get());
     fd_.reset();
-    loop_of_release().defer([this] { delete this; });
+    loop_.defer([this] { delete this; });
   }
 
  private:
-  EventLoop &loop() { return client_->listener().server().loop(); }
-  EventLoop &loop_of_release() { return forwarder_loop_ ? *forwarder_loop_ : loop(); }
-
+  // ---- events of the backend socket ----
   void on_io(uint32_t events) override {
     if (!client_) return;  // released earlier in this batch
     if (connecting_) {
@@ -98,18 +133,22 @@ class BackendLink final : IoHandler {
       if (error) return fail(error);
       if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
       connecting_ = false;
-      if (shut_when_flushed_ && out_.empty()) shut_backend();
+      if (client_eof_ && out_.empty()) shut_backend();
     }
+    if (spliced_) return pump();
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
       read_backend();
       if (!client_) return;
     }
     if ((events & EPOLLOUT) || !out_.empty()) write_backend();
-    if (client_) update_interest();
+    if (!client_) return;
+    update_interest();
+    maybe_splice();
   }
 
+  // ---- buffered mode ----
   void read_backend() {
-    uint8_t *scratch = loop().scratch();
+    uint8_t *scratch = loop_.scratch();
     const ListenerConfig &config = client_->config();
     for (int round = 0; round < 4 && !backend_eof_ && !paused_for_client_; ++round) {
       // Never read more than the client's queue can take: what is read is
@@ -126,6 +165,7 @@ class BackendLink final : IoHandler {
         if (client_->send(scratch, static_cast<size_t>(n)) != 0) return;  // the client is closing: nobody to tell
         if (client_->queued_output() > config.high_water) paused_for_client_ = true;
         if (static_cast<size_t>(n) < EventLoop::scratch_size) return;
+        want_splice_ = true;  // a full buffer in one read: this flow is bulk
         continue;
       }
       if (n == 0) {
@@ -152,9 +192,85 @@ class BackendLink final : IoHandler {
       return fail(errno);
     }
     if (out_.size() < client_->config().low_water) client_->resume_reading();
-    if (out_.empty() && shut_when_flushed_) shut_backend();
+    if (out_.empty() && client_eof_) shut_backend();
   }
 
+  // ---- splice mode ----
+  void maybe_splice() {
+    if (!want_splice_ || spliced_ || !client_ || connecting_ || backend_eof_ || client_eof_) return;
+    if (!out_.empty() || client_->queued_output() || !client_->is_open()) return;
+    if (to_client_.open() != 0 || to_backend_.open() != 0) {
+      want_splice_ = false;  // out of fds for pipes: stay buffered
+      return;
+    }
+    if (client_->delegate_io(*this, EPOLLIN) != 0) {
+      want_splice_ = false;
+      return;
+    }
+    spliced_ = true;
+    paused_for_client_ = false;
+    update_interest();
+  }
+
+  void on_delegated_io(Connection &, uint32_t) override { pump(); }
+
+  void on_delegate_end(Connection &conn) override {
+    // Bytes already spliced out of the backend belong to the client: read
+    // them back out of the pipe into its queue, which flushes them.
+    spliced_ = false;
+    uint8_t *scratch = loop_.scratch();
+    while (to_client_.held) {
+      ssize_t n = ::read(to_client_.read_end.get(), scratch, to_client_.held);
+      if (n <= 0) break;
+      to_client_.held -= static_cast<size_t>(n);
+      iovec part{scratch, static_cast<size_t>(n)};
+      conn.send_parts(&part, 1);
+    }
+  }
+
+  // Moves what can be moved in both directions, then updates both interests.
+  // Level-triggered epoll calls again for whatever is still ready.
+  void pump() {
+    Connection &client = *client_;
+    int client_fd = client.fd();
+    // client -> pipe -> backend
+    if (!client_eof_ && to_backend_.room()) {
+      ssize_t n = to_backend_.fill_from(client_fd);
+      if (n > 0) client.account_in(static_cast<size_t>(n));
+      else if (n == 0) {
+        client_eof_ = true;
+        client.note_peer_eof();
+      } else if (n != -EAGAIN) return broken(client, static_cast<int>(-n));
+    }
+    ssize_t moved = to_backend_.drain_to(fd_.get());
+    if (moved < 0 && moved != -EAGAIN) return fail(static_cast<int>(-moved));
+    if (client_eof_ && to_backend_.held == 0) shut_backend();
+    // backend -> pipe -> client
+    if (!backend_eof_ && to_client_.room()) {
+      ssize_t n = to_client_.fill_from(fd_.get());
+      if (n == 0) backend_eof_ = true;
+      else if (n < 0 && n != -EAGAIN) return fail(static_cast<int>(-n));
+    }
+    moved = to_client_.drain_to(client_fd);
+    if (moved > 0) client.account_out(static_cast<size_t>(moved));
+    else if (moved < 0 && moved != -EAGAIN) return broken(client, static_cast<int>(-moved));
+    if (backend_eof_ && to_client_.held == 0) client.shutdown_write();
+    if (backend_eof_ && to_client_.held == 0 && client_eof_ && backend_shut_) {
+      client.close(CloseReason::peer);
+      return;
+    }
+    client.set_delegated_interest((!client_eof_ && to_backend_.room() ? EPOLLIN : 0u) |
+                                  (to_client_.held ? EPOLLOUT : 0u));
+    update_interest();
+  }
+
+  void broken(Connection &client, int error) {
+    client.listener().server().logger().log(LogLevel::info, "%s: %s: %s", client.config().name.c_str(),
+                                             client.peer().to_string().c_str(), std::strerror(error));
+    client.abort(CloseReason::reset);
+  }
+
+  // ---- both modes ----
   void shut_backend() {
     if (backend_shut_) return;
     ::shutdown(fd_.get(), SHUT_WR);
@@ -168,10 +284,9 @@ class BackendLink final : IoHandler {
 
   void fail(int error) {
     if (!client_) return;
-    const Server &server = client_->listener().server();
-    server.logger().log(LogLevel::warning, "%s: %s: backend %s: %s; closing the client",
-                        client_->config().name.c_str(), client_->peer().to_string().c_str(),
-                        forwarder_.label().c_str(), std::strerror(error));
+    client_->listener().server().logger().log(LogLevel::warning, "%s: %s: backend %s: %s; closing the client",
+                                               client_->config().name.c_str(), client_->peer().to_string().c_str(),
+                                               forwarder_.label().c_str(), std::strerror(error));
     out_.release();
     client_->close(connecting_ ? CloseReason::local : CloseReason::reset);
   }
@@ -179,28 +294,35 @@ class BackendLink final : IoHandler {
   void update_interest() {
     if (!watched_ || !client_) return;
     uint32_t want = 0;
-    if (connecting_ || !out_.empty()) want |= EPOLLOUT;
-    if (!connecting_ && !backend_eof_ && !paused_for_client_) want |= EPOLLIN;
+    if (connecting_) {
+      want = EPOLLOUT;
+    } else if (spliced_) {
+      if (to_backend_.held) want |= EPOLLOUT;
+      if (!backend_eof_ && to_client_.room()) want |= EPOLLIN;
+    } else {
+      if (!out_.empty()) want |= EPOLLOUT;
+      if (!backend_eof_ && !paused_for_client_) want |= EPOLLIN;
+    }
     if (want == interest_) return;
     interest_ = want;
-    loop().modify(fd_.get(), want, this);
+    loop_.modify(fd_.get(), want, this);
   }
 
   Forwarder &forwarder_;
   Connection *client_;
-  EventLoop *forwarder_loop_ = nullptr;
+  EventLoop &loop_;
   Fd fd_;
-  Buffer out_;  // client -> backend bytes the backend has not taken yet
+  Buffer out_;  // buffered mode: client -> backend bytes the backend has not taken yet
+  SplicePipe to_backend_, to_client_;  // splice mode
   uint32_t interest_ = 0;
   bool watched_ = false;
   bool connecting_ = true;
+  bool client_eof_ = false;
   bool backend_eof_ = false;
   bool backend_shut_ = false;
-  bool shut_when_flushed_ = false;
   bool paused_for_client_ = false;
-
- public:
-  void set_loop(EventLoop &loop) { forwarder_loop_ = &loop; }
+  bool want_splice_ = false;
+  bool spliced_ = false;
 };
 
 BackendLink *link_of(Connection &conn) { return static_cast<BackendLink *>(conn.user_data()); }
@@ -209,7 +331,6 @@ BackendLink *link_of(Connection &conn) { return static_cast<BackendLink *>(conn.
 
 void Forwarder::on_open(Connection &conn) {
   auto *link = new BackendLink(*this, conn);
-  link->set_loop(conn.listener().server().loop());
   conn.set_user_data(link);
   link->start();
 }
@@ -221,6 +342,10 @@ void Forwarder::on_message(Connection &conn, const uint8_t *data, size_t length)
 bool Forwarder::on_peer_shutdown(Connection &conn) {
   if (BackendLink *link = link_of(conn)) link->client_shut_down();
   return true;
+}
+
+bool Forwarder::on_stop(Connection &) {
+  return true;  // a forwarded exchange finishes on its own, within the stop deadline
 }
 
 void Forwarder::on_drain(Connection &conn) {

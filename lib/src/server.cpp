@@ -43,6 +43,7 @@ Server::~Server() {
   stop_now();
   loop_->run_deferred();
   closing_timer_.reset();
+  stop_deadline_timer_.reset();
   listeners_.clear();
 }
 
@@ -198,10 +199,15 @@ void Server::begin_stop() {
   config_.logger.log(LogLevel::info, "stopping: %llu clients to drain",
                      static_cast<unsigned long long>(stats_.clients.load()));
   for (auto &listener : listeners_) listener->stop_accepting();
+  std::vector<Connection *> closing_now;
   for (auto &listener : listeners_) {
-    // close() moves each connection out of the list, so this ends.
-    while (!listener->connections_.empty()) listener->connections_.front()->close(CloseReason::stopping);
+    for (auto &conn : listener->connections_)
+      if (!conn->handler().on_stop(*conn)) closing_now.push_back(conn.get());
   }
+  for (Connection *conn : closing_now) conn->close(CloseReason::stopping);
+  // Whatever still runs at the deadline is cut: a stop is bounded.
+  stop_deadline_timer_ = std::make_unique<Timer>(*loop_, [this] { stop_now(); });
+  stop_deadline_timer_->start(config_.stop_timeout_ms);
   check_stopped();
 }
 
@@ -223,6 +229,7 @@ void Server::check_stopped() noexcept {
     if (!listener->connections_.empty()) return;
   state_ = State::stopped;
   closing_timer_->stop();
+  if (stop_deadline_timer_) stop_deadline_timer_->stop();
   config_.logger.log(LogLevel::info, "stopped");
   loop_->wake();
 }

@@ -13,10 +13,26 @@
 
 namespace gw {
 
+class Connection;
 class Listener;
 class Server;
 class ConnectionHandler;
 struct ListenerConfig;
+
+/// Takes over a connection's socket I/O for zero-copy forwarding (splice):
+/// while installed, readiness events of the socket go to the delegate, which
+/// moves bytes itself and reports them with Connection::account_*(). The
+/// connection keeps the fd, the accounting, the limits and the close path.
+class IoDelegate {
+ public:
+  virtual void on_delegated_io(Connection &conn, uint32_t events) = 0;
+  /// The connection is closing: hand back any bytes still held for the client
+  /// (queue them with send(), which still works during this call).
+  virtual void on_delegate_end(Connection &conn) = 0;
+
+ protected:
+  ~IoDelegate() = default;
+};
 
 /// Why a connection closed. The numbers are the C API's GW_CLOSE_*.
 enum class CloseReason { peer = 1, reset = 2, idle = 3, limit = 4, oversize = 5, stopping = 6, local = 7 };
@@ -55,6 +71,21 @@ class Connection final : IoHandler {
   /// Sends FIN once the queued output is flushed, and keeps reading: the
   /// other half of a proxied half-close.
   void shutdown_write();
+  /// Hands socket I/O to `delegate` (see IoDelegate); only while nothing is
+  /// buffered in this connection. Returns 0 or err::bad_state.
+  int delegate_io(IoDelegate &delegate, uint32_t interest);
+  /// The epoll interest while delegated (EPOLLIN/EPOLLOUT).
+  void set_delegated_interest(uint32_t interest);
+  /// The socket, for a delegate's splice(). Owned by the connection.
+  int fd() const noexcept { return fd_.get(); }
+  /// Bytes a delegate moved, for the counters and the idle timeout.
+  void account_in(size_t bytes) noexcept;
+  void account_out(size_t bytes) noexcept;
+  /// A delegate saw the peer's EOF.
+  void note_peer_eof() noexcept { peer_eof_ = true; }
+  /// Closes at once, discarding queued output (a broken socket).
+  void abort(CloseReason reason) { finish(reason); }
+
   /// Counts as activity for the idle timeout (traffic the handler saw on the
   /// client's behalf, such as a backend's answer).
   void mark_active() noexcept;
@@ -110,6 +141,7 @@ class Connection final : IoHandler {
   uint64_t close_deadline_ms_ = 0;
   List::iterator position_;  // in the listener's open list or the server's closing list
   void *user_data_ = nullptr;
+  IoDelegate *delegate_ = nullptr;
 };
 
 }  // namespace gw

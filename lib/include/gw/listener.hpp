@@ -47,6 +47,10 @@ class ConnectionHandler {
   /// connection open for output (a proxy that must still deliver the other
   /// side's answer), and call close() later.
   virtual bool on_peer_shutdown(Connection &) { return false; }
+  /// The server is stopping gracefully. Return false (the default) to close
+  /// the connection now (flushing its output); return true to let it finish
+  /// on its own (a proxied exchange in flight) until the stop deadline.
+  virtual bool on_stop(Connection &) { return false; }
 
  protected:
   ~ConnectionHandler() = default;

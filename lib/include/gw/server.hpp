@@ -72,6 +72,7 @@ class Server {
   std::vector<std::unique_ptr<Listener>> listeners_;
   Connection::List closing_;  // flushing before close; front = earliest deadline
   std::unique_ptr<Timer> closing_timer_;
+  std::unique_ptr<Timer> stop_deadline_timer_;
   Stats stats_;
   std::atomic<State> state_{State::running};
   std::atomic<bool> stop_requested_{false};
