@@ -266,6 +266,20 @@ int gwd_start(gwd_proc *p, const gwd_dir *d, const char *config, const gwd_spawn
     return gwd_spawn(p, d, "gatewayd", argv, opts);
 }
 
+void gwd_start_conf(gwd_proc *p, const gwd_dir *d, const char *text, const gwd_spawn_opts *opts)
+{
+    char conf[512];
+    gwd_dir_write(d, "gateway.conf", text, conf, sizeof conf);
+    assert_int_equal(gwd_start(p, d, conf, opts), 0);
+    assert_true(gwd_wait_ready(p));
+}
+
+int gwd_stop(gwd_proc *p)
+{
+    gwd_signal(p, SIGTERM);
+    return gwd_wait_exit(p, GWD_TIMEOUT_MS);
+}
+
 int gwd_run(const gwd_dir *d, const char *tag, char *const args[], gwd_proc *p)
 {
     char *argv[16];
@@ -531,6 +545,11 @@ uint64_t gwd_fnv_pattern(uint64_t len, unsigned seed)
 
 void gwd_recv_stream(int fd, int seed, int timeout_ms, gwd_rx *rx)
 {
+    gwd_recv_stream_slow(fd, seed, timeout_ms, 0, 0, rx);
+}
+
+void gwd_recv_stream_slow(int fd, int seed, int timeout_ms, size_t chunk, unsigned delay_us, gwd_rx *rx)
+{
     memset(rx, 0, sizeof *rx);
     rx->fnv = FNV_OFFSET;
     rx->first_mismatch = -1;
@@ -548,7 +567,10 @@ void gwd_recv_stream(int fd, int seed, int timeout_ms, gwd_rx *rx)
             continue;
         if (r <= 0)
             continue;
-        ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        size_t want = chunk && chunk < sizeof buf ? chunk : sizeof buf;
+        ssize_t n = recv(fd, buf, want, MSG_DONTWAIT);
+        if (n > 0 && delay_us)
+            usleep(delay_us);
         if (n > 0) {
             for (ssize_t i = 0; i < n; ++i) {
                 rx->fnv ^= buf[i];
@@ -702,7 +724,7 @@ static void *backend_conn(void *arg)
         s.delay_us = b->send_delay_us;
         s.timeout_ms = 30000;
         gwd_sender_start(&s, fd, b->send_len, b->send_seed, b->shut_after_send);
-        gwd_recv_stream(fd, b->recv_seed, 30000, &rx);
+        gwd_recv_stream_slow(fd, b->recv_seed, 30000, b->recv_chunk, b->recv_delay_us, &rx);
         send_rc = gwd_sender_join(&s);
         if (b->reply && rx.eof == 1 && gwt_write_all(NULL, fd, b->reply, strlen(b->reply)) != 0)
             send_rc = -1;

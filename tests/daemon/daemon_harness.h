@@ -73,6 +73,11 @@ typedef struct gwd_proc {
 int gwd_spawn(gwd_proc *p, const gwd_dir *d, const char *tag, char *const argv[], const gwd_spawn_opts *opts);
 /* gatewayd --config CONFIG [extra args...] (extra NULL-terminated, may be NULL). */
 int gwd_start(gwd_proc *p, const gwd_dir *d, const char *config, const gwd_spawn_opts *opts);
+/* Writes `text` to DIR/gateway.conf, starts gatewayd on it and waits for
+ * "ready" (fails the test if it does not come). */
+void gwd_start_conf(gwd_proc *p, const gwd_dir *d, const char *text, const gwd_spawn_opts *opts);
+/* SIGTERM and the exit code (bounded; -1 on timeout). */
+int gwd_stop(gwd_proc *p);
 /* Runs gatewayd with args to completion (bounded) and returns the exit code,
  * or -1 if it did not exit normally in time. */
 int gwd_run(const gwd_dir *d, const char *tag, char *const args[], gwd_proc *p);
@@ -139,6 +144,9 @@ uint64_t gwd_fnv_pattern(uint64_t len, unsigned seed);
 /* Reads until EOF (or the deadline) checking against pattern(seed);
  * seed < 0 skips the pattern check. */
 void gwd_recv_stream(int fd, int seed, int timeout_ms, gwd_rx *rx);
+/* The same, reading at most `chunk` bytes per read with delay_us after each
+ * (a slow reader). */
+void gwd_recv_stream_slow(int fd, int seed, int timeout_ms, size_t chunk, unsigned delay_us, gwd_rx *rx);
 /* Sends len pattern bytes in chunks of `chunk` (0: 64 KiB) with delay_us
  * between chunks; shut_wr: shutdown(SHUT_WR) at the end. Returns 0 or -1
  * (error or deadline). */
@@ -181,6 +189,8 @@ typedef struct gwd_backend {
     unsigned send_delay_us; /* between chunks */
     int shut_after_send;    /* shutdown(SHUT_WR) once sent (else after reply) */
     const char *reply;      /* sent after the EOF from the peer, then close */
+    size_t recv_chunk;      /* slow reader: bytes per read (0: 64 KiB) */
+    unsigned recv_delay_us; /* slow reader: pause after each read */
 
     int lfd;
     int family;
