@@ -56,6 +56,7 @@ constexpr std::string_view route_keys[] = {
     "name"sv,        "listen"sv,      "backend"sv,   "backlog"sv,
     "max_clients"sv, "max_clients_per_ip"sv,        "idle_timeout"sv,
     "framing"sv,     "max_frame"sv,   "allow"sv,     "keepalive"sv,
+    "splice"sv,
 };
 
 // ---- small text helpers ----------------------------------------------------
@@ -672,6 +673,11 @@ bool Checker::check_route(const toml::node &n, std::size_t index, Route &route, 
         } else if (key == "keepalive") {
             if (auto *b = v.as_boolean())
                 route.keepalive = b->get();
+            else
+                type_error(v, key, "a boolean");
+        } else if (key == "splice") {
+            if (auto *b = v.as_boolean())
+                route.splice = b->get();
             else
                 type_error(v, key, "a boolean");
         } else {

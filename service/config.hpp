@@ -83,6 +83,7 @@ struct Route {
     std::vector<std::string> allow;       // as written; empty (key absent) = everyone
     std::vector<Cidr> allow_nets;         // parsed, same order as `allow`
     bool keepalive = true;
+    bool splice = true;                   // tcp/unix backends: zero-copy once a flow turns bulk
 
     // No allow list, or the peer is inside one of its networks.
     bool allows(const sockaddr *peer) const noexcept;

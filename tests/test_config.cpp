@@ -89,6 +89,7 @@ void assert_route_defaults(const Route &r) {
     assert_int_equal(static_cast<int>(r.framing), static_cast<int>(Framing::raw));
     assert_int_equal(r.max_frame, 65536);
     assert_true(r.keepalive);
+    assert_true(r.splice);
     assert_true(r.allow.empty());
     assert_true(r.allow_nets.empty());
 }
@@ -152,6 +153,7 @@ framing = "u32be"
 max_frame = 16777216
 allow = ["10.0.0.0/8", "::1", "192.168.1.7"]
 keepalive = false
+splice = false
 
 [[route]]
 name = "second"
@@ -177,6 +179,7 @@ idle_timeout = "1h"
     assert_int_equal(static_cast<int>(r.framing), static_cast<int>(Framing::u32be));
     assert_int_equal(r.max_frame, 16777216);
     assert_false(r.keepalive);
+    assert_false(r.splice);
     assert_int_equal(r.allow.size(), 3);
     assert_string_equal(r.allow[1].c_str(), "::1");
     assert_int_equal(r.allow_nets.size(), 3);
@@ -267,10 +270,10 @@ void unknown_keys(void **) {
                  "gw.conf:4:1: unknown key 'baklogg' in route \"r\" (did you mean 'backlog'?)");
     expect_error(route("bklogg = 1\n"),  // distance 3: the list instead
                  "gw.conf:4:1: unknown key 'bklogg' in route \"r\" (valid keys: name, listen, backend, backlog, "
-                 "max_clients, max_clients_per_ip, idle_timeout, framing, max_frame, allow, keepalive)");
+                 "max_clients, max_clients_per_ip, idle_timeout, framing, max_frame, allow, keepalive, splice)");
     expect_error(route("tls = true\n"),
                  "gw.conf:4:1: unknown key 'tls' in route \"r\" (valid keys: name, listen, backend, backlog, "
-                 "max_clients, max_clients_per_ip, idle_timeout, framing, max_frame, allow, keepalive)");
+                 "max_clients, max_clients_per_ip, idle_timeout, framing, max_frame, allow, keepalive, splice)");
     expect_error("[service]\nloglevel = \"info\"\n",
                  "gw.conf:2:1: unknown key 'loglevel' in [service] (did you mean 'log_level'?)");
     expect_error("[service]\nuser = \"gw\"\n",
@@ -298,6 +301,7 @@ void wrong_types(void **) {
     expect_error(route("backlog = \"128\"\n"), "gw.conf:4:11: 'backlog' must be an integer (got string)");
     expect_error(route("max_clients = 1.5\n"), "gw.conf:4:15: 'max_clients' must be an integer (got float)");
     expect_error(route("keepalive = \"yes\"\n"), "gw.conf:4:13: 'keepalive' must be a boolean (got string)");
+    expect_error(route("splice = 1\n"), "gw.conf:4:10: 'splice' must be a boolean (got integer)");
     expect_error(route("framing = 1\n"), "gw.conf:4:11: 'framing' must be a string (got integer)");
     expect_error(route("listen = 7000\n"), "gw.conf:4:10: 'listen' must be a string (got integer)");
     expect_error(route("idle_timeout = true\n"),
@@ -695,7 +699,7 @@ void control_bytes_are_escaped(void **) {
                  "gw.conf:4:11: 'framing' must be one of raw, line, u16be, u32be (got \"raw\\x0a\")");
     expect_error(route("\"bad\\\"key\" = 1\n"),
                  "gw.conf:4:1: unknown key 'bad\\\"key' in route \"r\" (valid keys: name, listen, backend, backlog, "
-                 "max_clients, max_clients_per_ip, idle_timeout, framing, max_frame, allow, keepalive)");
+                 "max_clients, max_clients_per_ip, idle_timeout, framing, max_frame, allow, keepalive, splice)");
 }
 
 }  // namespace

@@ -30,6 +30,7 @@ struct ListenerConfig {
   size_t high_water = 64 * 1024;
   size_t low_water = 16 * 1024;
   size_t max_output = 1024 * 1024;
+  bool splice = true;  ///< forwarders may switch bulk flows to splice()
   std::vector<Cidr> allow;  ///< empty: everyone
 };
 
