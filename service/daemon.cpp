@@ -68,6 +68,7 @@ gw::ListenerConfig listener_config(const Route &route) {
   config.max_clients_per_ip = route.max_clients_per_ip;
   config.idle_timeout_ms = static_cast<uint64_t>(route.idle_timeout.count());
   config.keepalive = route.keepalive;
+  config.splice = route.splice;
   for (const std::string &text : route.allow) {
     gw::Cidr cidr;
     if (gw::parse_cidr(text, cidr) == 0) config.allow.push_back(cidr);  // validated by the config layer
