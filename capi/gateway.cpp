@@ -11,6 +11,7 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "gw/errors.hpp"
@@ -107,9 +108,19 @@ void log_to_c(gw::LogLevel level, const char *line, void *user_data) {
   server->log(static_cast<gw_log_level>(level), line, server->log_user_data);
 }
 
+// C code may store any int in an enum field; in C++, loading a value outside
+// the enumerators is undefined. Read the bytes as the underlying integer.
+template <typename Enum>
+long raw_enum(const Enum &value) {
+  std::underlying_type_t<Enum> raw;
+  std::memcpy(&raw, &value, sizeof raw);
+  return static_cast<long>(raw);
+}
+
 int to_listener_config(gw::ListenerConfig &out, const gw_listener_options &options) {
   if (options.version != GW_LISTENER_OPTIONS_VERSION) return GW_EINVAL;
-  if (options.framing < GW_FRAMING_RAW || options.framing > GW_FRAMING_U32BE) return GW_EINVAL;
+  long framing = raw_enum(options.framing);
+  if (framing < GW_FRAMING_RAW || framing > GW_FRAMING_U32BE) return GW_EINVAL;
   if (options.backlog < 1 || options.max_frame == 0 || options.low_water > options.high_water) return GW_EINVAL;
   if (options.allow_count && !options.allow) return GW_EINVAL;
   out.backlog = options.backlog;
@@ -196,12 +207,14 @@ int gw_server_create(gw_server_t **out, const gw_server_options *options) {
   gw_server_options defaults = GW_SERVER_OPTIONS_INIT;
   if (!options) options = &defaults;
   if (options->version != GW_SERVER_OPTIONS_VERSION) return GW_EINVAL;
+  long level = raw_enum(options->log_level);
+  if (level < GW_LOG_ERROR || level > GW_LOG_DEBUG) return GW_EINVAL;
   return guarded([&] {
     auto server = std::make_unique<gw_server>();
     gw::ServerConfig config;
     config.max_clients = options->max_clients;
     config.stop_timeout_ms = options->stop_timeout_ms;
-    config.logger.max_level = static_cast<gw::LogLevel>(options->log_level);
+    config.logger.max_level = static_cast<gw::LogLevel>(level);
     if (options->log) {
       server->log = options->log;
       server->log_user_data = options->log_user_data;
