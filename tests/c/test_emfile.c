@@ -37,6 +37,15 @@ static void test_emfile_sheds_and_recovers(void **state)
     assert_non_null(l);
     int port = gw_listener_port(l);
 
+    /* serve one client first: a server that has been running (this also
+     * warms UBSan's vptr cache, whose slow path needs a free fd for a pipe) */
+    int warm = gwt_connect_pump(srv, "127.0.0.1", port);
+    char wbuf[8];
+    assert_int_equal(gwt_send_frame(srv, warm, GW_FRAMING_LINE, "warm", 4), 0);
+    assert_int_equal(gwt_read_line(srv, warm, wbuf, sizeof wbuf, GWT_TIMEOUT_MS), 4);
+    close(warm);
+    assert_true(gwt_wait_stat_eq(srv, 1, GWT_STAT(clients), 0, GWT_TIMEOUT_MS));
+
     /* clients complete their handshake in the backlog */
     int clients[PENDING];
     for (int i = 0; i < PENDING; i++) {
@@ -72,8 +81,8 @@ static void test_emfile_sheds_and_recovers(void **state)
     for (int i = 0; i < PENDING; i++)
         assert_int_equal(gwt_wait_eof(srv, clients[i], GWT_TIMEOUT_MS, NULL), 0);
     assert_int_equal(gwt_stat(srv, GWT_STAT(refused)), PENDING);
-    assert_int_equal(gwt_stat(srv, GWT_STAT(accepted)), 0);
-    assert_int_equal(gwt_rec_get(&rec, &rec.opens), 0);
+    assert_int_equal(gwt_stat(srv, GWT_STAT(accepted)), 1);
+    assert_int_equal(gwt_rec_get(&rec, &rec.opens), 1);
 
     /* free the descriptors: served again */
     for (int i = 0; i < nfill; i++)
@@ -86,7 +95,7 @@ static void test_emfile_sheds_and_recovers(void **state)
     assert_int_equal(gwt_send_frame(srv, fd, GW_FRAMING_LINE, "back", 4), 0);
     assert_int_equal(gwt_read_line(srv, fd, buf, sizeof buf, GWT_TIMEOUT_MS), 4);
     assert_string_equal(buf, "back");
-    assert_int_equal(gwt_stat(srv, GWT_STAT(accepted)), 1);
+    assert_int_equal(gwt_stat(srv, GWT_STAT(accepted)), 2);
 
     /* and it can shed again a second time (the spare is restored) */
     int more[PENDING];

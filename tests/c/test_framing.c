@@ -190,10 +190,12 @@ static void test_oversize(void **state)
         assert_int_equal(gwt_read_frame(f->srv, bad, m, buf, sizeof buf, GWT_TIMEOUT_MS), MAXF);
         /* one more: closed */
         assert_int_equal(gwt_send_frame(f->srv, bad, m, big, MAXF + 1), 0);
+        /* the client sees the end; once it closes too, on_close reports why */
+        assert_true(gwt_wait_eof(f->srv, bad, GWT_TIMEOUT_MS, NULL) >= 0);
+        close(bad);
         assert_true(gwt_rec_wait(f->srv, &f->rec, &f->rec.closes, 1, GWT_TIMEOUT_MS));
         if (gwt_rec_reason_of(&f->rec, bad_id) != GW_CLOSE_OVERSIZE)
             fail_msg("%s: close reason %d, want GW_CLOSE_OVERSIZE", fname(m), gwt_rec_reason_of(&f->rec, bad_id));
-        assert_true(gwt_wait_eof(f->srv, bad, GWT_TIMEOUT_MS, NULL) >= 0);
         /* nothing of the oversized frame was delivered */
         assert_int_equal(gwt_rec_get(&f->rec, &f->rec.messages), 1);
 
@@ -203,7 +205,6 @@ static void test_oversize(void **state)
         assert_memory_equal(buf, "still fine", 10);
         assert_int_equal(gwt_rec_get(&f->rec, &f->rec.closes), 1);
         close(good);
-        close(bad);
         fx_free(f);
     }
 }
@@ -219,10 +220,10 @@ static void test_oversize_prefix_alone(void **state)
         fx *f = fx_new(k ? GW_FRAMING_U32BE : GW_FRAMING_U16BE, 1000);
         int fd = gwt_connect_pump(f->srv, "127.0.0.1", f->port);
         assert_int_equal(gwt_write_all(f->srv, fd, k ? u32 : u16, k ? 4 : 2), 0);
-        assert_true(gwt_rec_wait(f->srv, &f->rec, &f->rec.closes, 1, GWT_TIMEOUT_MS));
-        assert_int_equal(gwt_rec_reason(&f->rec, GW_CLOSE_OVERSIZE), 1);
         assert_int_equal(gwt_wait_eof(f->srv, fd, GWT_TIMEOUT_MS, NULL), 0);
         close(fd);
+        assert_true(gwt_rec_wait(f->srv, &f->rec, &f->rec.closes, 1, GWT_TIMEOUT_MS));
+        assert_int_equal(gwt_rec_reason(&f->rec, GW_CLOSE_OVERSIZE), 1);
         fx_free(f);
     }
 }
@@ -236,11 +237,11 @@ static void test_oversize_line_without_newline(void **state)
     char junk[4096];
     memset(junk, 'q', sizeof junk);
     assert_int_equal(gwt_write_all(f->srv, fd, junk, sizeof junk), 0);
+    assert_true(gwt_wait_eof(f->srv, fd, GWT_TIMEOUT_MS, NULL) >= 0);
+    close(fd);
     assert_true(gwt_rec_wait(f->srv, &f->rec, &f->rec.closes, 1, GWT_TIMEOUT_MS));
     assert_int_equal(gwt_rec_reason(&f->rec, GW_CLOSE_OVERSIZE), 1);
     assert_int_equal(gwt_rec_get(&f->rec, &f->rec.messages), 0);
-    assert_true(gwt_wait_eof(f->srv, fd, GWT_TIMEOUT_MS, NULL) >= 0);
-    close(fd);
     fx_free(f);
 }
 
