@@ -314,9 +314,7 @@ void Connection::update_interest() {
     if (state_ == State::open ? !(backpressured_ || user_paused_) : true) want |= EPOLLIN;
   }
   if (!out_.empty()) want |= EPOLLOUT;
-  if (want == interest_) return;
-  interest_ = want;
-  listener_.server_.loop().modify(fd_.get(), want, this);
+  apply_interest(want);
 }
 
 int Connection::delegate_io(IoDelegate &delegate, uint32_t interest) {
@@ -327,9 +325,31 @@ int Connection::delegate_io(IoDelegate &delegate, uint32_t interest) {
 }
 
 void Connection::set_delegated_interest(uint32_t interest) {
-  if (!delegate_ || interest == interest_) return;
-  interest_ = interest;
-  listener_.server_.loop().modify(fd_.get(), interest, this);
+  if (delegate_) apply_interest(interest);
+}
+
+void Connection::apply_interest(uint32_t want) {
+  EventLoop &loop = listener_.server_.loop();
+  if (parked_) {
+    if (want == 0) return;
+    parked_ = false;
+    interest_ = want;
+    loop.add(fd_.get(), want, this);
+    return;
+  }
+  if (want == interest_) return;
+  interest_ = want;
+  loop.modify(fd_.get(), want, this);
+}
+
+// EPOLLHUP is reported whatever the interest, for as long as it holds: a
+// connection that has nothing to do right now (its reading paused, its output
+// empty) leaves epoll until it wants an event again, instead of spinning.
+void Connection::park() {
+  if (parked_) return;
+  listener_.server_.loop().remove(fd_.get());
+  parked_ = true;
+  interest_ = 0;
 }
 
 void Connection::account_in(size_t bytes) noexcept {
@@ -348,6 +368,7 @@ void Connection::on_io(uint32_t events) {
   if (state_ == State::closed) return;  // closed earlier in this batch
   if (delegate_) {
     delegate_->on_delegated_io(*this, events);
+    if ((events & EPOLLHUP) && state_ != State::closed && interest_ == 0) park();
     return;
   }
   if (events & EPOLLERR) {
@@ -368,9 +389,15 @@ void Connection::on_io(uint32_t events) {
     if (state_ == State::closed) return;
   }
   if (events & EPOLLHUP) {
-    // Both directions are gone: nothing more can be read or written.
-    finish(out_.empty() && peer_eof_ ? (state_ == State::closing ? reason_ : CloseReason::peer)
-                                     : CloseReason::reset);
+    // The peer's FIN arrived and our side is shut too (or the connection is
+    // gone). Unread input may still wait in the kernel, and a proxy may still
+    // be delivering it elsewhere: do not close here. Output can no longer be
+    // sent, so whatever is queued is lost.
+    if (!out_.empty()) {
+      finish(CloseReason::reset);
+      return;
+    }
+    if (interest_ == 0) park();
   }
 }
 

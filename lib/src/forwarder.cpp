@@ -197,7 +197,10 @@ class BackendLink final : IoHandler, IoDelegate {
       return fail(errno);
     }
     if (out_.size() < client_->config().low_water) client_->resume_reading();
-    if (out_.empty() && client_eof_) shut_backend();
+    if (out_.empty() && client_eof_) {
+      shut_backend();
+      close_if_done();
+    }
   }
 
   // ---- splice mode ----

@@ -117,6 +117,8 @@ class Connection final : IoHandler {
   void on_peer_eof();
   void begin_linger();
   void update_interest();
+  void apply_interest(uint32_t want);
+  void park();
   /// Closes the socket now and reports `reason`; every path ends here, once.
   void finish(CloseReason reason);
   void after_output_change();
@@ -136,6 +138,7 @@ class Connection final : IoHandler {
   bool peer_eof_ = false;
   bool write_shut_ = false;
   bool shut_when_flushed_ = false;
+  bool parked_ = false;  // out of epoll: hung up, and nothing to do until the handler acts
   uint32_t interest_ = 0;
   uint64_t last_active_ms_ = 0;
   uint64_t close_deadline_ms_ = 0;
