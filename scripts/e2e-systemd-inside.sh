@@ -1,0 +1,104 @@
+#!/bin/bash
+# Runs inside the booted test container (see scripts/e2e-systemd.sh) as
+# systemd.run=: its exit code becomes the container's.
+set -uo pipefail
+exec > /root/e2e.log 2>&1
+export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8 SYSTEMD_PAGER= SYSTEMD_COLORS=0
+
+step() { printf '\n--- %s\n' "$*"; }
+fail() { printf 'E2E: FAIL: %s\n' "$*"; exit 1; }
+ok() { printf 'ok: %s\n' "$*"; }
+
+# The file system without the volatile parts, to compare before/after.
+snapshot() {
+  find / -xdev \( -path /proc -o -path /sys -o -path /dev -o -path /run -o -path /tmp \
+      -o -path /var/log -o -path /var/cache -o -path /var/lib/apt/lists -o -path /root \
+      -o -path /var/tmp -o -path /var/lib/systemd/timers -o -path /var/lib/systemd/random-seed \
+      -o -path /var/lib/systemd/catalog -o -path /var/lib/systemd/coredump -o -path /etc/ld.so.cache \
+      -o -name '*-old' -o -path /var/lib/dpkg/triggers \) -prune -o -print | sort
+}
+
+step "system: $(uname -m), $(systemctl --version | head -1)"
+# (no "is-system-running --wait": this script is itself part of the boot)
+systemctl --no-pager --failed || true
+
+snapshot > /root/before.txt
+
+step "apt install gateway from file:/srv/gateway-apt"
+apt-get update -q || fail "apt-get update"
+apt-get install -y -q gateway || fail "apt-get install gateway"
+dpkg -s gateway libgateway0 | grep -E '^(Package|Version|Architecture|Depends):'
+[ -x /usr/sbin/gatewayd ] || fail "no /usr/sbin/gatewayd"
+dpkg-query -W -f '${Conffiles}\n' gateway | grep -q ' /etc/gateway/gateway.conf ' || fail "gateway.conf is not a conffile"
+ok "installed; /etc/gateway/gateway.conf is a conffile"
+systemctl is-enabled gateway.socket || fail "gateway.socket not enabled by the package"
+ok "gateway.socket enabled on installation"
+
+step "systemd-analyze verify / security"
+systemd-analyze verify /lib/systemd/system/gateway.socket /lib/systemd/system/gateway.service > /root/verify.txt 2>&1
+cat /root/verify.txt
+[ -s /root/verify.txt ] && fail "systemd-analyze verify is not clean"
+ok "systemd-analyze verify: clean"
+systemd-analyze security --no-pager gateway.service > /root/security.txt 2>&1
+exposure=$(sed -n 's/.*Overall exposure level for gateway.service: \([0-9.]*\).*/\1/p' /root/security.txt)
+echo "exposure: $exposure"
+[ -n "$exposure" ] || { cat /root/security.txt; fail "no exposure level"; }
+awk -v e="$exposure" 'BEGIN { exit !(e <= 2.0) }' || { cat /root/security.txt; fail "exposure $exposure > 2.0"; }
+ok "systemd-analyze security: exposure $exposure (<= 2.0)"
+
+step "socket activation"
+systemctl start gateway.socket || fail "systemctl start gateway.socket"
+systemctl is-active gateway.socket || fail "gateway.socket not active"
+systemctl --no-pager status gateway.socket || true
+systemctl is-active gateway.service && fail "gateway.service is active before any client"
+pidof gatewayd && fail "gatewayd runs before any client"
+ok "socket listening, gatewayd not running yet"
+
+since=$(date '+%Y-%m-%d %H:%M:%S')
+reply=$(timeout 30 bash -c '
+  exec 3<>/dev/tcp/127.0.0.1/7000 || exit 1
+  printf "hello gateway\n" >&3
+  IFS= read -r -t 20 line <&3 || exit 1
+  printf "%s" "$line"') || fail "no echo from 127.0.0.1:7000"
+[ "$reply" = "hello gateway" ] || fail "echo mismatch: '$reply'"
+ok "client got its echo: '$reply'"
+
+systemctl is-active gateway.service || fail "gateway.service not active after a client"
+pid=$(systemctl show -p MainPID --value gateway.service)
+[ "$pid" != 0 ] && [ "$(cat /proc/$pid/comm)" = gatewayd ] || fail "MainPID is not gatewayd"
+systemctl show -p TriggeredBy --value gateway.service | grep -qw gateway.socket || fail "not TriggeredBy gateway.socket"
+systemctl --no-pager status gateway.service || true
+journalctl --no-pager -o short-monotonic -u gateway.socket -u gateway.service > /root/journal.txt
+cat /root/journal.txt
+# gatewayd says where its socket came from; systemd logs the start.
+grep -q 'Started gateway.service' /root/journal.txt || fail "no start of gateway.service in the journal"
+grep -Eiq 'gatewayd.*(systemd|inherit|activat|fd)' /root/journal.txt ||
+  fail "journal does not show gatewayd taking the socket from systemd"
+ok "gateway.service active (pid $pid, uid $(stat -c %u /proc/$pid)), started from gateway.socket"
+
+step "reload"
+systemctl reload gateway.service || fail "systemctl reload gateway.service"
+sleep 1
+systemctl is-active gateway.service || fail "gateway.service not active after reload"
+[ "$(systemctl show -p MainPID --value gateway.service)" = "$pid" ] || fail "reload restarted gatewayd"
+ok "reload kept pid $pid"
+
+step "stop"
+systemctl stop gateway.service gateway.socket || fail "systemctl stop"
+systemctl is-active gateway.service gateway.socket && fail "units still active"
+pidof gatewayd && fail "gatewayd still running"
+ok "both units stopped"
+
+step "apt purge gateway"
+apt-get purge -y -q gateway || fail "apt-get purge gateway"
+apt-get autoremove --purge -y -q || fail "apt-get autoremove --purge"
+dpkg -l | grep -E 'gateway' | grep -v '^un' && fail "packages left: see above"
+snapshot > /root/after.txt
+if ! diff -u /root/before.txt /root/after.txt > /root/leftover.txt; then
+  cat /root/leftover.txt
+  fail "the file system differs after purge"
+fi
+ok "purge left nothing behind"
+
+printf '\nE2E: PASS (%s)\n' "$(uname -m)"
+exit 0

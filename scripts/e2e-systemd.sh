@@ -1,0 +1,127 @@
+#!/bin/bash
+# End-to-end test of the Debian packages on a booted systemd.
+#
+#   scripts/e2e-systemd.sh [amd64|arm64] [--no-build]
+#
+# 1. builds the packages for ARCH into dist/apt (scripts/package.sh ARCH),
+#    unless --no-build is given and dist/apt already has them;
+# 2. makes a Debian bookworm rootfs with systemd (mmdebstrap, cached as a
+#    tarball in .cache/e2e/), unpacks a fresh copy under build/e2e/ARCH;
+# 3. boots it with systemd-nspawn -b (own network namespace: 127.0.0.1 is the
+#    container's) and runs the test below as systemd.run=, whose exit code
+#    becomes the container's:
+#      apt install gateway from the file: repository dist/apt;
+#      systemctl start gateway.socket; gatewayd is not running;
+#      a client connects to 127.0.0.1:7000 and gets its echo;
+#      gateway.service is now active, triggered by the socket, and its
+#      journal shows gatewayd took the socket from systemd;
+#      systemd-analyze verify is clean and security exposure <= 2.0;
+#      systemctl reload works; stop both units;
+#      apt purge gateway (+ autoremove) leaves no file behind.
+# arm64 boots an arm64 rootfs under qemu-user-static through binfmt_misc
+# (slower: a few minutes), installing the arm64 packages.
+#
+# Missing host tools are installed with apt-get. The Debian mirror is taken
+# from the host's apt configuration. Exit code 0 means every check passed.
+set -euo pipefail
+
+arch=amd64
+build=1
+for a in "$@"; do
+  case $a in
+    amd64|arm64) arch=$a ;;
+    --no-build) build=0 ;;
+    *) echo "usage: $0 [amd64|arm64] [--no-build]" >&2; exit 2 ;;
+  esac
+done
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cache=${GW_CACHE_DIR:-$root/.cache}/e2e
+work=$root/build/e2e/$arch
+suite=bookworm
+host_arch=$(dpkg --print-architecture)
+t_start=$(date +%s)
+log() { printf '== e2e %s [%ss] %s\n' "$arch" "$(( $(date +%s) - t_start ))" "$*" >&2; }
+
+# ---- host tools ---------------------------------------------------------------
+need=()
+for p in mmdebstrap systemd-container debian-archive-keyring; do
+  dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
+done
+if [ "$arch" != "$host_arch" ]; then
+  for p in qemu-user-static binfmt-support; do
+    dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
+  done
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  log "apt-get install ${need[*]}"
+  mkdir -p "$root/build"
+  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" ||
+    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"; }
+  } > "$root/build/apt-install-e2e.log" 2>&1 || { cat "$root/build/apt-install-e2e.log" >&2; exit 1; }
+fi
+
+if [ "$arch" != "$host_arch" ]; then
+  # Foreign binaries (mmdebstrap's maintainer scripts, the booted container)
+  # run through binfmt_misc and qemu-user-static.
+  [ -e /proc/sys/fs/binfmt_misc/status ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+  q=qemu-aarch64
+  if [ ! -e /proc/sys/fs/binfmt_misc/$q ]; then
+    update-binfmts --enable $q >/dev/null 2>&1 || update-binfmts --import $q >/dev/null 2>&1 || true
+  fi
+  [ -e /proc/sys/fs/binfmt_misc/$q ] || { echo "e2e: cannot register $q with binfmt_misc" >&2; exit 1; }
+  grep -q '^flags:.*F' /proc/sys/fs/binfmt_misc/$q ||
+    { echo "e2e: binfmt $q lacks the F (fix binary) flag needed inside the container" >&2; exit 1; }
+fi
+
+# ---- packages -------------------------------------------------------------------
+version=$(sed -n 's/^project(gateway VERSION \([0-9.]*\).*/\1/p' "$root/CMakeLists.txt")
+if [ $build = 1 ] || [ ! -f "$root/dist/apt/gateway_${version}_${arch}.deb" ]; then
+  log "building packages"
+  "$root/scripts/package.sh" "$arch"
+fi
+[ -f "$root/dist/apt/Packages" ] || { echo "e2e: no dist/apt/Packages" >&2; exit 1; }
+
+# ---- rootfs (cached tarball) ----------------------------------------------------
+mirror=${GW_DEBIAN_MIRROR:-$(apt-cache policy | awk -v s="$suite/main" '$3 == s && $2 ~ /^https?:/ { print $2; exit }')}
+pkgs=systemd,systemd-sysv,dbus,libsystemd0,libstdc++6,apt,man-db
+stamp="$suite $arch $pkgs v2"
+tarball=$cache/rootfs-$suite-$arch.tar
+if [ ! -f "$tarball" ] || [ "$(cat "$tarball.stamp" 2>/dev/null)" != "$stamp" ]; then
+  [ -n "$mirror" ] || { echo "e2e: no '$suite main' source in the host's apt configuration" >&2; exit 1; }
+  log "creating the $arch rootfs (cached in $tarball)"
+  mkdir -p "$cache"
+  # The image gets no apt sources of its own: it installs from dist/apt only.
+  mmdebstrap --quiet --format=tar --variant=minbase --arch="$arch" --include="$pkgs" \
+    --customize-hook='rm -f "$1"/etc/apt/sources.list; : > "$1"/etc/machine-id' \
+    "$suite" "$cache/tmp-$arch.tar" "deb $mirror $suite main" >&2
+  mv "$cache/tmp-$arch.tar" "$tarball"
+  echo "$stamp" > "$tarball.stamp"
+fi
+
+rm -rf "$work"
+mkdir -p "$work/root"
+tar -C "$work/root" -xf "$tarball"
+mkdir -p "$work/root/srv/gateway-apt"
+cp -r "$root"/dist/apt/. "$work/root/srv/gateway-apt/"
+echo "deb [trusted=yes] file:/srv/gateway-apt ./" > "$work/root/etc/apt/sources.list.d/gateway.list"
+install -m 0755 "$root/scripts/e2e-systemd-inside.sh" "$work/root/root/e2e.sh"
+
+# ---- boot and test ------------------------------------------------------------------
+timeout_s=${GW_E2E_TIMEOUT:-$([ "$arch" = "$host_arch" ] && echo 180 || echo 1500)}
+log "booting the container (timeout ${timeout_s}s)"
+rc=0
+timeout --foreground -k 10 "$timeout_s" \
+  systemd-nspawn --quiet --register=no --keep-unit --private-network \
+    --machine="gw-e2e-$arch" -D "$work/root" \
+    -b systemd.firstboot=off systemd.run=/root/e2e.sh \
+    systemd.run_success_action=exit systemd.run_failure_action=exit \
+    > "$work/console.log" 2>&1 || rc=$?
+if [ -f "$work/root/root/e2e.log" ]; then cat "$work/root/root/e2e.log"; else cat "$work/console.log"; fi
+if [ $rc -eq 0 ] && grep -q '^E2E: PASS' "$work/root/root/e2e.log" 2>/dev/null; then
+  log "PASS"
+  [ "${GW_E2E_KEEP:-0}" = 1 ] || rm -rf "$work"
+  exit 0
+fi
+log "FAIL (container exit code $rc; console: $work/console.log)"
+exit 1
