@@ -89,6 +89,12 @@ std::shared_ptr<gw::ConnectionHandler> borrow(gw_listener &handler) {
   return std::shared_ptr<gw::ConnectionHandler>(std::shared_ptr<void>(), &handler);
 }
 
+// Connection entry points: a valid handle, on its loop thread.
+int conn_edge(const gw_conn_t *conn) {
+  if (!conn) return GW_EINVAL;
+  return core_of(conn)->listener().server().loop().in_loop_thread() ? 0 : GW_EWRONGTHREAD;
+}
+
 bool on_loop_thread(const gw_server *server) { return server->core->loop().in_loop_thread(); }
 
 // Every entry point runs its body through this: no exception reaches C.
@@ -358,11 +364,6 @@ int gw_listener_stats(gw_stats *out, const gw_listener_t *listener) {
   return 0;
 }
 
-static int conn_edge(const gw_conn_t *conn) {
-  if (!conn) return GW_EINVAL;
-  return core_of(conn)->listener().server().loop().in_loop_thread() ? 0 : GW_EWRONGTHREAD;
-}
-
 int gw_conn_send(gw_conn_t *conn, const void *data, size_t len) {
   if (int rc = conn_edge(conn)) return rc;
   if (!data && len) return GW_EINVAL;
@@ -384,13 +385,14 @@ int gw_conn_close(gw_conn_t *conn) {
 }
 
 void gw_conn_set_user_data(gw_conn_t *conn, void *data) {
-  if (conn) core_of(conn)->set_user_data(data);
+  if (conn_edge(conn) == 0) core_of(conn)->set_user_data(data);
 }
 
-void *gw_conn_user_data(const gw_conn_t *conn) { return conn ? core_of(conn)->user_data() : nullptr; }
+void *gw_conn_user_data(const gw_conn_t *conn) { return conn_edge(conn) == 0 ? core_of(conn)->user_data() : nullptr; }
 
 int gw_conn_peer(char *buf, size_t buflen, int *out_port, const gw_conn_t *conn) {
-  if (!buf || !conn) return GW_EINVAL;
+  if (!buf) return GW_EINVAL;
+  if (int rc = conn_edge(conn)) return rc;
   return guarded([&] {
     const gw::SocketAddress &peer = core_of(conn)->peer();
     std::string host = peer.host();
@@ -402,11 +404,11 @@ int gw_conn_peer(char *buf, size_t buflen, int *out_port, const gw_conn_t *conn)
 }
 
 gw_listener_t *gw_conn_listener(const gw_conn_t *conn) {
-  if (!conn) return nullptr;
+  if (conn_edge(conn) != 0) return nullptr;
   return static_cast<gw_listener *>(&core_of(conn)->handler());
 }
 
-uint64_t gw_conn_id(const gw_conn_t *conn) { return conn ? core_of(conn)->id() : 0; }
+uint64_t gw_conn_id(const gw_conn_t *conn) { return conn_edge(conn) == 0 ? core_of(conn)->id() : 0; }
 
 int gw_timer_create(gw_timer_t **out, gw_server_t *server, gw_timer_fn fn, void *user_data) {
   if (!out || !server || !fn) return GW_EINVAL;

@@ -20,7 +20,14 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/gatewayConfigVersion.cmak
 install(FILES ${PROJECT_BINARY_DIR}/gatewayConfig.cmake ${PROJECT_BINARY_DIR}/gatewayConfigVersion.cmake
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/gateway COMPONENT dev)
 
-# pkg-config wants absolute paths; CMAKE_INSTALL_FULL_* honours CMAKE_INSTALL_PREFIX.
-configure_file(${PROJECT_SOURCE_DIR}/cmake/gateway.pc.in ${PROJECT_BINARY_DIR}/gateway.pc @ONLY)
+# pkg-config wants absolute paths, and the prefix is only known for sure at
+# install time (cmake --install --prefix DIR overrides the configured one): the
+# file is written then, with the prefix actually used.
+set(GW_PC_PREFIX "@GW_PC_PREFIX@")  # kept as a placeholder for the second pass
+configure_file(${PROJECT_SOURCE_DIR}/cmake/gateway.pc.in ${PROJECT_BINARY_DIR}/gateway.pc.in @ONLY)
+install(CODE "
+  set(GW_PC_PREFIX \"\${CMAKE_INSTALL_PREFIX}\")
+  configure_file(\"${PROJECT_BINARY_DIR}/gateway.pc.in\" \"${PROJECT_BINARY_DIR}/gateway.pc\" @ONLY)
+" COMPONENT dev)
 install(FILES ${PROJECT_BINARY_DIR}/gateway.pc
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig COMPONENT dev)

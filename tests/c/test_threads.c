@@ -240,6 +240,9 @@ typedef struct getter_args {
     gw_listener_t *l;
     gw_conn_t *c;
     int rc_port, rc_peer;
+    uint64_t id;
+    gw_listener_t *listener;
+    void *user_data;
 } getter_args;
 
 static void *getter_main(void *a)
@@ -248,6 +251,9 @@ static void *getter_main(void *a)
     char buf[64];
     g->rc_port = gw_listener_port(g->l);
     g->rc_peer = gw_conn_peer(buf, sizeof buf, NULL, g->c);
+    g->id = gw_conn_id(g->c);
+    g->listener = gw_conn_listener(g->c);
+    g->user_data = gw_conn_user_data(g->c);
     return NULL;
 }
 
@@ -262,12 +268,24 @@ static void test_wrong_thread_getters(void **state)
     gw_listener_t *l = gwt_listen(srv, "127.0.0.1:0", &o);
     int fd = gwt_connect_pump(srv, "127.0.0.1", gw_listener_port(l));
     assert_true(gwt_rec_wait(srv, &rec, &rec.opens, 1, GWT_TIMEOUT_MS));
-    getter_args g = { l, gwt_rec_conn(&rec, 0), 0, 0 };
+    gw_conn_t *conn = gwt_rec_conn(&rec, 0);
+    gw_conn_set_user_data(conn, &rec);
+    getter_args g = { l, conn, 0, 0, 0, NULL, NULL };
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, getter_main, &g), 0);
     pthread_join(th, NULL);
-    assert_int_equal(g.rc_port, GW_EWRONGTHREAD);
+    /* The listener's port is fixed at creation and the listener lives as
+     * long as the server: documented thread-safe. A connection may be freed
+     * by the loop thread at any moment: its getters refuse other threads. */
+    assert_int_equal(g.rc_port, gw_listener_port(l));
+    assert_true(g.rc_port > 0);
     assert_int_equal(g.rc_peer, GW_EWRONGTHREAD);
+    assert_true(g.id == 0);
+    assert_null(g.listener);
+    assert_null(g.user_data);
+    assert_true(gw_conn_id(conn) != 0);
+    assert_ptr_equal(gw_conn_listener(conn), l);
+    assert_ptr_equal(gw_conn_user_data(conn), &rec);
     close(fd);
     gw_server_destroy(srv);
     gwt_rec_free(&rec);

@@ -268,7 +268,7 @@ GW_EXTERN int gw_listener_create_systemd(gw_listener_t **out, int *out_inherited
                                          const gw_listener_options *options);
 
 /** The local port the listener is bound to (useful after port 0), or a
- *  negative code. */
+ *  negative code. Thread-safe: the port is fixed when the listener is made. */
 GW_EXTERN int gw_listener_port(const gw_listener_t *listener);
 
 /** Sends one message, encoded in the listener's framing, to every open
@@ -295,18 +295,25 @@ GW_EXTERN int gw_conn_send(gw_conn_t *conn, const void *data, size_t len);
 GW_EXTERN int gw_conn_send_message(gw_conn_t *conn, const void *data, size_t len);
 
 /** Closes the connection gracefully: no more input is delivered, queued output
- *  is flushed (bounded by the server's stop_timeout_ms), then on_close runs
- *  with GW_CLOSE_LOCAL. May be called from any callback, for this or another
+ *  is flushed, the connection is half-closed (FIN) and the peer's own close
+ *  is awaited, so that unread input cannot turn into a reset that destroys
+ *  the last output; after that, or after the server's stop_timeout_ms at the
+ *  latest, on_close runs with GW_CLOSE_LOCAL. Until on_close the connection
+ *  still counts in `clients` and in the limits. The same applies to closes
+ *  for idle, oversize and limit. May be called from any callback, for this or another
  *  connection. Idempotent; returns 0, GW_EINVAL or GW_EWRONGTHREAD. */
 GW_EXTERN int gw_conn_close(gw_conn_t *conn);
 
-/** Attaches a pointer of the firmware's to the connection, and reads it back. */
+/** Attaches a pointer of the firmware's to the connection, and reads it back.
+ *  Like every connection function, loop thread only: the loop may free a
+ *  connection at any moment. From another thread, set does nothing and the
+ *  getters below return NULL or 0. */
 GW_EXTERN void gw_conn_set_user_data(gw_conn_t *conn, void *data);
 GW_EXTERN void *gw_conn_user_data(const gw_conn_t *conn);
 
 /** Writes the peer's address as text ("192.0.2.7" or "2001:db8::7") into
- *  buf and its port into *out_port (may be NULL). Returns 0, GW_EINVAL or
- *  GW_ENOMEM if buf is too small (46 bytes always suffice). */
+ *  buf and its port into *out_port (may be NULL). Returns 0, GW_EINVAL,
+ *  GW_EWRONGTHREAD, or GW_ENOMEM if buf is too small (46 bytes always suffice). */
 GW_EXTERN int gw_conn_peer(char *buf, size_t buflen, int *out_port, const gw_conn_t *conn);
 
 /** The listener that accepted this connection. */
