@@ -218,12 +218,13 @@ void Daemon::start_watchdog() {
 void Daemon::update_status() {
   const gw::Stats &stats = server_->stats();
   char status[256];
-  std::snprintf(status, sizeof status, "STATUS=%zu routes, %llu clients, %llu accepted, %llu refused, %llu bytes in, %llu bytes out",
+  std::snprintf(status, sizeof status, "STATUS=%zu routes, %llu clients, %llu accepted, %llu refused, %llu bytes in, %llu bytes out, %llu bytes spliced",
                 routes_.size(), static_cast<unsigned long long>(stats.clients.load()),
                 static_cast<unsigned long long>(stats.accepted.load()),
                 static_cast<unsigned long long>(stats.refused.load()),
                 static_cast<unsigned long long>(stats.bytes_in.load()),
-                static_cast<unsigned long long>(stats.bytes_out.load()));
+                static_cast<unsigned long long>(stats.bytes_out.load()),
+                static_cast<unsigned long long>(stats.bytes_spliced.load()));
   gw::sd::notify(status);
 }
 

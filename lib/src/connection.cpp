@@ -358,6 +358,11 @@ void Connection::account_in(size_t bytes) noexcept {
   mark_active();
 }
 
+void Connection::account_spliced(size_t bytes) noexcept {
+  Stats::add(listener_.stats_.bytes_spliced, bytes);
+  Stats::add(listener_.server_.stats_.bytes_spliced, bytes);
+}
+
 void Connection::account_out(size_t bytes) noexcept {
   Stats::add(listener_.stats_.bytes_out, bytes);
   Stats::add(listener_.server_.stats_.bytes_out, bytes);

@@ -245,7 +245,10 @@ class BackendLink final : IoHandler, IoDelegate {
     // client -> pipe -> backend
     if (!client_eof_ && to_backend_.room()) {
       ssize_t n = to_backend_.fill_from(client_fd);
-      if (n > 0) client.account_in(static_cast<size_t>(n));
+      if (n > 0) {
+        client.account_in(static_cast<size_t>(n));
+        client.account_spliced(static_cast<size_t>(n));
+      }
       else if (n == 0) {
         client_eof_ = true;
         client.note_peer_eof();
@@ -261,7 +264,10 @@ class BackendLink final : IoHandler, IoDelegate {
       else if (n < 0 && n != -EAGAIN) return fail(static_cast<int>(-n));
     }
     moved = to_client_.drain_to(client_fd);
-    if (moved > 0) client.account_out(static_cast<size_t>(moved));
+    if (moved > 0) {
+      client.account_out(static_cast<size_t>(moved));
+      client.account_spliced(static_cast<size_t>(moved));
+    }
     else if (moved < 0 && moved != -EAGAIN) return broken(client, static_cast<int>(-moved));
     if (backend_eof_ && to_client_.held == 0) client.shutdown_write();
     if (backend_eof_ && to_client_.held == 0 && client_eof_ && backend_shut_) {

@@ -67,7 +67,7 @@ static void test_lifecycle(void **state)
     gwd_sock_timeouts(c, GWD_TIMEOUT_MS);
     assert_true(gwd_roundtrip(c, "ready means ready"));
     assert_true(gwd_notify_wait(&f->notify, "STATUS=", 1, GWD_TIMEOUT_MS));
-    assert_non_null(strstr(f->notify.log, "STATUS=1 routes, 0 clients, 0 accepted, 0 refused, 0 bytes in, 0 bytes out\n"));
+    assert_non_null(strstr(f->notify.log, "STATUS=1 routes, 0 clients, 0 accepted, 0 refused, 0 bytes in, 0 bytes out, 0 bytes spliced\n"));
     assert_true(gwd_log_wait(&f->proc, "<6>watchdog: every 100 ms\n", 1, GWD_TIMEOUT_MS));
     /* Fed at half the interval: several in a second (bounded wait, no rate assertion). */
     assert_true(gwd_notify_wait(&f->notify, "WATCHDOG=1", 3, GWD_TIMEOUT_MS));

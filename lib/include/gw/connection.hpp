@@ -81,6 +81,9 @@ class Connection final : IoHandler {
   /// Bytes a delegate moved, for the counters and the idle timeout.
   void account_in(size_t bytes) noexcept;
   void account_out(size_t bytes) noexcept;
+  /// Bytes a delegate moved between this client's backend and the kernel
+  /// pipes without touching user space (the backend side of a splice).
+  void account_spliced(size_t bytes) noexcept;
   /// A delegate saw the peer's EOF.
   void note_peer_eof() noexcept { peer_eof_ = true; }
   /// Closes at once, discarding queued output (a broken socket).

@@ -13,6 +13,7 @@ struct Stats {
   std::atomic<uint64_t> refused{0};
   std::atomic<uint64_t> bytes_in{0};
   std::atomic<uint64_t> bytes_out{0};
+  std::atomic<uint64_t> bytes_spliced{0};  ///< forwarded inside the kernel (splice), both directions
 
   static void add(std::atomic<uint64_t> &counter, uint64_t amount) noexcept {
     counter.store(counter.load(std::memory_order_relaxed) + amount, std::memory_order_relaxed);
