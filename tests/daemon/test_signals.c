@@ -106,7 +106,7 @@ static void test_reload(void **state)
     assert_int_equal(gwt_connect("127.0.0.1", pb), -1);
 
     /* A bad config is rejected; everything keeps running as it was. */
-    char bad[2048];
+    char bad[4096];
     snprintf(bad, sizeof bad, "%s[[route]]\nname = \"d\"\nlisten = \"127.0.0.1:%d\"\nbakend = \"echo\"\n", conf,
              gwd_port());
     reload(f, bad, "<3>reload rejected (configuration errors); the running configuration stays\n", 1);
@@ -132,7 +132,7 @@ static void test_reload(void **state)
     int pe = gwd_port();
     int held = gwd_listen_tcp(pe);
     assert_true(held >= 0);
-    char busy[2048];
+    char busy[4096];
     snprintf(busy, sizeof busy, "%s[[route]]\nname = \"e\"\nlisten = \"127.0.0.1:%d\"\nbackend = \"echo\"\n", conf, pe);
     reload(f, busy, "<3>reload rejected (a new route cannot listen); the running configuration stays\n", 1);
     close(held);
