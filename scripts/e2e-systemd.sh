@@ -49,7 +49,7 @@ for p in mmdebstrap systemd-container debian-archive-keyring; do
   dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
 done
 if [ "$arch" != "$host_arch" ]; then
-  for p in qemu-user-static binfmt-support; do
+  for p in qemu-user-static binfmt-support arch-test; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
   done
 fi
