@@ -857,9 +857,14 @@ void gwd_sock_timeouts(int fd, int ms)
 
 int gwd_connect_retry(int port, int timeout_ms)
 {
+    return gwd_connect_host("127.0.0.1", port, timeout_ms);
+}
+
+int gwd_connect_host(const char *host, int port, int timeout_ms)
+{
     int64_t end = gwt_now_ms() + timeout_ms;
     for (;;) {
-        int fd = gwt_connect("127.0.0.1", port);
+        int fd = gwt_connect(host, port);
         if (fd >= 0) {
             gwd_sock_timeouts(fd, GWD_TIMEOUT_MS);
             return fd;
@@ -895,4 +900,18 @@ int gwd_roundtrip(int fd, const char *msg)
         return 0;
     size_t got = gwt_read_exact(NULL, fd, buf, len, GWD_TIMEOUT_MS);
     return got == len && memcmp(buf, msg, len) == 0;
+}
+
+int gwd_have_ipv6(void)
+{
+    int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    struct sockaddr_in6 a;
+    memset(&a, 0, sizeof a);
+    a.sin6_family = AF_INET6;
+    a.sin6_addr = in6addr_loopback;
+    int ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
 }

@@ -225,6 +225,10 @@ int gwd_listen_tcp(int port);
 /* Connects to 127.0.0.1:port with retries until the deadline (the daemon may
  * still be starting). -1 on timeout. */
 int gwd_connect_retry(int port, int timeout_ms);
+/* The same for any IPv4 or IPv6 literal host ("::1"). */
+int gwd_connect_host(const char *host, int port, int timeout_ms);
+/* 1 if this host has IPv6 loopback (::1 can be bound). */
+int gwd_have_ipv6(void);
 int gwd_connect_unix(const char *path);
 /* Sets SO_RCVTIMEO/SO_SNDTIMEO so blocking calls cannot hang. */
 void gwd_sock_timeouts(int fd, int ms);
