@@ -7,6 +7,8 @@
 # Stages:
 #   native  host build (RelWithDebInfo, -Werror) and its whole CTest suite
 #   asan    the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   nosystemd  host build without libsystemd (GW_WITH_SYSTEMD=OFF, preset
+#           nosystemd): the whole suite, systemd tests checking the fallbacks
 #   cross   arm64 and armhf cross builds, their suites run under qemu-user
 #   e2e     the amd64 .deb packages installed and started on a booted systemd
 set -euo pipefail
@@ -14,7 +16,7 @@ source "$(dirname "$0")/lib/common.sh"
 cd "$GW_ROOT"
 
 stages=("$@")
-((${#stages[@]})) || stages=(native asan cross e2e)
+((${#stages[@]})) || stages=(native asan nosystemd cross e2e)
 jobs=$(nproc)
 
 run_preset() {
@@ -29,7 +31,7 @@ gw_need_packages "${GW_BUILD_PACKAGES[@]}"
 for stage in "${stages[@]}"; do
   start=$SECONDS
   case $stage in
-    native | asan) run_preset "$stage" ;;
+    native | asan | nosystemd) run_preset "$stage" ;;
     cross)
       gw_need_packages crossbuild-essential-arm64 crossbuild-essential-armhf qemu-user mmdebstrap debian-archive-keyring
       for arch in arm64 armhf; do
@@ -38,7 +40,7 @@ for stage in "${stages[@]}"; do
       done
       ;;
     e2e) scripts/e2e-systemd.sh amd64 ;;
-    *) gw_die "unknown stage '$stage' (native, asan, cross, e2e)" ;;
+    *) gw_die "unknown stage '$stage' (native, asan, nosystemd, cross, e2e)" ;;
   esac
   gw_say "[$stage] passed in $((SECONDS - start)) s"
 done

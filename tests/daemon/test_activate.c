@@ -1,6 +1,9 @@
 /* Socket activation: systemd-socket-activate with one and several named fds,
  * an unnamed fd matched by the route's listen address, a fd that matches no
- * route, and (passing LISTEN_* ourselves) a listening and a non-listening fd. */
+ * route, and (passing LISTEN_* ourselves) a listening and a non-listening fd.
+ * Built with GW_WITH_SYSTEMD=OFF (GWT_WITH_SYSTEMD 0), the daemon must ignore
+ * LISTEN_FDS: it binds its routes' own listen addresses, and a route without
+ * one is a startup error. */
 #include "daemon_harness.h"
 
 #include <stdarg.h>
@@ -315,9 +318,78 @@ static void test_datagram_fd(void **state)
     not_listening(f, fd, "udp", "the socket is not a SOCK_STREAM socket");
 }
 
+#if !GWT_WITH_SYSTEMD
+/* No systemd support: a passed socket named after a route is not served; the
+ * route binds its own listen address. */
+static void test_nosd_listen_fds_ignored(void **state)
+{
+    fixture *f = *state;
+    int passed = gwd_port(), own = gwd_port();
+    int lfd = gwd_listen_tcp(passed);
+    assert_true(lfd >= 0);
+    char conf[256];
+    snprintf(conf, sizeof conf,
+             "[[route]]\n"
+             "name = \"app\"\n"
+             "listen = \"127.0.0.1:%d\"\n"
+             "backend = \"echo\"\n",
+             own);
+    gwd_dir_write(&f->dir, "gateway.conf", conf, f->conf, sizeof f->conf);
+    gwd_spawn_opts o = {.fds = {lfd}, .nfds = 1, .listen_names = "app"};
+    assert_int_equal(gwd_start(&f->proc, &f->dir, f->conf, &o), 0);
+    close(lfd);
+    assert_true(gwd_wait_ready(&f->proc));
+    char line[128];
+    snprintf(line, sizeof line, "<6>route app: listening on 127.0.0.1:%d\n", own);
+    assert_int_equal(gwd_log_count(&f->proc, line), 1);
+    assert_int_equal(gwd_log_count(&f->proc, "listening on"), 1);
+    assert_int_equal(gwd_log_count(&f->proc, "systemd passed"), 0);
+    assert_int_equal(gwd_log_count(&f->proc, "<6>ready: 1 routes\n"), 1);
+    int c = gwd_connect_retry(own, GWD_TIMEOUT_MS);
+    assert_true(c >= 0);
+    assert_true(gwd_roundtrip(c, "own socket"));
+    close(c);
+    assert_int_equal(gwd_stop(&f->proc), 0);
+}
+
+/* No systemd support: a route that only a passed socket could serve cannot start. */
+static void test_nosd_route_without_listen(void **state)
+{
+    fixture *f = *state;
+    int port = gwd_port();
+    int lfd = gwd_listen_tcp(port);
+    assert_true(lfd >= 0);
+    gwd_dir_write(&f->dir, "gateway.conf",
+                  "[[route]]\n"
+                  "name = \"app\"\n"
+                  "backend = \"echo\"\n",
+                  f->conf, sizeof f->conf);
+    gwd_spawn_opts o = {.fds = {lfd}, .nfds = 1, .listen_names = "app"};
+    assert_int_equal(gwd_start(&f->proc, &f->dir, f->conf, &o), 0);
+    close(lfd);
+    assert_int_equal(gwd_wait_exit(&f->proc, GWD_TIMEOUT_MS), 1);
+    char *err = gwd_read_err(&f->proc);
+    const char *expect = "<3>route \"app\" has no listen address and systemd passed no socket named \"app\": add "
+                         "listen = \"IP:PORT\" or FileDescriptorName=app to the socket unit\n";
+    if (!strstr(err, expect))
+        print_error("stderr:\n%s\n", err);
+    assert_non_null(strstr(err, expect));
+    assert_null(strstr(err, "ready"));
+    assert_null(strstr(err, "systemd passed as fd"));
+    free(err);
+}
+#endif
+
 int main(int argc, char **argv)
 {
     gwd_init(argc, argv);
+#if !GWT_WITH_SYSTEMD
+    const struct CMUnitTest nosd[] = {
+        cmocka_unit_test_setup_teardown(test_nosd_listen_fds_ignored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nosd_route_without_listen, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("daemon_activate_nosystemd", nosd, NULL, NULL);
+#endif
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_one_named_fd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_several_named_fds, setup, teardown),

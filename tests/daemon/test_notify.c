@@ -1,5 +1,7 @@
 /* sd_notify on a test NOTIFY_SOCKET: READY, STATUS, WATCHDOG (from
- * WATCHDOG_USEC/WATCHDOG_PID), RELOADING around SIGHUP, STOPPING on SIGTERM. */
+ * WATCHDOG_USEC/WATCHDOG_PID), RELOADING around SIGHUP, STOPPING on SIGTERM.
+ * Built with GW_WITH_SYSTEMD=OFF (GWT_WITH_SYSTEMD 0): the daemon works the
+ * same but sends nothing, and starts no watchdog. */
 #include "daemon_harness.h"
 
 #include <stdarg.h>
@@ -121,9 +123,41 @@ static void test_watchdog_for_another_pid(void **state)
     assert_int_equal(gwd_notify_count(&f->notify, "STOPPING=1"), 1);
 }
 
+#if !GWT_WITH_SYSTEMD
+static void test_nosd_sends_nothing(void **state)
+{
+    fixture *f = *state;
+    int port = gwd_port();
+    char conf[512];
+    config(f, port, conf, sizeof conf);
+    gwd_spawn_opts o = {.env = {f->notify.env, "WATCHDOG_USEC=200000"}, .watchdog_pid = 1};
+    assert_int_equal(gwd_start(&f->proc, &f->dir, conf, &o), 0);
+    assert_true(gwd_wait_ready(&f->proc));
+    int c = gwd_connect_retry(port, GWD_TIMEOUT_MS);
+    assert_true(c >= 0);
+    assert_true(gwd_roundtrip(c, "served"));
+    gwd_signal(&f->proc, SIGHUP);
+    assert_true(gwd_log_wait(&f->proc, "<6>reloaded: 1 routes\n", 1, GWD_TIMEOUT_MS));
+    assert_true(gwd_roundtrip(c, "still served"));
+    close(c);
+    assert_int_equal(gwd_stop(&f->proc), 0);
+    /* Everything the daemon could have sent was sent before it exited. */
+    gwd_notify_poll(&f->notify);
+    assert_int_equal(f->notify.datagrams, 0);
+    assert_int_equal(gwd_log_count(&f->proc, "watchdog"), 0);
+    assert_int_equal(gwd_log_count(&f->proc, "<6>stopped\n"), 1);
+}
+#endif
+
 int main(int argc, char **argv)
 {
     gwd_init(argc, argv);
+#if !GWT_WITH_SYSTEMD
+    const struct CMUnitTest nosd[] = {
+        cmocka_unit_test_setup_teardown(test_nosd_sends_nothing, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("daemon_notify_nosystemd", nosd, NULL, NULL);
+#endif
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watchdog_for_another_pid, setup, teardown),
