@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <algorithm>
@@ -132,7 +133,11 @@ int Daemon::start(const Config &config) {
 
   // Sockets from systemd first: by FileDescriptorName=, else by the address
   // they are bound to.
-  gw::sd::collect_listen_fds();
+  if (gw::sd::collect_listen_fds() == -ENOSYS && std::getenv("LISTEN_FDS")) {
+    log.log(gw::LogLevel::warning,
+            "LISTEN_FDS is set, but this gatewayd was built without systemd support: the passed sockets are not "
+            "used; every route binds its listen address (rebuild with -DGW_WITH_SYSTEMD=ON for socket activation)");
+  }
   std::vector<gw::sd::ListenFd> inherited = gw::sd::take_all_listen_fds();
   int failures = 0;
   for (gw::sd::ListenFd &passed : inherited) {
@@ -180,6 +185,11 @@ int Daemon::start(const Config &config) {
 
   for (auto &[name, state] : routes_) {
     if (state.listener) continue;
+    if (!state.route.listen && !gw::sd::available()) {
+      log.log(gw::LogLevel::error, "route \"%s\" has no listen address: add listen = \"IP:PORT\" (this gatewayd "
+              "was built without systemd support, so no socket can be passed to it)", name.c_str());
+      return 1;
+    }
     if (!state.route.listen) {
       log.log(gw::LogLevel::error,
               "route \"%s\" has no listen address and systemd passed no socket named \"%s\": add listen = "

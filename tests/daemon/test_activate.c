@@ -344,6 +344,11 @@ static void test_nosd_listen_fds_ignored(void **state)
     assert_int_equal(gwd_log_count(&f->proc, line), 1);
     assert_int_equal(gwd_log_count(&f->proc, "listening on"), 1);
     assert_int_equal(gwd_log_count(&f->proc, "systemd passed"), 0);
+    assert_int_equal(gwd_log_count(&f->proc,
+                                   "<4>LISTEN_FDS is set, but this gatewayd was built without systemd support: the "
+                                   "passed sockets are not used; every route binds its listen address (rebuild with "
+                                   "-DGW_WITH_SYSTEMD=ON for socket activation)\n"),
+                     1);
     assert_int_equal(gwd_log_count(&f->proc, "<6>ready: 1 routes\n"), 1);
     int c = gwd_connect_retry(own, GWD_TIMEOUT_MS);
     assert_true(c >= 0);
@@ -369,8 +374,8 @@ static void test_nosd_route_without_listen(void **state)
     close(lfd);
     assert_int_equal(gwd_wait_exit(&f->proc, GWD_TIMEOUT_MS), 1);
     char *err = gwd_read_err(&f->proc);
-    const char *expect = "<3>route \"app\" has no listen address and systemd passed no socket named \"app\": add "
-                         "listen = \"IP:PORT\" or FileDescriptorName=app to the socket unit\n";
+    const char *expect = "<3>route \"app\" has no listen address: add listen = \"IP:PORT\" (this gatewayd was built "
+                         "without systemd support, so no socket can be passed to it)\n";
     if (!strstr(err, expect))
         print_error("stderr:\n%s\n", err);
     assert_non_null(strstr(err, expect));
