@@ -43,16 +43,11 @@ int Connection::send(const void *data, size_t length) {
 
 int Connection::send_message(const void *data, size_t length) {
   const ListenerConfig &settings = *config_;
-  uint8_t header[4];
-  int header_size = encode_header(settings.framing, length, header);
-  if (header_size < 0 || (settings.framing != Framing::raw && length > settings.max_frame)) return err::too_big;
-  iovec parts[3];
-  int count = 0;
-  if (header_size > 0) parts[count++] = {header, static_cast<size_t>(header_size)};
-  parts[count++] = {const_cast<void *>(data), length};
-  static char newline = '\n';
-  if (trailer_size(settings.framing)) parts[count++] = {&newline, 1};
-  return send_parts(parts, count);
+  EncodedFrame frame;
+  if (!encode_frame(settings.framing, data, length, frame) ||
+      (settings.framing != Framing::raw && length > settings.max_frame))
+    return err::too_big;
+  return send_parts(frame.parts, frame.count);
 }
 
 int Connection::send_parts(const iovec *parts, int count) {
@@ -78,16 +73,7 @@ int Connection::send_parts(const iovec *parts, int count) {
       Stats::add(listener_.server_.stats_.bytes_out, written);
     }
   }
-  size_t skip = written;
-  for (int i = 0; i < count; ++i) {
-    size_t length = parts[i].iov_len;
-    if (skip >= length) {
-      skip -= length;
-      continue;
-    }
-    out_.append(static_cast<const uint8_t *>(parts[i].iov_base) + skip, length - skip);
-    skip = 0;
-  }
+  out_.append_parts(parts, count, written);
   after_output_change();
   return 0;
 }
@@ -196,16 +182,18 @@ void Connection::deliver(const uint8_t *data, size_t length) {
 void Connection::on_peer_eof() {
   peer_eof_ = true;
   if (state_ == State::open) {
-    if (handler().on_peer_shutdown(*this)) {
-      update_interest();  // nothing more to read; output may go on
-      return;
-    }
     // A last line without its '\n' is still a line (`printf 'hi' | nc`).
     if (config().framing == Framing::line && !in_.empty()) {
       Buffer last = std::move(in_);
       in_ = Buffer();
+      delivering_fragment_ = true;
       handler().on_message(*this, last.data(), last.size());
+      delivering_fragment_ = false;
       if (state_ != State::open) return;
+    }
+    if (handler().on_peer_shutdown(*this)) {
+      update_interest();  // nothing more to read; output may go on
+      return;
     }
     close(CloseReason::peer);
     return;

@@ -87,18 +87,22 @@ class BackendLink final : IoHandler, IoDelegate {
     watched_ = true;
   }
 
-  /// Bytes from the client for the backend (buffered mode).
-  void forward(const uint8_t *data, size_t length) {
-    if (length >= EventLoop::scratch_size) want_splice_ = true;
+  /// Bytes from the client for the backend (buffered mode): one message,
+  /// framed again as the client framed it.
+  void forward(const iovec *parts, int count) {
+    size_t total = 0;
+    for (int i = 0; i < count; ++i) total += parts[i].iov_len;
+    if (total >= EventLoop::scratch_size) want_splice_ = true;
+    size_t written = 0;
     if (!connecting_ && out_.empty()) {
-      ssize_t n = ::send(fd_.get(), data, length, MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (n > 0) {
-        data += n;
-        length -= static_cast<size_t>(n);
-      }
+      msghdr message{};
+      message.msg_iov = const_cast<iovec *>(parts);
+      message.msg_iovlen = static_cast<size_t>(count);
+      ssize_t n = ::sendmsg(fd_.get(), &message, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) written = static_cast<size_t>(n);
       // An error is seen again (EPOLLERR) once the rest is queued.
     }
-    out_.append(data, length);
+    out_.append_parts(parts, count, written);
     if (out_.size() > client_->config().high_water) client_->pause_reading();
     update_interest();
     maybe_splice();
@@ -206,7 +210,8 @@ class BackendLink final : IoHandler, IoDelegate {
   // ---- splice mode ----
   void maybe_splice() {
     if (!want_splice_ || spliced_ || !client_ || connecting_ || backend_eof_ || client_eof_) return;
-    if (!client_->config().splice) return;
+    // Splicing bypasses the frame checks: only raw routes may leave user space.
+    if (!client_->config().splice || client_->config().framing != Framing::raw) return;
     if (!out_.empty() || client_->queued_output() || !client_->is_open()) return;
     if (to_client_.open() != 0 || to_backend_.open() != 0) {
       want_splice_ = false;  // out of fds for pipes: stay buffered
@@ -351,7 +356,13 @@ void Forwarder::on_open(Connection &conn) {
 }
 
 void Forwarder::on_message(Connection &conn, const uint8_t *data, size_t length) {
-  if (BackendLink *link = link_of(conn)) link->forward(data, length);
+  BackendLink *link = link_of(conn);
+  if (!link) return;
+  // The framing checked the message (max_frame); the backend gets it as the
+  // client sent it, prefix or '\n' included.
+  EncodedFrame frame;
+  Framing framing = conn.message_unterminated() ? Framing::raw : conn.config().framing;
+  if (encode_frame(framing, data, length, frame)) link->forward(frame.parts, frame.count);
 }
 
 bool Forwarder::on_peer_shutdown(Connection &conn) {

@@ -50,6 +50,17 @@ FrameScan scan_frame(Framing framing, size_t max_frame, const uint8_t *data, siz
   return scan;
 }
 
+bool encode_frame(Framing framing, const void *payload, size_t length, EncodedFrame &out) noexcept {
+  static char newline = '\n';
+  int header_size = encode_header(framing, length, out.header);
+  if (header_size < 0) return false;
+  out.count = 0;
+  if (header_size > 0) out.parts[out.count++] = {out.header, static_cast<size_t>(header_size)};
+  out.parts[out.count++] = {const_cast<void *>(payload), length};
+  if (trailer_size(framing)) out.parts[out.count++] = {&newline, 1};
+  return true;
+}
+
 int encode_header(Framing framing, size_t length, uint8_t header[4]) noexcept {
   switch (framing) {
     case Framing::raw:

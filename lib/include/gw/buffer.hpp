@@ -5,6 +5,8 @@
 #include <cstring>
 #include <memory>
 
+#include <sys/uio.h>
+
 namespace gw {
 
 /// A FIFO byte queue that holds memory only while it holds data: an idle
@@ -22,6 +24,20 @@ class Buffer {
     reserve_tail(length);
     std::memcpy(storage_.get() + end_, bytes, length);
     end_ += length;
+  }
+
+  /// Appends the pieces, leaving out their first `skip` bytes: what a partial
+  /// writev()/sendmsg() did not take.
+  void append_parts(const iovec *parts, int count, size_t skip) {
+    for (int i = 0; i < count; ++i) {
+      size_t length = parts[i].iov_len;
+      if (skip >= length) {
+        skip -= length;
+        continue;
+      }
+      append(static_cast<const uint8_t *>(parts[i].iov_base) + skip, length - skip);
+      skip = 0;
+    }
   }
 
   /// Drops `length` bytes from the front; frees the block once empty.

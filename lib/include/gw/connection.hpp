@@ -93,6 +93,9 @@ class Connection final : IoHandler {
   /// client's behalf, such as a backend's answer).
   void mark_active() noexcept;
   bool peer_shut_down() const noexcept { return peer_eof_; }
+  /// True during the on_message of a last line that the peer ended with EOF
+  /// instead of '\n' (line framing): a proxy forwards it without adding one.
+  bool message_unterminated() const noexcept { return delivering_fragment_; }
 
   State state() const noexcept { return state_; }
   bool is_open() const noexcept { return state_ == State::open; }
@@ -141,7 +144,8 @@ class Connection final : IoHandler {
   bool peer_eof_ = false;
   bool write_shut_ = false;
   bool shut_when_flushed_ = false;
-  bool parked_ = false;  // out of epoll: hung up, and nothing to do until the handler acts
+  bool parked_ = false;
+  bool delivering_fragment_ = false;  // out of epoll: hung up, and nothing to do until the handler acts
   uint32_t interest_ = 0;
   uint64_t last_active_ms_ = 0;
   uint64_t close_deadline_ms_ = 0;

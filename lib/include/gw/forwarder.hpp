@@ -20,7 +20,8 @@ class EchoHandler final : public ConnectionHandler {
 /// the other side's reading instead of growing a queue) and half-close
 /// propagated (a client's shutdown(SHUT_WR) reaches the backend as one, and
 /// back). A backend that cannot be reached closes its client with a logged
-/// reason. Framing is ignored: bytes pass as they come.
+/// reason. A framed route checks the client's messages (max_frame) and
+/// passes them on as they were framed; only raw routes switch to splice().
 /// Must outlive the listeners it serves. Loop thread only.
 class Forwarder final : public ConnectionHandler {
  public:

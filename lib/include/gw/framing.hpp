@@ -3,6 +3,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <sys/uio.h>
+
 namespace gw {
 
 enum class Framing { raw = 0, line = 1, u16be = 2, u32be = 3 };
@@ -27,5 +29,16 @@ FrameScan scan_frame(Framing framing, size_t max_frame, const uint8_t *data, siz
 /// the prefix. For `line` the trailer '\n' is the caller's (see trailer_size).
 int encode_header(Framing framing, size_t length, uint8_t header[4]) noexcept;
 inline size_t trailer_size(Framing framing) noexcept { return framing == Framing::line ? 1 : 0; }
+
+/// One message laid out for writev(): header, payload, trailer.
+struct EncodedFrame {
+  uint8_t header[4];
+  iovec parts[3];
+  int count = 0;
+};
+
+/// Fills `out` with the pieces of `payload` framed for `framing`; returns false
+/// when the length does not fit the prefix. `out` points into `payload`.
+bool encode_frame(Framing framing, const void *payload, size_t length, EncodedFrame &out) noexcept;
 
 }  // namespace gw
