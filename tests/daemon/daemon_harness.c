@@ -418,6 +418,38 @@ int gwd_wait_ready(gwd_proc *p)
     }
 }
 
+/* ---- fixture ---- */
+
+int gwd_setup(void **state)
+{
+    gwd_fixture *f = calloc(1, sizeof *f);
+    gwd_dir_make(&f->dir);
+    f->proc.pid = -1;
+    f->notify.fd = -1;
+    *state = f;
+    return 0;
+}
+
+int gwd_setup_notify(void **state)
+{
+    gwd_setup(state);
+    gwd_fixture *f = *state;
+    gwd_notify_open(&f->notify, &f->dir);
+    return 0;
+}
+
+int gwd_teardown(void **state)
+{
+    gwd_fixture *f = *state;
+    gwd_kill(&f->proc);
+    if (f->backend_running)
+        gwd_backend_stop(&f->backend);
+    gwd_notify_close(&f->notify);
+    gwd_dir_remove(&f->dir);
+    free(f);
+    return 0;
+}
+
 /* ---- notify ---- */
 
 void gwd_notify_open(gwd_notify *n, const gwd_dir *d)

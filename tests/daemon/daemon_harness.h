@@ -218,6 +218,26 @@ int gwd_backend_accepted(gwd_backend *b);
 /* Stops accepting, joins every thread, closes everything. */
 void gwd_backend_stop(gwd_backend *b);
 
+/* ---- per-test fixture (cmocka setup/teardown) ---- */
+
+/* What the suites share per test: a temp dir, the daemon process, an optional
+ * backend and an optional NOTIFY_SOCKET receiver, all cleaned up at teardown. */
+typedef struct gwd_fixture {
+    gwd_dir dir;
+    gwd_proc proc;          /* pid -1 until started; killed at teardown */
+    gwd_backend backend;    /* stopped at teardown if backend_running */
+    int backend_running;
+    gwd_notify notify;      /* open with gwd_setup_notify; closed at teardown */
+    char conf[512];         /* a config path, for suites that keep one */
+} gwd_fixture;
+
+int gwd_setup(void **state);
+/* gwd_setup plus a NOTIFY_SOCKET receiver in the test's dir. */
+int gwd_setup_notify(void **state);
+int gwd_teardown(void **state);
+/* A cmocka test with the fixture as its state (the test keeps its own name). */
+#define GWD_TEST(t) cmocka_unit_test_setup_teardown(t, gwd_setup, gwd_teardown)
+
 /* ---- misc ---- */
 
 /* A listening TCP socket on 127.0.0.1:port (port 0: any). */

@@ -21,30 +21,6 @@
 
 #define SSA "/usr/bin/systemd-socket-activate"
 
-typedef struct fixture {
-    gwd_dir dir;
-    gwd_proc proc;
-    char conf[512];
-} fixture;
-
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof *f);
-    gwd_dir_make(&f->dir);
-    f->proc.pid = -1;
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    gwd_kill(&f->proc);
-    gwd_dir_remove(&f->dir);
-    free(f);
-    return 0;
-}
-
 static int have_ssa(void)
 {
     return access(SSA, X_OK) == 0;
@@ -52,7 +28,7 @@ static int have_ssa(void)
 
 /* systemd-socket-activate ARGS... gatewayd --config CONF; it execs the daemon
  * (same pid) on the first connection. */
-static void activate(fixture *f, const char *const *ssa_args)
+static void activate(gwd_fixture *f, const char *const *ssa_args)
 {
     char *argv[24];
     int n = 0;
@@ -68,7 +44,7 @@ static void activate(fixture *f, const char *const *ssa_args)
 
 static void test_one_named_fd(void **state)
 {
-    fixture *f = *state;
+    gwd_fixture *f = *state;
     if (!have_ssa())
         skip();
     int port = gwd_port();
@@ -104,7 +80,7 @@ static void test_one_named_fd(void **state)
 
 static void test_several_named_fds(void **state)
 {
-    fixture *f = *state;
+    gwd_fixture *f = *state;
     if (!have_ssa())
         skip();
     int p1 = gwd_port(), p2 = gwd_port(), p3 = gwd_port();
@@ -163,7 +139,7 @@ static void test_several_named_fds(void **state)
 
 static void test_unnamed_fd_matched_by_address(void **state)
 {
-    fixture *f = *state;
+    gwd_fixture *f = *state;
     if (!have_ssa())
         skip();
     int port = gwd_port(), other = gwd_port();
@@ -203,7 +179,7 @@ static void test_unnamed_fd_matched_by_address(void **state)
 
 static void test_mismatched_fd_is_a_startup_error(void **state)
 {
-    fixture *f = *state;
+    gwd_fixture *f = *state;
     if (!have_ssa())
         skip();
     int port = gwd_port(), other = gwd_port();
@@ -243,7 +219,7 @@ static void test_mismatched_fd_is_a_startup_error(void **state)
  * named after a route is served at once, without a first connection. */
 static void test_listen_fds_by_hand(void **state)
 {
-    fixture *f = *state;
+    gwd_fixture *f = *state;
     int port = gwd_port();
     int lfd = gwd_listen_tcp(port);
     assert_true(lfd >= 0);
@@ -265,7 +241,7 @@ static void test_listen_fds_by_hand(void **state)
 }
 
 /* A passed socket that is not listening: startup error naming it. */
-static void not_listening(fixture *f, int fd, const char *what, const char *why)
+static void not_listening(gwd_fixture *f, int fd, const char *what, const char *why)
 {
     gwd_dir_write(&f->dir, "gateway.conf",
                   "[[route]]\n"
@@ -293,7 +269,7 @@ static void not_listening(fixture *f, int fd, const char *what, const char *why)
 
 static void test_non_listening_tcp_fd(void **state)
 {
-    fixture *f = *state;
+    gwd_fixture *f = *state;
     /* Bound, never listen(). */
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_true(fd >= 0);
@@ -307,7 +283,7 @@ static void test_non_listening_tcp_fd(void **state)
 
 static void test_datagram_fd(void **state)
 {
-    fixture *f = *state;
+    gwd_fixture *f = *state;
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     assert_true(fd >= 0);
     struct sockaddr_in a;
@@ -323,7 +299,7 @@ static void test_datagram_fd(void **state)
  * route binds its own listen address. */
 static void test_nosd_listen_fds_ignored(void **state)
 {
-    fixture *f = *state;
+    gwd_fixture *f = *state;
     int passed = gwd_port(), own = gwd_port();
     int lfd = gwd_listen_tcp(passed);
     assert_true(lfd >= 0);
@@ -360,7 +336,7 @@ static void test_nosd_listen_fds_ignored(void **state)
 /* No systemd support: a route that only a passed socket could serve cannot start. */
 static void test_nosd_route_without_listen(void **state)
 {
-    fixture *f = *state;
+    gwd_fixture *f = *state;
     int port = gwd_port();
     int lfd = gwd_listen_tcp(port);
     assert_true(lfd >= 0);
@@ -390,19 +366,19 @@ int main(int argc, char **argv)
     gwd_init(argc, argv);
 #if !GWT_WITH_SYSTEMD
     const struct CMUnitTest nosd[] = {
-        cmocka_unit_test_setup_teardown(test_nosd_listen_fds_ignored, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_nosd_route_without_listen, setup, teardown),
+        GWD_TEST(test_nosd_listen_fds_ignored),
+        GWD_TEST(test_nosd_route_without_listen),
     };
     return cmocka_run_group_tests_name("daemon_activate_nosystemd", nosd, NULL, NULL);
 #endif
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_one_named_fd, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_several_named_fds, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unnamed_fd_matched_by_address, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_mismatched_fd_is_a_startup_error, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_listen_fds_by_hand, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_non_listening_tcp_fd, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_datagram_fd, setup, teardown),
+        GWD_TEST(test_one_named_fd),
+        GWD_TEST(test_several_named_fds),
+        GWD_TEST(test_unnamed_fd_matched_by_address),
+        GWD_TEST(test_mismatched_fd_is_a_startup_error),
+        GWD_TEST(test_listen_fds_by_hand),
+        GWD_TEST(test_non_listening_tcp_fd),
+        GWD_TEST(test_datagram_fd),
     };
     return cmocka_run_group_tests_name("daemon_activate", tests, NULL, NULL);
 }

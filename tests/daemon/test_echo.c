@@ -13,30 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-typedef struct fixture {
-    gwd_dir dir;
-    gwd_proc proc;
-} fixture;
-
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof *f);
-    gwd_dir_make(&f->dir);
-    f->proc.pid = -1;
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    gwd_kill(&f->proc);
-    gwd_dir_remove(&f->dir);
-    free(f);
-    return 0;
-}
-
-static void start_echo(fixture *f, int port, const char *framing)
+static void start_echo(gwd_fixture *f, int port, const char *framing)
 {
     char conf[512];
     snprintf(conf, sizeof conf,
@@ -51,7 +28,7 @@ static void start_echo(fixture *f, int port, const char *framing)
 
 static void test_raw_roundtrip(void **state)
 {
-    fixture *f = *state;
+    gwd_fixture *f = *state;
     int port = gwd_port();
     start_echo(f, port, "raw");
     char line[128];
@@ -83,7 +60,7 @@ static void test_raw_roundtrip(void **state)
 
 static void test_line_roundtrip(void **state)
 {
-    fixture *f = *state;
+    gwd_fixture *f = *state;
     int port = gwd_port();
     start_echo(f, port, "line");
     int c = gwd_connect_retry(port, GWD_TIMEOUT_MS);
@@ -110,7 +87,7 @@ static void test_line_roundtrip(void **state)
 
 static void test_several_clients(void **state)
 {
-    fixture *f = *state;
+    gwd_fixture *f = *state;
     int port = gwd_port();
     start_echo(f, port, "line");
     int c[5];
@@ -144,9 +121,9 @@ int main(int argc, char **argv)
 {
     gwd_init(argc, argv);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_raw_roundtrip, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_line_roundtrip, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_several_clients, setup, teardown),
+        GWD_TEST(test_raw_roundtrip),
+        GWD_TEST(test_line_roundtrip),
+        GWD_TEST(test_several_clients),
     };
     return cmocka_run_group_tests_name("daemon_echo", tests, NULL, NULL);
 }

@@ -15,36 +15,9 @@
 
 #define BIG (8u << 20)
 
-typedef struct fixture {
-    gwd_dir dir;
-    gwd_proc proc;
-    gwd_backend backend;
-    int backend_running;
-} fixture;
-
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof *f);
-    gwd_dir_make(&f->dir);
-    f->proc.pid = -1;
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    gwd_kill(&f->proc);
-    if (f->backend_running)
-        gwd_backend_stop(&f->backend);
-    gwd_dir_remove(&f->dir);
-    free(f);
-    return 0;
-}
-
 /* Starts the backend (already configured in f->backend) and a daemon route
  * "fwd" to it; returns the route's port. */
-static int start(fixture *f, int use_unix)
+static int start(gwd_fixture *f, int use_unix)
 {
     if (use_unix)
         assert_int_equal(gwd_backend_unix(&f->backend, &f->dir, "backend.sock"), 0);
@@ -69,7 +42,7 @@ static int start(fixture *f, int use_unix)
 
 /* Interactive, both directions: every byte the client sends reaches the
  * backend and every byte it answers reaches the client. */
-static void roundtrips(fixture *f, int use_unix)
+static void roundtrips(gwd_fixture *f, int use_unix)
 {
     f->backend.mode = GWD_BACKEND_ECHO;
     int port = start(f, use_unix);
@@ -101,7 +74,7 @@ static void test_unix_roundtrips(void **state)
 
 /* Client shutdown(SHUT_WR) -> the backend sees EOF; the backend's reply,
  * sent after that, still reaches the client; then the client sees EOF. */
-static void half_close(fixture *f, int use_unix)
+static void half_close(gwd_fixture *f, int use_unix)
 {
     f->backend.mode = GWD_BACKEND_STREAM;
     f->backend.send_len = 0;
@@ -139,7 +112,7 @@ static void test_unix_half_close(void **state)
  * send (the backend reads to EOF). */
 static void test_tcp_backend_closes_first(void **state)
 {
-    fixture *f = *state;
+    gwd_fixture *f = *state;
     f->backend.mode = GWD_BACKEND_STREAM;
     f->backend.send_len = 300000;
     f->backend.send_seed = 11;
@@ -169,7 +142,7 @@ static void test_tcp_backend_closes_first(void **state)
  * a socket whose write side it already shut down). */
 static void test_tcp_upload_after_backend_eof(void **state)
 {
-    fixture *f = *state;
+    gwd_fixture *f = *state;
     f->backend.mode = GWD_BACKEND_STREAM;
     f->backend.send_len = 100;
     f->backend.send_seed = 31;
@@ -202,7 +175,7 @@ static void test_tcp_upload_after_backend_eof(void **state)
 }
 
 /* 8 MiB each way at once, checked byte for byte and by checksum. */
-static void big(fixture *f, int use_unix)
+static void big(gwd_fixture *f, int use_unix)
 {
     f->backend.mode = GWD_BACKEND_STREAM;
     f->backend.send_len = BIG;
@@ -255,7 +228,7 @@ static void test_unix_8mib_each_way(void **state)
  * naming the backend. The daemon keeps serving. */
 static void test_tcp_backend_refused(void **state)
 {
-    fixture *f = *state;
+    gwd_fixture *f = *state;
     int port = gwd_port(), dead = gwd_port();
     char conf[512];
     snprintf(conf, sizeof conf,
@@ -284,7 +257,7 @@ static void test_tcp_backend_refused(void **state)
 
 static void test_unix_backend_missing(void **state)
 {
-    fixture *f = *state;
+    gwd_fixture *f = *state;
     int port = gwd_port();
     char path[300], conf[1024];
     gwd_dir_file(&f->dir, "nobody.sock", path, sizeof path);
@@ -313,16 +286,16 @@ int main(int argc, char **argv)
 {
     gwd_init(argc, argv);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_tcp_roundtrips, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unix_roundtrips, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_tcp_half_close, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unix_half_close, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_tcp_backend_closes_first, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_tcp_upload_after_backend_eof, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_tcp_8mib_each_way, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unix_8mib_each_way, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_tcp_backend_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unix_backend_missing, setup, teardown),
+        GWD_TEST(test_tcp_roundtrips),
+        GWD_TEST(test_unix_roundtrips),
+        GWD_TEST(test_tcp_half_close),
+        GWD_TEST(test_unix_half_close),
+        GWD_TEST(test_tcp_backend_closes_first),
+        GWD_TEST(test_tcp_upload_after_backend_eof),
+        GWD_TEST(test_tcp_8mib_each_way),
+        GWD_TEST(test_unix_8mib_each_way),
+        GWD_TEST(test_tcp_backend_refused),
+        GWD_TEST(test_unix_backend_missing),
     };
     return cmocka_run_group_tests_name("daemon_forward", tests, NULL, NULL);
 }

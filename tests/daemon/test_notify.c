@@ -15,33 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-typedef struct fixture {
-    gwd_dir dir;
-    gwd_proc proc;
-    gwd_notify notify;
-} fixture;
-
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof *f);
-    gwd_dir_make(&f->dir);
-    f->proc.pid = -1;
-    gwd_notify_open(&f->notify, &f->dir);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    gwd_kill(&f->proc);
-    gwd_notify_close(&f->notify);
-    gwd_dir_remove(&f->dir);
-    free(f);
-    return 0;
-}
-
-static void config(fixture *f, int port, char *out, size_t cap)
+static void config(gwd_fixture *f, int port, char *out, size_t cap)
 {
     char text[256];
     snprintf(text, sizeof text,
@@ -55,7 +29,7 @@ static void config(fixture *f, int port, char *out, size_t cap)
 
 static void test_lifecycle(void **state)
 {
-    fixture *f = *state;
+    gwd_fixture *f = *state;
     int port = gwd_port();
     char conf[512];
     config(f, port, conf, sizeof conf);
@@ -109,7 +83,7 @@ static void test_lifecycle(void **state)
 /* WATCHDOG_PID names another process: the watchdog is not ours, no WATCHDOG=1. */
 static void test_watchdog_for_another_pid(void **state)
 {
-    fixture *f = *state;
+    gwd_fixture *f = *state;
     int port = gwd_port();
     char conf[512];
     config(f, port, conf, sizeof conf);
@@ -126,7 +100,7 @@ static void test_watchdog_for_another_pid(void **state)
 #if !GWT_WITH_SYSTEMD
 static void test_nosd_sends_nothing(void **state)
 {
-    fixture *f = *state;
+    gwd_fixture *f = *state;
     int port = gwd_port();
     char conf[512];
     config(f, port, conf, sizeof conf);
@@ -154,13 +128,13 @@ int main(int argc, char **argv)
     gwd_init(argc, argv);
 #if !GWT_WITH_SYSTEMD
     const struct CMUnitTest nosd[] = {
-        cmocka_unit_test_setup_teardown(test_nosd_sends_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nosd_sends_nothing, gwd_setup_notify, gwd_teardown),
     };
     return cmocka_run_group_tests_name("daemon_notify_nosystemd", nosd, NULL, NULL);
 #endif
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_watchdog_for_another_pid, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lifecycle, gwd_setup_notify, gwd_teardown),
+        cmocka_unit_test_setup_teardown(test_watchdog_for_another_pid, gwd_setup_notify, gwd_teardown),
     };
     return cmocka_run_group_tests_name("daemon_notify", tests, NULL, NULL);
 }

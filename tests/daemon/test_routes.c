@@ -15,29 +15,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-typedef struct fixture {
-    gwd_dir dir;
-    gwd_proc proc;
-} fixture;
-
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof *f);
-    gwd_dir_make(&f->dir);
-    f->proc.pid = -1;
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    gwd_kill(&f->proc);
-    gwd_dir_remove(&f->dir);
-    free(f);
-    return 0;
-}
-
 /* A client that the daemon served: connected and one echo round trip. */
 static int served(const char *host, int port, const char *from)
 {
@@ -65,7 +42,7 @@ static int refused(const char *host, int port, const char *from)
 
 /* Waits for the log line "<6>route ROUTE: PEER:PORT WHAT\n" and checks it
  * appears exactly once. */
-static void expect_line(fixture *f, const char *route, const char *peer, int peer_port, const char *what)
+static void expect_line(gwd_fixture *f, const char *route, const char *peer, int peer_port, const char *what)
 {
     char line[256];
     snprintf(line, sizeof line, "<6>route %s: %s:%d%s\n", route, peer, peer_port, what);
@@ -77,7 +54,7 @@ static void expect_line(fixture *f, const char *route, const char *peer, int pee
     assert_int_equal(gwd_log_count(&f->proc, line), 1);
 }
 
-static void expect_refused(fixture *f, const char *route, const char *peer, int peer_port, const char *why)
+static void expect_refused(gwd_fixture *f, const char *route, const char *peer, int peer_port, const char *why)
 {
     char line[256];
     snprintf(line, sizeof line, "<6>route %s: refused %s:%d: %s\n", route, peer, peer_port, why);
@@ -91,7 +68,7 @@ static void expect_refused(fixture *f, const char *route, const char *peer, int 
 
 static void test_allow(void **state)
 {
-    fixture *f = *state;
+    gwd_fixture *f = *state;
     int deny = gwd_port(), ok = gwd_port();
     char conf[512];
     snprintf(conf, sizeof conf,
@@ -125,7 +102,7 @@ static void test_allow(void **state)
 
 static void test_max_clients(void **state)
 {
-    fixture *f = *state;
+    gwd_fixture *f = *state;
     int port = gwd_port();
     char conf[512];
     snprintf(conf, sizeof conf,
@@ -159,7 +136,7 @@ static void test_max_clients(void **state)
 
 static void test_max_clients_per_ip(void **state)
 {
-    fixture *f = *state;
+    gwd_fixture *f = *state;
     int port = gwd_port();
     char conf[512];
     snprintf(conf, sizeof conf,
@@ -194,7 +171,7 @@ static void test_max_clients_per_ip(void **state)
 
 static void test_idle_timeout(void **state)
 {
-    fixture *f = *state;
+    gwd_fixture *f = *state;
     int port = gwd_port();
     char conf[512];
     snprintf(conf, sizeof conf,
@@ -237,7 +214,7 @@ static void test_idle_timeout(void **state)
 
 static void test_ipv6_listen(void **state)
 {
-    fixture *f = *state;
+    gwd_fixture *f = *state;
     if (!gwd_have_ipv6())
         skip();
     int port = gwd_port();
@@ -263,7 +240,7 @@ static void test_ipv6_listen(void **state)
 
 static void test_dual_stack(void **state)
 {
-    fixture *f = *state;
+    gwd_fixture *f = *state;
     if (!gwd_have_ipv6())
         skip();
     int port = gwd_port();
@@ -294,7 +271,7 @@ static void test_dual_stack(void **state)
  * match an IPv4 network; ::1 does not. */
 static void test_dual_stack_allow(void **state)
 {
-    fixture *f = *state;
+    gwd_fixture *f = *state;
     if (!gwd_have_ipv6())
         skip();
     int port = gwd_port();
@@ -317,7 +294,7 @@ static void test_dual_stack_allow(void **state)
 
 static void test_u16be_max_frame(void **state)
 {
-    fixture *f = *state;
+    gwd_fixture *f = *state;
     int port = gwd_port();
     char conf[512];
     snprintf(conf, sizeof conf,
@@ -367,14 +344,14 @@ int main(int argc, char **argv)
 {
     gwd_init(argc, argv);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_allow, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_max_clients, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_max_clients_per_ip, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ipv6_listen, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_dual_stack, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_dual_stack_allow, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_u16be_max_frame, setup, teardown),
+        GWD_TEST(test_allow),
+        GWD_TEST(test_max_clients),
+        GWD_TEST(test_max_clients_per_ip),
+        GWD_TEST(test_idle_timeout),
+        GWD_TEST(test_ipv6_listen),
+        GWD_TEST(test_dual_stack),
+        GWD_TEST(test_dual_stack_allow),
+        GWD_TEST(test_u16be_max_frame),
     };
     return cmocka_run_group_tests_name("daemon_routes", tests, NULL, NULL);
 }

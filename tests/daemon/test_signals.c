@@ -15,33 +15,6 @@
 #include <linux/sockios.h>
 #include <unistd.h>
 
-typedef struct fixture {
-    gwd_dir dir;
-    gwd_proc proc;
-    gwd_backend backend;
-    int backend_running;
-} fixture;
-
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof *f);
-    gwd_dir_make(&f->dir);
-    f->proc.pid = -1;
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    gwd_kill(&f->proc);
-    if (f->backend_running)
-        gwd_backend_stop(&f->backend);
-    gwd_dir_remove(&f->dir);
-    free(f);
-    return 0;
-}
-
 static void route(char *buf, size_t cap, const char *name, int port, const char *framing)
 {
     size_t len = strlen(buf);
@@ -54,7 +27,7 @@ static void route(char *buf, size_t cap, const char *name, int port, const char 
              name, port, framing);
 }
 
-static void reload(fixture *f, const char *text, const char *expect_log, int nth)
+static void reload(gwd_fixture *f, const char *text, const char *expect_log, int nth)
 {
     gwd_dir_write(&f->dir, "gateway.conf", text, NULL, 0);
     gwd_signal(&f->proc, SIGHUP);
@@ -68,7 +41,7 @@ static void reload(fixture *f, const char *text, const char *expect_log, int nth
 
 static void test_reload(void **state)
 {
-    fixture *f = *state;
+    gwd_fixture *f = *state;
     int pa = gwd_port(), pb = gwd_port(), pc = gwd_port();
     char conf[2048] = "";
     route(conf, sizeof conf, "a", pa, "raw");
@@ -158,7 +131,7 @@ static void test_reload(void **state)
  * all, then EOF; the daemon exits 0. */
 static void test_sigterm_forward_in_flight(void **state)
 {
-    fixture *f = *state;
+    gwd_fixture *f = *state;
     f->backend.mode = GWD_BACKEND_STREAM;
     f->backend.send_len = 4u << 20;
     f->backend.send_seed = 41;
@@ -211,7 +184,7 @@ static void test_sigterm_forward_in_flight(void **state)
  * the daemon echoes is delivered in full before the close; exit 0. */
 static void test_sigterm_echo_slow_reader(void **state)
 {
-    fixture *f = *state;
+    gwd_fixture *f = *state;
     int port = gwd_port();
     char conf[256] = "[service]\nstop_timeout = \"20s\"\n\n";
     route(conf, sizeof conf, "echo", port, "raw");
@@ -247,9 +220,9 @@ int main(int argc, char **argv)
 {
     gwd_init(argc, argv);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_reload, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sigterm_forward_in_flight, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sigterm_echo_slow_reader, setup, teardown),
+        GWD_TEST(test_reload),
+        GWD_TEST(test_sigterm_forward_in_flight),
+        GWD_TEST(test_sigterm_echo_slow_reader),
     };
     return cmocka_run_group_tests_name("daemon_signals", tests, NULL, NULL);
 }
