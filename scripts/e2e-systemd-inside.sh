@@ -31,6 +31,9 @@ dpkg -s gateway libgateway0 | grep -E '^(Package|Version|Architecture|Depends):'
 [ -x /usr/sbin/gatewayd ] || fail "no /usr/sbin/gatewayd"
 dpkg-query -W -f '${Conffiles}\n' gateway | grep -q ' /etc/gateway/gateway.conf ' || fail "gateway.conf is not a conffile"
 ok "installed; /etc/gateway/gateway.conf is a conffile"
+/usr/sbin/gatewayd --version || fail "gatewayd --version"
+/usr/sbin/gatewayd --check-config --config /etc/gateway/gateway.conf || fail "packaged gateway.conf does not check"
+ok "gatewayd runs; the packaged configuration is valid"
 systemctl is-enabled gateway.socket || fail "gateway.socket not enabled by the package"
 ok "gateway.socket enabled on installation"
 
@@ -74,6 +77,7 @@ cat /root/journal.txt
 grep -q 'Started gateway.service' /root/journal.txt || fail "no start of gateway.service in the journal"
 grep -q 'gatewayd.*route "echo": serving the socket systemd passed' /root/journal.txt ||
   fail "journal does not show gatewayd taking the socket from systemd"
+grep -q 'gatewayd.*watchdog: every' /root/journal.txt || fail "gatewayd did not arm the watchdog"
 ok "gateway.service active (pid $pid, uid $(stat -c %u /proc/$pid)), started from gateway.socket"
 
 step "reload"
