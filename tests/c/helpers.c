@@ -688,3 +688,24 @@ void gwt_log_fn(gw_log_level level, const char *line, void *user_data)
         l->matches++;
     pthread_mutex_unlock(&l->mu);
 }
+
+int gwt_setup(void **state)
+{
+    gwt_fixture *f = calloc(1, sizeof *f);
+    if (!f)
+        return -1;
+    gwt_rec_init(&f->rec);
+    f->srv = gwt_server();
+    *state = f;
+    return f->srv ? 0 : -1;
+}
+
+int gwt_teardown(void **state)
+{
+    gwt_fixture *f = *state;
+    if (f->srv)
+        gw_server_destroy(f->srv);
+    gwt_rec_free(&f->rec);
+    free(f);
+    return 0;
+}

@@ -156,6 +156,20 @@ int gwt_rec_reason_of(gwt_rec *r, uint64_t id);
 /* Pump (srv non-NULL) or wait (srv NULL) until *field >= v. 1 on success. */
 int gwt_rec_wait(gw_server_t *srv, gwt_rec *r, const int *field, int v, int timeout_ms);
 
+/* ---- per-test fixture (cmocka setup/teardown): a recorder and a server ---- */
+
+typedef struct gwt_fixture {
+    gwt_rec rec;
+    gw_server_t *srv;
+} gwt_fixture;
+
+/* rec initialised, srv = gwt_server(). */
+int gwt_setup(void **state);
+/* gw_server_destroy(srv) (unless the test set it to NULL), then gwt_rec_free. */
+int gwt_teardown(void **state);
+/* A cmocka test with the fixture as its state (the test keeps its own name). */
+#define GWT_TEST(t) cmocka_unit_test_setup_teardown(t, gwt_setup, gwt_teardown)
+
 /* A log sink that counts lines; set GWT_LOG=1 in the environment to print them. */
 typedef struct gwt_log {
     pthread_mutex_t mu;

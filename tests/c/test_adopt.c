@@ -72,10 +72,8 @@ static void test_adopt_listening_socket(void **state)
 
 static void test_adopt_ipv6_listening_socket(void **state)
 {
-    (void)state;
-    gwt_rec rec;
-    gwt_rec_init(&rec);
-    gw_server_t *srv = gwt_server();
+    gwt_fixture *f = *state;
+    gw_server_t *srv = f->srv;
     int s = socket(AF_INET6, SOCK_STREAM, 0);
     struct sockaddr_in6 a;
     memset(&a, 0, sizeof a);
@@ -85,8 +83,8 @@ static void test_adopt_ipv6_listening_socket(void **state)
     assert_int_equal(listen(s, 16), 0);
     gw_listener_options o = GW_LISTENER_OPTIONS_INIT;
     o.framing = GW_FRAMING_U16BE;
-    gwt_rec_attach(&rec, &o);
-    rec.echo = 1;
+    gwt_rec_attach(&f->rec, &o);
+    f->rec.echo = 1;
     gw_listener_t *l = NULL;
     assert_int_equal(gw_listener_adopt(&l, srv, s, &o), 0);
     int fd = gwt_connect("::1", gwt_local_port(s));
@@ -95,8 +93,6 @@ static void test_adopt_ipv6_listening_socket(void **state)
     assert_int_equal(gwt_read_frame(srv, fd, GW_FRAMING_U16BE, buf, sizeof buf, GWT_TIMEOUT_MS), 3);
     assert_memory_equal(buf, "six", 3);
     close(fd);
-    gw_server_destroy(srv);
-    gwt_rec_free(&rec);
 }
 
 static void expect_refused_fd(gw_server_t *srv, int fd, int want)
@@ -200,7 +196,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_adopt_listening_socket),
-        cmocka_unit_test(test_adopt_ipv6_listening_socket),
+        GWT_TEST(test_adopt_ipv6_listening_socket),
         cmocka_unit_test(test_adopt_pipe_is_not_a_socket),
         cmocka_unit_test(test_adopt_not_listening),
         cmocka_unit_test(test_adopt_udp_is_not_stream),

@@ -32,16 +32,14 @@ static int settle(gw_server_t *srv)
 
 static void test_poll_loop_echo(void **state)
 {
-    (void)state;
-    gwt_rec rec;
-    gwt_rec_init(&rec);
-    gw_server_t *srv = gwt_server();
+    gwt_fixture *f = *state;
+    gw_server_t *srv = f->srv;
     int sfd = gw_server_fd(srv);
     assert_true(sfd >= 0);
     gw_listener_options o = GW_LISTENER_OPTIONS_INIT;
     o.framing = GW_FRAMING_LINE;
-    gwt_rec_attach(&rec, &o);
-    rec.echo = 1;
+    gwt_rec_attach(&f->rec, &o);
+    f->rec.echo = 1;
     gw_listener_t *l = gwt_listen(srv, "127.0.0.1:0", &o);
     assert_true(settle(srv) < 1000);
     assert_false(readable_now(srv)); /* nothing to do: not readable */
@@ -70,8 +68,6 @@ static void test_poll_loop_echo(void **state)
     assert_true(settle(srv) < 1000);
     assert_false(readable_now(srv));
     close(c);
-    gw_server_destroy(srv);
-    gwt_rec_free(&rec);
 }
 
 static int fired;
@@ -150,7 +146,7 @@ static void test_fd_readable_for_post_and_stop(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_poll_loop_echo),
+        GWT_TEST(test_poll_loop_echo),
         cmocka_unit_test(test_fd_readable_for_timer),
         cmocka_unit_test(test_fd_readable_for_post_and_stop),
     };

@@ -87,14 +87,12 @@ static void test_server_max_clients(void **state)
 
 static void test_listener_max_clients(void **state)
 {
-    (void)state;
-    gwt_rec rec;
-    gwt_rec_init(&rec);
-    gw_server_t *srv = gwt_server();
+    gwt_fixture *f = *state;
+    gw_server_t *srv = f->srv;
     gw_listener_options o1 = GW_LISTENER_OPTIONS_INIT, o2 = GW_LISTENER_OPTIONS_INIT;
     o1.max_clients = 1;
-    gw_listener_t *l1 = line_listener(srv, &rec, "127.0.0.1:0", &o1);
-    gw_listener_t *l2 = line_listener(srv, &rec, "127.0.0.1:0", &o2);
+    gw_listener_t *l1 = line_listener(srv, &f->rec, "127.0.0.1:0", &o1);
+    gw_listener_t *l2 = line_listener(srv, &f->rec, "127.0.0.1:0", &o2);
     int a = gwt_connect_pump(srv, "127.0.0.1", gw_listener_port(l1));
     assert_echo(srv, a, "a");
     assert_refused_client(srv, gwt_connect_pump(srv, "127.0.0.1", gw_listener_port(l1)));
@@ -110,19 +108,16 @@ static void test_listener_max_clients(void **state)
     close(a);
     close(b);
     close(c);
-    gw_server_destroy(srv);
-    gwt_rec_free(&rec);
 }
 
 static void test_max_clients_per_ip(void **state)
 {
-    (void)state;
-    gwt_rec rec;
-    gwt_rec_init(&rec);
-    gw_server_t *srv = gwt_server();
+    gwt_fixture *f = *state;
+    gw_server_t *srv = f->srv;
+    gwt_rec *rec = &f->rec;
     gw_listener_options o = GW_LISTENER_OPTIONS_INIT;
     o.max_clients_per_ip = 2;
-    gw_listener_t *l = line_listener(srv, &rec, "0.0.0.0:0", &o);
+    gw_listener_t *l = line_listener(srv, rec, "0.0.0.0:0", &o);
     int port = gw_listener_port(l);
     int a = gwt_connect_pump(srv, "127.0.0.1", port);
     int b = gwt_connect_pump(srv, "127.0.0.1", port);
@@ -141,12 +136,10 @@ static void test_max_clients_per_ip(void **state)
     int c = gwt_connect_pump(srv, "127.0.0.1", port);
     assert_echo(srv, c, "c");
     assert_int_equal(gwt_stat(srv, GWT_STAT(refused)), 1);
-    assert_int_equal(gwt_rec_get(&rec, &rec.opens), 4);
+    assert_int_equal(gwt_rec_get(rec, &rec->opens), 4);
     close(b);
     close(c);
     close(fd);
-    gw_server_destroy(srv);
-    gwt_rec_free(&rec);
 }
 
 static void test_allow_list_v4(void **state)
@@ -223,8 +216,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_server_max_clients),
-        cmocka_unit_test(test_listener_max_clients),
-        cmocka_unit_test(test_max_clients_per_ip),
+        GWT_TEST(test_listener_max_clients),
+        GWT_TEST(test_max_clients_per_ip),
         cmocka_unit_test(test_allow_list_v4),
         cmocka_unit_test(test_allow_list_dual_stack),
         cmocka_unit_test(test_allow_list_bad_cidr),

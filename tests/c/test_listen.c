@@ -58,36 +58,31 @@ static void check_peer(gw_conn_t *c, const char *want_addr, int want_port)
 
 static void test_ipv4_specific_ephemeral(void **state)
 {
-    (void)state;
-    gwt_rec rec;
-    gwt_rec_init(&rec);
-    gw_server_t *srv = gwt_server();
-    gw_listener_t *l = echo_listener(srv, &rec, "127.0.0.1:0");
+    gwt_fixture *f = *state;
+    gw_server_t *srv = f->srv;
+    gwt_rec *rec = &f->rec;
+    gw_listener_t *l = echo_listener(srv, rec, "127.0.0.1:0");
     assert_non_null(l);
     int port = gw_listener_port(l);
     assert_true(port > 0 && port < 65536);
 
     int fd = gwt_connect("127.0.0.1", port);
     assert_echo(srv, fd, "hello");
-    assert_int_equal(gwt_rec_get(&rec, &rec.opens), 1);
-    gw_conn_t *c = gwt_rec_conn(&rec, 0);
+    assert_int_equal(gwt_rec_get(rec, &rec->opens), 1);
+    gw_conn_t *c = gwt_rec_conn(rec, 0);
     check_peer(c, "127.0.0.1", gwt_local_port(fd));
     assert_ptr_equal(gw_conn_listener(c), l);
     /* a too small buffer */
     char small[4];
     assert_int_equal(gw_conn_peer(small, sizeof small, NULL, c), GW_ENOMEM);
     close(fd);
-    gw_server_destroy(srv);
-    gwt_rec_free(&rec);
 }
 
 static void test_specific_address_is_specific(void **state)
 {
-    (void)state;
-    gwt_rec rec;
-    gwt_rec_init(&rec);
-    gw_server_t *srv = gwt_server();
-    gw_listener_t *l = echo_listener(srv, &rec, "127.0.0.2:0");
+    gwt_fixture *f = *state;
+    gw_server_t *srv = f->srv;
+    gw_listener_t *l = echo_listener(srv, &f->rec, "127.0.0.2:0");
     assert_non_null(l);
     int port = gw_listener_port(l);
     assert_true(port > 0);
@@ -96,8 +91,6 @@ static void test_specific_address_is_specific(void **state)
     assert_refused("127.0.0.1", port);
     assert_refused("::1", port);
     close(fd);
-    gw_server_destroy(srv);
-    gwt_rec_free(&rec);
 }
 
 static int free_port(void)
@@ -115,83 +108,66 @@ static int free_port(void)
 
 static void test_ipv4_fixed_port(void **state)
 {
-    (void)state;
-    gwt_rec rec;
-    gwt_rec_init(&rec);
-    gw_server_t *srv = gwt_server();
+    gwt_fixture *f = *state;
+    gw_server_t *srv = f->srv;
     int want = free_port();
     char addr[64];
     snprintf(addr, sizeof addr, "127.0.0.1:%d", want);
-    gw_listener_t *l = echo_listener(srv, &rec, addr);
+    gw_listener_t *l = echo_listener(srv, &f->rec, addr);
     assert_non_null(l);
     assert_int_equal(gw_listener_port(l), want);
     int fd = gwt_connect("127.0.0.1", want);
     assert_echo(srv, fd, "fixed");
     close(fd);
-    gw_server_destroy(srv);
-    gwt_rec_free(&rec);
 }
 
 static void test_ipv6_loopback(void **state)
 {
-    (void)state;
-    gwt_rec rec;
-    gwt_rec_init(&rec);
-    gw_server_t *srv = gwt_server();
-    gw_listener_t *l = echo_listener(srv, &rec, "[::1]:0");
+    gwt_fixture *f = *state;
+    gw_server_t *srv = f->srv;
+    gw_listener_t *l = echo_listener(srv, &f->rec, "[::1]:0");
     assert_non_null(l);
     int port = gw_listener_port(l);
     assert_true(port > 0);
     int fd = gwt_connect("::1", port);
     assert_echo(srv, fd, "v6");
-    check_peer(gwt_rec_conn(&rec, 0), "::1", gwt_local_port(fd));
+    check_peer(gwt_rec_conn(&f->rec, 0), "::1", gwt_local_port(fd));
     assert_refused("127.0.0.1", port);
     close(fd);
-    gw_server_destroy(srv);
-    gwt_rec_free(&rec);
 }
 
 static void test_ipv6_wildcard_is_v6_only(void **state)
 {
-    (void)state;
-    gwt_rec rec;
-    gwt_rec_init(&rec);
-    gw_server_t *srv = gwt_server();
-    gw_listener_t *l = echo_listener(srv, &rec, "[::]:0");
+    gwt_fixture *f = *state;
+    gw_server_t *srv = f->srv;
+    gw_listener_t *l = echo_listener(srv, &f->rec, "[::]:0");
     assert_non_null(l);
     int port = gw_listener_port(l);
     int fd = gwt_connect("::1", port);
     assert_echo(srv, fd, "v6 only");
     assert_refused("127.0.0.1", port);
     close(fd);
-    gw_server_destroy(srv);
-    gwt_rec_free(&rec);
 }
 
 static void test_ipv4_wildcard_is_v4_only(void **state)
 {
-    (void)state;
-    gwt_rec rec;
-    gwt_rec_init(&rec);
-    gw_server_t *srv = gwt_server();
-    gw_listener_t *l = echo_listener(srv, &rec, "0.0.0.0:0");
+    gwt_fixture *f = *state;
+    gw_server_t *srv = f->srv;
+    gw_listener_t *l = echo_listener(srv, &f->rec, "0.0.0.0:0");
     assert_non_null(l);
     int port = gw_listener_port(l);
     int fd = gwt_connect("127.0.0.1", port);
     assert_echo(srv, fd, "v4 only");
     assert_refused("::1", port);
     close(fd);
-    gw_server_destroy(srv);
-    gwt_rec_free(&rec);
 }
 
 static void test_port_only_is_dual_stack(void **state)
 {
-    (void)state;
-    gwt_rec rec;
-    gwt_rec_init(&rec);
-    gw_server_t *srv = gwt_server();
-    gw_listener_t *l = echo_listener(srv, &rec, ":0");
+    gwt_fixture *f = *state;
+    gw_server_t *srv = f->srv;
+    gwt_rec *rec = &f->rec;
+    gw_listener_t *l = echo_listener(srv, rec, ":0");
     assert_non_null(l);
     int port = gw_listener_port(l);
     assert_true(port > 0);
@@ -199,14 +175,12 @@ static void test_port_only_is_dual_stack(void **state)
     assert_echo(srv, f4, "over v4");
     int f6 = gwt_connect("::1", port);
     assert_echo(srv, f6, "over v6");
-    assert_int_equal(gwt_rec_get(&rec, &rec.opens), 2);
+    assert_int_equal(gwt_rec_get(rec, &rec->opens), 2);
     /* the header documents plain dotted IPv4 text for IPv4 peers */
-    check_peer(gwt_rec_conn(&rec, 0), "127.0.0.1", gwt_local_port(f4));
-    check_peer(gwt_rec_conn(&rec, 1), "::1", gwt_local_port(f6));
+    check_peer(gwt_rec_conn(rec, 0), "127.0.0.1", gwt_local_port(f4));
+    check_peer(gwt_rec_conn(rec, 1), "::1", gwt_local_port(f6));
     close(f4);
     close(f6);
-    gw_server_destroy(srv);
-    gwt_rec_free(&rec);
 }
 
 static void test_bad_addresses(void **state)
@@ -235,11 +209,9 @@ static void test_bad_addresses(void **state)
 
 static void test_address_in_use(void **state)
 {
-    (void)state;
-    gwt_rec rec;
-    gwt_rec_init(&rec);
-    gw_server_t *srv = gwt_server();
-    gw_listener_t *l = echo_listener(srv, &rec, "127.0.0.1:0");
+    gwt_fixture *f = *state;
+    gw_server_t *srv = f->srv;
+    gw_listener_t *l = echo_listener(srv, &f->rec, "127.0.0.1:0");
     assert_non_null(l);
     char addr[64];
     snprintf(addr, sizeof addr, "127.0.0.1:%d", gw_listener_port(l));
@@ -267,8 +239,6 @@ static void test_address_in_use(void **state)
     int fd = gwt_connect("127.0.0.1", gw_listener_port(l));
     assert_echo(srv, fd, "still here");
     close(fd);
-    gw_server_destroy(srv);
-    gwt_rec_free(&rec);
 }
 
 static void test_address_not_available(void **state)
@@ -291,15 +261,13 @@ static void test_address_not_available(void **state)
  * are served (the others after a SYN retransmission). */
 static void test_backlog(void **state)
 {
-    (void)state;
-    gwt_rec rec;
-    gwt_rec_init(&rec);
-    gw_server_t *srv = gwt_server();
+    gwt_fixture *f = *state;
+    gw_server_t *srv = f->srv;
     gw_listener_options o = GW_LISTENER_OPTIONS_INIT;
     o.framing = GW_FRAMING_LINE;
     o.backlog = 1;
-    gwt_rec_attach(&rec, &o);
-    rec.echo = 1;
+    gwt_rec_attach(&f->rec, &o);
+    f->rec.echo = 1;
     gw_listener_t *l = gwt_listen(srv, "127.0.0.1:0", &o);
     assert_non_null(l);
     int port = gw_listener_port(l);
@@ -332,8 +300,6 @@ static void test_backlog(void **state)
     }
     for (int i = 0; i < 4; i++)
         close(fds[i]);
-    gw_server_destroy(srv);
-    gwt_rec_free(&rec);
 }
 
 static int read_somaxconn(void)
@@ -396,17 +362,17 @@ static void test_backlog_above_somaxconn_logged_once(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ipv4_specific_ephemeral),
-        cmocka_unit_test(test_specific_address_is_specific),
-        cmocka_unit_test(test_ipv4_fixed_port),
-        cmocka_unit_test(test_ipv6_loopback),
-        cmocka_unit_test(test_ipv6_wildcard_is_v6_only),
-        cmocka_unit_test(test_ipv4_wildcard_is_v4_only),
-        cmocka_unit_test(test_port_only_is_dual_stack),
+        GWT_TEST(test_ipv4_specific_ephemeral),
+        GWT_TEST(test_specific_address_is_specific),
+        GWT_TEST(test_ipv4_fixed_port),
+        GWT_TEST(test_ipv6_loopback),
+        GWT_TEST(test_ipv6_wildcard_is_v6_only),
+        GWT_TEST(test_ipv4_wildcard_is_v4_only),
+        GWT_TEST(test_port_only_is_dual_stack),
         cmocka_unit_test(test_bad_addresses),
-        cmocka_unit_test(test_address_in_use),
+        GWT_TEST(test_address_in_use),
         cmocka_unit_test(test_address_not_available),
-        cmocka_unit_test(test_backlog),
+        GWT_TEST(test_backlog),
         cmocka_unit_test(test_backlog_above_somaxconn_logged_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -259,17 +259,16 @@ static void *getter_main(void *a)
 
 static void test_wrong_thread_getters(void **state)
 {
-    (void)state;
-    gwt_rec rec;
-    gwt_rec_init(&rec);
-    gw_server_t *srv = gwt_server();
+    gwt_fixture *f = *state;
+    gw_server_t *srv = f->srv;
+    gwt_rec *rec = &f->rec;
     gw_listener_options o = GW_LISTENER_OPTIONS_INIT;
-    gwt_rec_attach(&rec, &o);
+    gwt_rec_attach(rec, &o);
     gw_listener_t *l = gwt_listen(srv, "127.0.0.1:0", &o);
     int fd = gwt_connect_pump(srv, "127.0.0.1", gw_listener_port(l));
-    assert_true(gwt_rec_wait(srv, &rec, &rec.opens, 1, GWT_TIMEOUT_MS));
-    gw_conn_t *conn = gwt_rec_conn(&rec, 0);
-    gw_conn_set_user_data(conn, &rec);
+    assert_true(gwt_rec_wait(srv, rec, &rec->opens, 1, GWT_TIMEOUT_MS));
+    gw_conn_t *conn = gwt_rec_conn(rec, 0);
+    gw_conn_set_user_data(conn, rec);
     getter_args g = { l, conn, 0, 0, 0, NULL, NULL };
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, getter_main, &g), 0);
@@ -285,10 +284,8 @@ static void test_wrong_thread_getters(void **state)
     assert_null(g.user_data);
     assert_true(gw_conn_id(conn) != 0);
     assert_ptr_equal(gw_conn_listener(conn), l);
-    assert_ptr_equal(gw_conn_user_data(conn), &rec);
+    assert_ptr_equal(gw_conn_user_data(conn), rec);
     close(fd);
-    gw_server_destroy(srv);
-    gwt_rec_free(&rec);
 }
 
 int main(void)
@@ -297,7 +294,7 @@ int main(void)
         cmocka_unit_test(test_cross_thread_stop),
         cmocka_unit_test(test_posts_from_threads),
         cmocka_unit_test(test_wrong_thread),
-        cmocka_unit_test(test_wrong_thread_getters),
+        GWT_TEST(test_wrong_thread_getters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
