@@ -40,12 +40,9 @@ static int refused(const char *host, int port, const char *from)
     return local;
 }
 
-/* Waits for the log line "<6>route ROUTE: PEER:PORT WHAT\n" and checks it
- * appears exactly once. */
-static void expect_line(gwd_fixture *f, const char *route, const char *peer, int peer_port, const char *what)
+/* Waits for `line` in the log and checks it appears exactly once. */
+static void expect_once(gwd_fixture *f, const char *line)
 {
-    char line[256];
-    snprintf(line, sizeof line, "<6>route %s: %s:%d%s\n", route, peer, peer_port, what);
     if (!gwd_log_wait(&f->proc, line, 1, GWD_TIMEOUT_MS)) {
         char *err = gwd_read_err(&f->proc);
         print_error("missing line: %sstderr:\n%s\n", line, err);
@@ -54,16 +51,34 @@ static void expect_line(gwd_fixture *f, const char *route, const char *peer, int
     assert_int_equal(gwd_log_count(&f->proc, line), 1);
 }
 
+/* "<6>route ROUTE: PEER:PORT WHAT\n", exactly once. */
+static void expect_line(gwd_fixture *f, const char *route, const char *peer, int peer_port, const char *what)
+{
+    char line[256];
+    snprintf(line, sizeof line, "<6>route %s: %s:%d%s\n", route, peer, peer_port, what);
+    expect_once(f, line);
+}
+
 static void expect_refused(gwd_fixture *f, const char *route, const char *peer, int peer_port, const char *why)
 {
     char line[256];
     snprintf(line, sizeof line, "<6>route %s: refused %s:%d: %s\n", route, peer, peer_port, why);
-    if (!gwd_log_wait(&f->proc, line, 1, GWD_TIMEOUT_MS)) {
-        char *err = gwd_read_err(&f->proc);
-        print_error("missing line: %sstderr:\n%s\n", line, err);
-        free(err);
-    }
-    assert_int_equal(gwd_log_count(&f->proc, line), 1);
+    expect_once(f, line);
+}
+
+/* Starts the daemon on one echo route NAME listening on HOST:PORT (HOST ""
+ * for dual stack) with the settings lines EXTRA. */
+static void start_route(gwd_fixture *f, const char *name, const char *host, int port, const char *extra)
+{
+    char conf[512];
+    snprintf(conf, sizeof conf,
+             "[[route]]\n"
+             "name = \"%s\"\n"
+             "listen = \"%s:%d\"\n"
+             "backend = \"echo\"\n"
+             "%s",
+             name, host, port, extra);
+    gwd_start_conf(&f->proc, &f->dir, conf, NULL);
 }
 
 static void test_allow(void **state)
@@ -104,15 +119,7 @@ static void test_max_clients(void **state)
 {
     gwd_fixture *f = *state;
     int port = gwd_port();
-    char conf[512];
-    snprintf(conf, sizeof conf,
-             "[[route]]\n"
-             "name = \"lim\"\n"
-             "listen = \"127.0.0.1:%d\"\n"
-             "backend = \"echo\"\n"
-             "max_clients = 2\n",
-             port);
-    gwd_start_conf(&f->proc, &f->dir, conf, NULL);
+    start_route(f, "lim", "127.0.0.1", port, "max_clients = 2\n");
 
     int c1 = served("127.0.0.1", port, NULL);
     /* another source address: the total limit, not the per-address one */
@@ -138,15 +145,7 @@ static void test_max_clients_per_ip(void **state)
 {
     gwd_fixture *f = *state;
     int port = gwd_port();
-    char conf[512];
-    snprintf(conf, sizeof conf,
-             "[[route]]\n"
-             "name = \"perip\"\n"
-             "listen = \"127.0.0.1:%d\"\n"
-             "backend = \"echo\"\n"
-             "max_clients_per_ip = 2\n",
-             port);
-    gwd_start_conf(&f->proc, &f->dir, conf, NULL);
+    start_route(f, "perip", "127.0.0.1", port, "max_clients_per_ip = 2\n");
 
     int c1 = served("127.0.0.1", port, NULL);
     int c2 = served("127.0.0.1", port, NULL);
@@ -173,15 +172,7 @@ static void test_idle_timeout(void **state)
 {
     gwd_fixture *f = *state;
     int port = gwd_port();
-    char conf[512];
-    snprintf(conf, sizeof conf,
-             "[[route]]\n"
-             "name = \"idle\"\n"
-             "listen = \"127.0.0.1:%d\"\n"
-             "backend = \"echo\"\n"
-             "idle_timeout = \"300ms\"\n",
-             port);
-    gwd_start_conf(&f->proc, &f->dir, conf, NULL);
+    start_route(f, "idle", "127.0.0.1", port, "idle_timeout = \"300ms\"\n");
 
     int active = served("127.0.0.1", port, NULL);
     int silent = gwd_connect_retry(port, GWD_TIMEOUT_MS);
@@ -218,14 +209,7 @@ static void test_ipv6_listen(void **state)
     if (!gwd_have_ipv6())
         skip();
     int port = gwd_port();
-    char conf[512];
-    snprintf(conf, sizeof conf,
-             "[[route]]\n"
-             "name = \"v6\"\n"
-             "listen = \"[::1]:%d\"\n"
-             "backend = \"echo\"\n",
-             port);
-    gwd_start_conf(&f->proc, &f->dir, conf, NULL);
+    start_route(f, "v6", "[::1]", port, "");
     char line[128];
     snprintf(line, sizeof line, "<6>route v6: listening on [::1]:%d\n", port);
     assert_int_equal(gwd_log_count(&f->proc, line), 1);
@@ -244,14 +228,7 @@ static void test_dual_stack(void **state)
     if (!gwd_have_ipv6())
         skip();
     int port = gwd_port();
-    char conf[512];
-    snprintf(conf, sizeof conf,
-             "[[route]]\n"
-             "name = \"any\"\n"
-             "listen = \":%d\"\n"
-             "backend = \"echo\"\n",
-             port);
-    gwd_start_conf(&f->proc, &f->dir, conf, NULL);
+    start_route(f, "any", "", port, "");
     char line[128];
     snprintf(line, sizeof line, "<6>route any: listening on [::]:%d\n", port);
     assert_int_equal(gwd_log_count(&f->proc, line), 1);
@@ -275,15 +252,7 @@ static void test_dual_stack_allow(void **state)
     if (!gwd_have_ipv6())
         skip();
     int port = gwd_port();
-    char conf[512];
-    snprintf(conf, sizeof conf,
-             "[[route]]\n"
-             "name = \"any4\"\n"
-             "listen = \":%d\"\n"
-             "backend = \"echo\"\n"
-             "allow = [\"127.0.0.0/8\"]\n",
-             port);
-    gwd_start_conf(&f->proc, &f->dir, conf, NULL);
+    start_route(f, "any4", "", port, "allow = [\"127.0.0.0/8\"]\n");
     int c4 = served("127.0.0.1", port, NULL);
     int p6 = refused("::1", port, NULL);
     expect_refused(f, "any4", "[::1]", p6, "not in the allow list");
@@ -296,16 +265,7 @@ static void test_u16be_max_frame(void **state)
 {
     gwd_fixture *f = *state;
     int port = gwd_port();
-    char conf[512];
-    snprintf(conf, sizeof conf,
-             "[[route]]\n"
-             "name = \"fr\"\n"
-             "listen = \"127.0.0.1:%d\"\n"
-             "backend = \"echo\"\n"
-             "framing = \"u16be\"\n"
-             "max_frame = 16\n",
-             port);
-    gwd_start_conf(&f->proc, &f->dir, conf, NULL);
+    start_route(f, "fr", "127.0.0.1", port, "framing = \"u16be\"\nmax_frame = 16\n");
 
     int good = gwd_connect_retry(port, GWD_TIMEOUT_MS);
     int bad = gwd_connect_retry(port, GWD_TIMEOUT_MS);
