@@ -10,6 +10,13 @@
 # concatenated shlibs and symbols control files of every extracted package is
 # added so dpkg-shlibdeps (scripts/package.sh) can compute Depends for ARM
 # binaries: it treats the sysroot as a package build tree (-S).
+#
+# It also makes sure target programs can be executed directly (as the test
+# suites do when they start gatewayd or build and run the examples): as root,
+# it installs qemu-user-static and registers it with binfmt_misc (mounting
+# /proc/sys/fs/binfmt_misc if needed). The test presets set QEMU_LD_PREFIX to
+# the sysroot so those programs find their loader and libraries.
+# GW_NO_BINFMT=1 skips that step.
 set -euo pipefail
 
 arch=${1:?usage: $0 arm64|armhf}
@@ -22,7 +29,27 @@ suite=bookworm
 pkgs=libc6-dev,libstdc++-12-dev,libsystemd-dev,libcmocka-dev,libtomlplusplus-dev
 stamp="$suite $pkgs v2"
 
+# Register qemu-user-static for the target with binfmt_misc (best effort).
+ensure_binfmt() {
+  [ "${GW_NO_BINFMT:-0}" = 1 ] && return 0
+  local q; case $arch in arm64) q=qemu-aarch64 ;; armhf) q=qemu-arm ;; esac
+  [ -e /proc/sys/fs/binfmt_misc/$q ] && return 0
+  if [ "$(id -u)" != 0 ]; then
+    echo "sysroot.sh: warning: $q is not registered with binfmt_misc (run as root once): suites that start target programs will fail" >&2
+    return 0
+  fi
+  if ! dpkg-query -W -f '${Status}' qemu-user-static 2>/dev/null | grep -q 'ok installed'; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends qemu-user-static binfmt-support >&2 ||
+      { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends qemu-user-static binfmt-support >&2; }
+  fi
+  [ -e /proc/sys/fs/binfmt_misc/status ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc || true
+  update-binfmts --enable $q >/dev/null 2>&1 || update-binfmts --import $q >/dev/null 2>&1 || true
+  [ -e /proc/sys/fs/binfmt_misc/$q ] ||
+    echo "sysroot.sh: warning: could not register $q with binfmt_misc: suites that start target programs will fail" >&2
+}
+
 if [ -f "$dir/.gw-sysroot" ] && [ "$(cat "$dir/.gw-sysroot")" = "$stamp" ]; then
+  ensure_binfmt
   echo "$dir"; exit 0
 fi
 
@@ -72,4 +99,5 @@ done
 
 echo "$stamp" > "$dir.tmp/.gw-sysroot"
 mv "$dir.tmp" "$dir"
+ensure_binfmt
 echo "$dir"

@@ -37,6 +37,12 @@ set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
 set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
 set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)
 
+# CMake passes --sysroot itself; having it in CMAKE_<LANG>_FLAGS too lets the
+# tests that compile against the installed library with the project's flags
+# (tests/examples_install.sh, tests/cmake_consumer.sh) find the target libc.
+set(CMAKE_C_FLAGS_INIT "--sysroot=${GW_SYSROOT}")
+set(CMAKE_CXX_FLAGS_INIT "--sysroot=${GW_SYSROOT}")
+
 # The sysroot is not usr-merged and its .so linker scripts and DT_NEEDED
 # chains refer to /lib/<triplet>: let the linker follow them inside it.
 set(_gw_rpl "-Wl,-rpath-link,${GW_SYSROOT}/lib/${GW_CROSS_TRIPLET}:${GW_SYSROOT}/usr/lib/${GW_CROSS_TRIPLET}")
@@ -53,6 +59,9 @@ set(ENV{PKG_CONFIG_LIBDIR} "${GW_SYSROOT}/usr/lib/${GW_CROSS_TRIPLET}/pkgconfig:
 
 # Run target binaries (tests, ctest) under qemu-user with the sysroot's loader
 # and libraries. qemu-user-static provides qemu-<cpu>-static, qemu-user qemu-<cpu>.
+# Target programs that the tests start themselves (gatewayd, the examples) run
+# through binfmt_misc, which scripts/sysroot.sh registers, with QEMU_LD_PREFIX
+# from the arm64/armhf test presets.
 find_program(GW_QEMU NAMES ${GW_CROSS_QEMU}-static ${GW_CROSS_QEMU})
 if(GW_QEMU)
   set(CMAKE_CROSSCOMPILING_EMULATOR "${GW_QEMU};-L;${GW_SYSROOT}")
