@@ -22,6 +22,17 @@ step "system: $(uname -m), $(systemctl --version | head -1)"
 # (no "is-system-running --wait": this script is itself part of the boot)
 systemctl --no-pager --failed || true
 
+# echo_check TEXT: a client on 127.0.0.1:7000 must get TEXT back.
+echo_check() {
+  local reply
+  reply=$(timeout 30 bash -c '
+    exec 3<>/dev/tcp/127.0.0.1/7000 || exit 1
+    printf "%s\n" "$1" >&3
+    IFS= read -r -t 20 line <&3 || exit 1
+    printf "%s" "$line"' _ "$1") || return 1
+  [ "$reply" = "$1" ]
+}
+
 snapshot > /root/before.txt
 
 step "apt install gateway from file:/srv/gateway-apt"
@@ -35,7 +46,8 @@ ok "installed; /etc/gateway/gateway.conf is a conffile"
 /usr/sbin/gatewayd --check-config --config /etc/gateway/gateway.conf || fail "packaged gateway.conf does not check"
 ok "gatewayd runs; the packaged configuration is valid"
 systemctl is-enabled gateway.socket || fail "gateway.socket not enabled by the package"
-ok "gateway.socket enabled on installation"
+systemctl is-active gateway.socket || fail "gateway.socket not started by the package"
+ok "gateway.socket enabled and started on installation"
 
 step "systemd-analyze verify / security"
 systemd-analyze verify /lib/systemd/system/gateway.socket /lib/systemd/system/gateway.service > /root/verify.txt 2>&1
@@ -57,14 +69,8 @@ systemctl is-active gateway.service && fail "gateway.service is active before an
 pidof gatewayd && fail "gatewayd runs before any client"
 ok "socket listening, gatewayd not running yet"
 
-since=$(date '+%Y-%m-%d %H:%M:%S')
-reply=$(timeout 30 bash -c '
-  exec 3<>/dev/tcp/127.0.0.1/7000 || exit 1
-  printf "hello gateway\n" >&3
-  IFS= read -r -t 20 line <&3 || exit 1
-  printf "%s" "$line"') || fail "no echo from 127.0.0.1:7000"
-[ "$reply" = "hello gateway" ] || fail "echo mismatch: '$reply'"
-ok "client got its echo: '$reply'"
+echo_check "hello gateway" || fail "no echo from 127.0.0.1:7000"
+ok "client got its echo: 'hello gateway'"
 
 systemctl is-active gateway.service || fail "gateway.service not active after a client"
 pid=$(systemctl show -p MainPID --value gateway.service)
@@ -87,6 +93,22 @@ systemctl is-active gateway.service || fail "gateway.service not active after re
 [ "$(systemctl show -p MainPID --value gateway.service)" = "$pid" ] || fail "reload restarted gatewayd"
 ok "reload kept pid $pid"
 
+step "upgrade: local configuration kept, running service restarted"
+echo "# local edit (e2e)" >> /etc/gateway/gateway.conf
+mkdir -p /root/up
+dpkg-deb -R /var/cache/apt/archives/gateway_*.deb /root/up/pkg 2>/dev/null ||
+  dpkg-deb -R /srv/gateway-apt/gateway_*_"$(dpkg --print-architecture)".deb /root/up/pkg
+sed -i 's/^Version: .*/&+e2e1/' /root/up/pkg/DEBIAN/control
+dpkg-deb -b /root/up/pkg /root/up/gateway_upgrade.deb >/dev/null || fail "repack"
+apt-get install -y -q /root/up/gateway_upgrade.deb || fail "upgrade"
+grep -q '^# local edit (e2e)' /etc/gateway/gateway.conf || fail "upgrade lost the local edit of the conffile"
+systemctl is-active gateway.socket || fail "gateway.socket not active after upgrade"
+echo_check "after upgrade" || fail "no echo after upgrade"
+newpid=$(systemctl show -p MainPID --value gateway.service)
+[ "$newpid" != 0 ] && [ "$newpid" != "$pid" ] || fail "gatewayd was not restarted by the upgrade (pid $pid -> $newpid)"
+ok "upgraded to $(dpkg-query -W -f '${Version}' gateway): conffile edit kept, gatewayd restarted (pid $pid -> $newpid)"
+sed -i '/^# local edit (e2e)/d' /etc/gateway/gateway.conf
+
 step "stop"
 systemctl stop gateway.service gateway.socket || fail "systemctl stop"
 systemctl is-active gateway.service gateway.socket && fail "units still active"
@@ -103,6 +125,19 @@ if ! diff -u /root/before.txt /root/after.txt > /root/leftover.txt; then
   fail "the file system differs after purge"
 fi
 ok "purge left nothing behind"
+
+step "removal stops a running service"
+apt-get install -y -q gateway >/dev/null || fail "reinstall"
+echo_check "again" || fail "no echo after reinstall"
+systemctl is-active gateway.service || fail "gateway.service not active after reinstall"
+apt-get purge -y -q gateway libgateway0 >/dev/null || fail "purge with the service running"
+pidof gatewayd && fail "gatewayd still running after purge"
+echo_check "gone" && fail "127.0.0.1:7000 still answers after purge"
+systemctl is-active gateway.socket gateway.service && fail "units active after purge"
+systemctl reset-failed >/dev/null 2>&1 || true
+snapshot > /root/after2.txt
+diff -u /root/before.txt /root/after2.txt || fail "the file system differs after the second purge"
+ok "purge stopped socket and service and left nothing behind"
 
 printf '\nE2E: PASS (%s)\n' "$(uname -m)"
 exit 0
