@@ -128,7 +128,8 @@ void Connection::handle_read() {
       Stats::add(listener_.server_.stats_.bytes_in, static_cast<uint64_t>(n));
       listener_.touch(*this);
       deliver(scratch, static_cast<size_t>(n));
-      if (state_ != State::open || backpressured_ || user_paused_) return;
+      // A handler that took over the socket (delegate_io) reads it from now on.
+      if (state_ != State::open || backpressured_ || user_paused_ || delegate_) return;
       if (static_cast<size_t>(n) < EventLoop::scratch_size) return;
       continue;
     }

@@ -33,6 +33,12 @@ static void activate(gwd_fixture *f, const char *const *ssa_args)
     char *argv[24];
     int n = 0;
     argv[n++] = SSA;
+    /* systemd-socket-activate gives the daemon a clean environment; a cross
+     * build's gatewayd runs under qemu-user and needs its loader prefix. */
+    if (getenv("QEMU_LD_PREFIX")) {
+        argv[n++] = "-E";
+        argv[n++] = "QEMU_LD_PREFIX";
+    }
     for (int i = 0; ssa_args[i]; ++i)
         argv[n++] = (char *)ssa_args[i];
     argv[n++] = (char *)gwd_binary();
