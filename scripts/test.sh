@@ -11,12 +11,14 @@
 #           nosystemd): the whole suite, systemd tests checking the fallbacks
 #   cross   arm64 and armhf cross builds, their suites run under qemu-user
 #   e2e     the amd64 .deb packages installed and started on a booted systemd
+#   e2e-arm64  the same with the arm64 packages on an arm64 rootfs booted
+#           under qemu-user-static (binfmt_misc); a few minutes from cold
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$GW_ROOT"
 
 stages=("$@")
-((${#stages[@]})) || stages=(native asan nosystemd cross e2e)
+((${#stages[@]})) || stages=(native asan nosystemd cross e2e e2e-arm64)
 jobs=$(nproc)
 
 run_preset() {
@@ -40,7 +42,8 @@ for stage in "${stages[@]}"; do
       done
       ;;
     e2e) scripts/e2e-systemd.sh amd64 ;;
-    *) gw_die "unknown stage '$stage' (native, asan, nosystemd, cross, e2e)" ;;
+    e2e-arm64) scripts/e2e-systemd.sh arm64 ;;
+    *) gw_die "unknown stage '$stage' (native, asan, nosystemd, cross, e2e, e2e-arm64)" ;;
   esac
   gw_say "[$stage] passed in $((SECONDS - start)) s"
 done
