@@ -176,6 +176,19 @@ int make_listener(gw_listener_t **out, gw_server_t *server, const gw_listener_op
   });
 }
 
+// Runs the loop (to the end, or one pass) with the server marked as
+// dispatching, so that gw_server_destroy() from a callback only stops it;
+// frees such a server once the loop has returned. *freed tells the caller.
+template <typename Loop>
+int drive(gw_server *server, bool &freed, Loop &&loop) {
+  ++server->dispatch_depth;
+  int rc = guarded([&] { return loop(*server->core); });
+  --server->dispatch_depth;
+  freed = server->destroy_pending;
+  if (freed) delete server;
+  return rc;
+}
+
 }  // namespace
 
 gw_server::~gw_server() {
@@ -249,14 +262,8 @@ void gw_server_destroy(gw_server_t *server) {
 
 int gw_server_run(gw_server_t *server) {
   if (!server) return GW_EINVAL;
-  int rc = guarded([&] {
-    ++server->dispatch_depth;
-    int result = server->core->run();
-    --server->dispatch_depth;
-    return result;
-  });
-  if (server->destroy_pending) delete server;
-  return rc;
+  bool freed = false;
+  return drive(server, freed, [](gw::Server &core) { return core.run(); });
 }
 
 int gw_server_fd(const gw_server_t *server) {
@@ -266,17 +273,9 @@ int gw_server_fd(const gw_server_t *server) {
 
 int gw_server_dispatch(gw_server_t *server) {
   if (!server) return GW_EINVAL;
-  int rc = guarded([&] {
-    ++server->dispatch_depth;
-    int result = server->core->dispatch_ready();
-    --server->dispatch_depth;
-    return result;
-  });
-  if (server->destroy_pending) {
-    delete server;
-    return 1;
-  }
-  return rc;
+  bool freed = false;
+  int rc = drive(server, freed, [](gw::Server &core) { return core.dispatch_ready(); });
+  return freed ? 1 : rc;
 }
 
 int gw_server_stop(gw_server_t *server) {
