@@ -178,7 +178,7 @@ int make_listener(gw_listener_t **out, gw_server_t *server, const gw_listener_op
 
 // Runs the loop (to the end, or one pass) with the server marked as
 // dispatching, so that gw_server_destroy() from a callback only stops it;
-// frees such a server once the loop has returned. *freed tells the caller.
+// frees such a server once the loop has returned; `freed` tells the caller.
 template <typename Loop>
 int drive(gw_server *server, bool &freed, Loop &&loop) {
   ++server->dispatch_depth;
