@@ -35,7 +35,8 @@ for a in "$@"; do
   esac
 done
 
-root=$(cd "$(dirname "$0")/.." && pwd)
+source "$(dirname "$0")/lib/common.sh"
+root=$GW_ROOT
 cache=${GW_CACHE_DIR:-$root/.cache}/e2e
 work=$root/build/e2e/$arch
 suite=bookworm
@@ -44,22 +45,9 @@ t_start=$(date +%s)
 log() { printf '== e2e %s [%ss] %s\n' "$arch" "$(( $(date +%s) - t_start ))" "$*" >&2; }
 
 # ---- host tools ---------------------------------------------------------------
-need=()
-for p in mmdebstrap systemd-container debian-archive-keyring; do
-  dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
-done
-if [ "$arch" != "$host_arch" ]; then
-  for p in qemu-user-static binfmt-support arch-test; do
-    dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
-  done
-fi
-if [ ${#need[@]} -gt 0 ]; then
-  log "apt-get install ${need[*]}"
-  mkdir -p "$root/build"
-  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" ||
-    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"; }
-  } > "$root/build/apt-install-e2e.log" 2>&1 || { cat "$root/build/apt-install-e2e.log" >&2; exit 1; }
-fi
+need=(mmdebstrap systemd-container debian-archive-keyring)
+[ "$arch" = "$host_arch" ] || need+=(qemu-user-static binfmt-support arch-test)
+gw_need_packages "${need[@]}"
 
 if [ "$arch" != "$host_arch" ]; then
   # Foreign binaries (mmdebstrap's maintainer scripts, the booted container)
@@ -83,12 +71,11 @@ fi
 [ -f "$root/dist/apt/Packages" ] || { echo "e2e: no dist/apt/Packages" >&2; exit 1; }
 
 # ---- rootfs (cached tarball) ----------------------------------------------------
-mirror=${GW_DEBIAN_MIRROR:-$(apt-cache policy | awk -v s="$suite/main" '$3 == s && $2 ~ /^https?:/ { print $2; exit }')}
 pkgs=systemd,systemd-sysv,dbus,libsystemd0,libstdc++6,apt,man-db
 stamp="$suite $arch $pkgs v2"
 tarball=$cache/rootfs-$suite-$arch.tar
 if [ ! -f "$tarball" ] || [ "$(cat "$tarball.stamp" 2>/dev/null)" != "$stamp" ]; then
-  [ -n "$mirror" ] || { echo "e2e: no '$suite main' source in the host's apt configuration" >&2; exit 1; }
+  mirror=$(gw_debian_mirror "$suite")
   log "creating the $arch rootfs (cached in $tarball)"
   mkdir -p "$cache"
   # The image gets no apt sources of its own: it installs from dist/apt only.

@@ -20,7 +20,8 @@
 # GW_SKIP_LINTIAN=1 (skip lintian), DEB_BUILD_OPTIONS (passed on).
 set -euo pipefail
 
-root=$(cd "$(dirname "$0")/.." && pwd)
+source "$(dirname "$0")/lib/common.sh"
+root=$GW_ROOT
 src=${GW_SRCDIR:-$root}
 dist=$root/dist
 work=$root/build/deb
@@ -33,20 +34,6 @@ build_arch=$(dpkg --print-architecture)
 log() { printf '== %s\n' "$*" >&2; }
 
 # ---- host tools -------------------------------------------------------------
-need_pkgs() {
-  mkdir -p "$root/build"
-  local missing=() p
-  for p in "$@"; do
-    dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    log "apt-get install ${missing[*]}"
-    { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" ||
-      { apt-get update -q &&
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"; }
-    } > "$root/build/apt-install.log" 2>&1 || { cat "$root/build/apt-install.log" >&2; exit 1; }
-  fi
-}
 tools=(dpkg-dev debhelper cmake ninja-build pkg-config lintian apt-utils fakeroot file)
 for a in "${arches[@]}"; do
   case $a in
@@ -55,7 +42,7 @@ for a in "${arches[@]}"; do
     *) echo "package.sh: unknown architecture '$a' (amd64, arm64, armhf, all)" >&2; exit 2 ;;
   esac
 done
-need_pkgs "${tools[@]}"
+gw_need_packages "${tools[@]}"
 
 # ---- version: CMakeLists.txt is the single source ----------------------------
 version=$(sed -n 's/^project(gateway VERSION \([0-9.]*\).*/\1/p' "$src/CMakeLists.txt")

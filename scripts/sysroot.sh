@@ -22,7 +22,8 @@ set -euo pipefail
 arch=${1:?usage: $0 arm64|armhf}
 case $arch in arm64|armhf) ;; *) echo "unsupported arch: $arch" >&2; exit 2 ;; esac
 
-root=$(cd "$(dirname "$0")/.." && pwd)
+source "$(dirname "$0")/lib/common.sh"
+root=$GW_ROOT
 cache=${GW_CACHE_DIR:-$root/.cache}
 dir=$cache/sysroot/$arch
 suite=bookworm
@@ -38,10 +39,7 @@ ensure_binfmt() {
     echo "sysroot.sh: warning: $q is not registered with binfmt_misc (run as root once): suites that start target programs will fail" >&2
     return 0
   fi
-  if ! dpkg-query -W -f '${Status}' qemu-user-static 2>/dev/null | grep -q 'ok installed'; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends qemu-user-static binfmt-support >&2 ||
-      { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends qemu-user-static binfmt-support >&2; }
-  fi
+  gw_need_packages qemu-user-static binfmt-support
   [ -e /proc/sys/fs/binfmt_misc/status ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc || true
   update-binfmts --enable $q >/dev/null 2>&1 || update-binfmts --import $q >/dev/null 2>&1 || true
   [ -e /proc/sys/fs/binfmt_misc/$q ] ||
@@ -53,21 +51,9 @@ if [ -f "$dir/.gw-sysroot" ] && [ "$(cat "$dir/.gw-sysroot")" = "$stamp" ]; then
   echo "$dir"; exit 0
 fi
 
-need=()
-command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
-[ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
-if [ ${#need[@]} -gt 0 ]; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}" >&2
-fi
+gw_need_packages mmdebstrap debian-archive-keyring
 
-# The host's Debian mirror for the main suite (apt-cache policy lists every
-# configured source; only the plain "<suite>/main" one is used: for foreign
-# architectures the security suite's index is not usable here).
-mirror=${GW_DEBIAN_MIRROR:-$(apt-cache policy | awk -v s="$suite/main" '$3 == s && $2 ~ /^https?:/ { print $2; exit }')}
-if [ -z "$mirror" ]; then
-  echo "sysroot.sh: no '$suite main' source found in the host's apt configuration (set GW_DEBIAN_MIRROR)" >&2
-  exit 1
-fi
+mirror=$(gw_debian_mirror "$suite")
 
 rm -rf "$dir" "$dir.tmp"
 mkdir -p "$(dirname "$dir")"

@@ -18,11 +18,23 @@ gw_need_packages() {
   [ "$(id -u)" -eq 0 ] || sudo=(sudo)
   gw_say "installing: ${missing[*]}"
   if [ -z "${GW_APT_UPDATED:-}" ]; then
-    "${sudo[@]}" apt-get update -q || gw_die "apt-get update failed"
+    "${sudo[@]}" apt-get update -q >&2 || gw_die "apt-get update failed"
     export GW_APT_UPDATED=1
   fi
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" ||
+  # apt's chatter goes to stderr: some callers print a result on stdout.
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 ||
     gw_die "apt-get install ${missing[*]} failed"
+}
+
+# Prints the host's Debian mirror for SUITE/main, as apt is configured here
+# (the repository names no mirror). Only the plain "<suite>/main" source is
+# used: for foreign architectures the security suite's index is not usable.
+# GW_DEBIAN_MIRROR overrides.
+gw_debian_mirror() {
+  local suite=$1 mirror
+  mirror=${GW_DEBIAN_MIRROR:-$(apt-cache policy | awk -v s="$suite/main" '$3 == s && $2 ~ /^https?:/ { print $2; exit }')}
+  [ -n "$mirror" ] || gw_die "no '$suite main' source in the host's apt configuration (set GW_DEBIAN_MIRROR)"
+  printf '%s\n' "$mirror"
 }
 
 # What building and testing on the host needs.
