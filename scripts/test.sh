@@ -10,6 +10,8 @@
 #   nosystemd  host build without libsystemd (GW_WITH_SYSTEMD=OFF, preset
 #           nosystemd): the whole suite, systemd tests checking the fallbacks
 #   cross   arm64 and armhf cross builds, their suites run under qemu-user
+#   packages  the .deb packages for amd64, arm64 and armhf, lintian-clean
+#           (no error, no warning), and the flat apt repository in dist/apt
 #   e2e     the amd64 .deb packages installed and started on a booted systemd
 #   e2e-arm64  the same with the arm64 packages on an arm64 rootfs booted
 #           under qemu-user-static (binfmt_misc); a few minutes from cold
@@ -18,7 +20,7 @@ source "$(dirname "$0")/lib/common.sh"
 cd "$GW_ROOT"
 
 stages=("$@")
-((${#stages[@]})) || stages=(native asan nosystemd cross e2e e2e-arm64)
+((${#stages[@]})) || stages=(native asan nosystemd cross packages e2e e2e-arm64)
 jobs=$(nproc)
 
 run_preset() {
@@ -41,9 +43,10 @@ for stage in "${stages[@]}"; do
         run_preset "$arch"
       done
       ;;
+    packages) scripts/package.sh all ;;
     e2e) scripts/e2e-systemd.sh amd64 ;;
     e2e-arm64) scripts/e2e-systemd.sh arm64 ;;
-    *) gw_die "unknown stage '$stage' (native, asan, nosystemd, cross, e2e, e2e-arm64)" ;;
+    *) gw_die "unknown stage '$stage' (native, asan, nosystemd, cross, packages, e2e, e2e-arm64)" ;;
   esac
   gw_say "[$stage] passed in $((SECONDS - start)) s"
 done
