@@ -243,6 +243,13 @@ void Daemon::on_signal(int signal) {
     reload();
     return;
   }
+  if (server_->state() != gw::Server::State::running) {
+    // A second SIGTERM/SIGINT (Ctrl-C twice): the person does not want to wait.
+    server_->logger().log(gw::LogLevel::warning, "%s again: stopping now, without waiting for the drain",
+                          strsignal(signal));
+    server_->stop_now();
+    return;
+  }
   server_->logger().log(gw::LogLevel::info, "%s: stopping; draining clients for at most %llu ms", strsignal(signal),
                         static_cast<unsigned long long>(server_->config().stop_timeout_ms));
   gw::sd::notify("STOPPING=1");

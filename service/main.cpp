@@ -29,7 +29,8 @@ void usage(FILE *out) {
                "  -h, --help          show this help\n"
                "  -V, --version       show the version and build options\n"
                "\n"
-               "Signals: SIGHUP reloads the configuration, SIGTERM drains clients and exits.\n"
+               "Signals: SIGHUP reloads the configuration; SIGTERM or SIGINT drains clients\n"
+               "and exits, a second one exits at once.\n"
                "See gatewayd(8) and gateway.conf(5).\n",
                gw::service::default_config_path);
 }

@@ -182,6 +182,46 @@ static void test_sigterm_forward_in_flight(void **state)
 
 /* SIGTERM while an echo client has output queued that it reads slowly: what
  * the daemon echoes is delivered in full before the close; exit 0. */
+/* A second SIGTERM does not wait for the drain: the transfer is cut, the
+ * daemon exits 0 at once and says why. */
+static void test_second_sigterm_stops_now(void **state)
+{
+    gwd_fixture *f = *state;
+    f->backend.mode = GWD_BACKEND_STREAM;
+    f->backend.send_len = 4u << 20;
+    f->backend.send_seed = 43;
+    f->backend.send_chunk = 65536;
+    f->backend.send_delay_us = 50000; /* ~3 s in all: far longer than the test waits */
+    f->backend.shut_after_send = 1;
+    f->backend.recv_seed = -1;
+    assert_int_equal(gwd_backend_tcp(&f->backend), 0);
+    f->backend_running = 1;
+    int port = gwd_port();
+    char conf[512];
+    snprintf(conf, sizeof conf,
+             "[service]\n"
+             "stop_timeout = \"20s\"\n"
+             "\n"
+             "[[route]]\n"
+             "name = \"fwd\"\n"
+             "listen = \"127.0.0.1:%d\"\n"
+             "backend = \"tcp://127.0.0.1:%d\"\n",
+             port, f->backend.port);
+    gwd_start_conf(&f->proc, &f->dir, conf, NULL);
+    int c = gwd_connect_retry(port, GWD_TIMEOUT_MS);
+    assert_true(c >= 0);
+    unsigned char first[1024];
+    assert_int_equal(gwt_read_exact(NULL, c, first, sizeof first, GWD_TIMEOUT_MS), sizeof first);
+    gwd_signal(&f->proc, SIGTERM);
+    assert_true(gwd_log_wait(&f->proc, "<6>stopping: 1 clients to drain\n", 1, GWD_TIMEOUT_MS));
+    gwd_signal(&f->proc, SIGTERM);
+    assert_int_equal(gwd_wait_exit(&f->proc, GWD_TIMEOUT_MS), 0);
+    assert_int_equal(gwd_log_count(&f->proc, "<4>Terminated again: stopping now, without waiting for the drain\n"), 1);
+    assert_int_equal(gwd_log_count(&f->proc, "<6>route fwd: 127.0.0.1:"), 2); /* connected, closed */
+    assert_int_equal(gwd_log_count(&f->proc, "closed (server stopping)\n"), 1);
+    close(c);
+}
+
 static void test_sigterm_echo_slow_reader(void **state)
 {
     gwd_fixture *f = *state;
@@ -222,6 +262,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         GWD_TEST(test_reload),
         GWD_TEST(test_sigterm_forward_in_flight),
+        GWD_TEST(test_second_sigterm_stops_now),
         GWD_TEST(test_sigterm_echo_slow_reader),
     };
     return cmocka_run_group_tests_name("daemon_signals", tests, NULL, NULL);
