@@ -129,14 +129,16 @@ static void test_reload(void **state)
 
 /* SIGTERM while a backend is still sending 4 MiB slowly: the client gets it
  * all, then EOF; the daemon exits 0. */
-static void test_sigterm_forward_in_flight(void **state)
+/* A forwarding route (stop_timeout 20 s) to a backend that streams 4 MiB in
+ * 64 KiB chunks, one every delay_us, then closes. Returns a client connected
+ * to the route, and the route's port in *out_port (if not NULL). */
+static int start_slow_forward(gwd_fixture *f, int seed, unsigned delay_us, int *out_port)
 {
-    gwd_fixture *f = *state;
     f->backend.mode = GWD_BACKEND_STREAM;
     f->backend.send_len = 4u << 20;
-    f->backend.send_seed = 41;
+    f->backend.send_seed = seed;
     f->backend.send_chunk = 65536;
-    f->backend.send_delay_us = 15000; /* ~1 s in all */
+    f->backend.send_delay_us = delay_us;
     f->backend.shut_after_send = 1;
     f->backend.recv_seed = -1;
     assert_int_equal(gwd_backend_tcp(&f->backend), 0);
@@ -155,6 +157,16 @@ static void test_sigterm_forward_in_flight(void **state)
     gwd_start_conf(&f->proc, &f->dir, conf, NULL);
     int c = gwd_connect_retry(port, GWD_TIMEOUT_MS);
     assert_true(c >= 0);
+    if (out_port)
+        *out_port = port;
+    return c;
+}
+
+static void test_sigterm_forward_in_flight(void **state)
+{
+    gwd_fixture *f = *state;
+    int port;
+    int c = start_slow_forward(f, 41, 15000 /* ~1 s in all */, &port);
     assert_int_equal(shutdown(c, SHUT_WR), 0); /* the request is complete */
     unsigned char first[1024];
     assert_int_equal(gwt_read_exact(NULL, c, first, sizeof first, GWD_TIMEOUT_MS), sizeof first);
@@ -187,29 +199,7 @@ static void test_sigterm_forward_in_flight(void **state)
 static void test_second_sigterm_stops_now(void **state)
 {
     gwd_fixture *f = *state;
-    f->backend.mode = GWD_BACKEND_STREAM;
-    f->backend.send_len = 4u << 20;
-    f->backend.send_seed = 43;
-    f->backend.send_chunk = 65536;
-    f->backend.send_delay_us = 50000; /* ~3 s in all: far longer than the test waits */
-    f->backend.shut_after_send = 1;
-    f->backend.recv_seed = -1;
-    assert_int_equal(gwd_backend_tcp(&f->backend), 0);
-    f->backend_running = 1;
-    int port = gwd_port();
-    char conf[512];
-    snprintf(conf, sizeof conf,
-             "[service]\n"
-             "stop_timeout = \"20s\"\n"
-             "\n"
-             "[[route]]\n"
-             "name = \"fwd\"\n"
-             "listen = \"127.0.0.1:%d\"\n"
-             "backend = \"tcp://127.0.0.1:%d\"\n",
-             port, f->backend.port);
-    gwd_start_conf(&f->proc, &f->dir, conf, NULL);
-    int c = gwd_connect_retry(port, GWD_TIMEOUT_MS);
-    assert_true(c >= 0);
+    int c = start_slow_forward(f, 43, 50000 /* ~3 s in all: longer than the test waits */, NULL);
     unsigned char first[1024];
     assert_int_equal(gwt_read_exact(NULL, c, first, sizeof first, GWD_TIMEOUT_MS), sizeof first);
     gwd_signal(&f->proc, SIGTERM);
