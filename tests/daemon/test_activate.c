@@ -221,6 +221,16 @@ static void test_mismatched_fd_is_a_startup_error(void **state)
     close(c);
 }
 
+/* Writes `conf` as the config and starts gatewayd with `fd` passed as fd 3
+ * (LISTEN_FDS=1, LISTEN_FDNAMES=name); the test's copy of fd is closed. */
+static void start_with_fd(gwd_fixture *f, const char *conf, int fd, const char *name)
+{
+    gwd_dir_write(&f->dir, "gateway.conf", conf, f->conf, sizeof f->conf);
+    gwd_spawn_opts o = {.fds = {fd}, .nfds = 1, .listen_names = name};
+    assert_int_equal(gwd_start(&f->proc, &f->dir, f->conf, &o), 0);
+    close(fd);
+}
+
 /* LISTEN_* set by hand (no systemd-socket-activate): a listening socket
  * named after a route is served at once, without a first connection. */
 static void test_listen_fds_by_hand(void **state)
@@ -229,14 +239,11 @@ static void test_listen_fds_by_hand(void **state)
     int port = gwd_port();
     int lfd = gwd_listen_tcp(port);
     assert_true(lfd >= 0);
-    gwd_dir_write(&f->dir, "gateway.conf",
+    start_with_fd(f,
                   "[[route]]\n"
                   "name = \"app\"\n"
                   "backend = \"echo\"\n",
-                  f->conf, sizeof f->conf);
-    gwd_spawn_opts o = {.fds = {lfd}, .nfds = 1, .listen_names = "app"};
-    assert_int_equal(gwd_start(&f->proc, &f->dir, f->conf, &o), 0);
-    close(lfd);
+                  lfd, "app");
     assert_true(gwd_wait_ready(&f->proc));
     assert_int_equal(gwd_log_count(&f->proc, "<6>route \"app\": serving the socket systemd passed as fd 3 (app)\n"), 1);
     int c = gwd_connect_retry(port, GWD_TIMEOUT_MS);
@@ -249,15 +256,12 @@ static void test_listen_fds_by_hand(void **state)
 /* A passed socket that is not listening: startup error naming it. */
 static void not_listening(gwd_fixture *f, int fd, const char *what, const char *why)
 {
-    gwd_dir_write(&f->dir, "gateway.conf",
+    start_with_fd(f,
                   "[[route]]\n"
                   "name = \"echo\"\n"
                   "listen = \"127.0.0.1:1\"\n"
                   "backend = \"echo\"\n",
-                  f->conf, sizeof f->conf);
-    gwd_spawn_opts o = {.fds = {fd}, .nfds = 1, .listen_names = "echo"};
-    assert_int_equal(gwd_start(&f->proc, &f->dir, f->conf, &o), 0);
-    close(fd);
+                  fd, "echo");
     assert_int_equal(gwd_wait_exit(&f->proc, GWD_TIMEOUT_MS), 1);
     char *err = gwd_read_err(&f->proc);
     char expect[300];
@@ -273,30 +277,31 @@ static void not_listening(gwd_fixture *f, int fd, const char *what, const char *
     free(err);
 }
 
-static void test_non_listening_tcp_fd(void **state)
+/* A socket of `type` bound to 127.0.0.1 (any port), not listening. */
+static int bound_loopback(int type)
 {
-    gwd_fixture *f = *state;
-    /* Bound, never listen(). */
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
     assert_true(fd >= 0);
     struct sockaddr_in a;
     memset(&a, 0, sizeof a);
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    return fd;
+}
+
+static void test_non_listening_tcp_fd(void **state)
+{
+    gwd_fixture *f = *state;
+    /* Bound, never listen(). */
+    int fd = bound_loopback(SOCK_STREAM);
     not_listening(f, fd, "bound tcp", "the socket is not listening (call listen() or use a listening socket)");
 }
 
 static void test_datagram_fd(void **state)
 {
     gwd_fixture *f = *state;
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    int fd = bound_loopback(SOCK_DGRAM);
     not_listening(f, fd, "udp", "the socket is not a SOCK_STREAM socket");
 }
 
@@ -316,10 +321,7 @@ static void test_nosd_listen_fds_ignored(void **state)
              "listen = \"127.0.0.1:%d\"\n"
              "backend = \"echo\"\n",
              own);
-    gwd_dir_write(&f->dir, "gateway.conf", conf, f->conf, sizeof f->conf);
-    gwd_spawn_opts o = {.fds = {lfd}, .nfds = 1, .listen_names = "app"};
-    assert_int_equal(gwd_start(&f->proc, &f->dir, f->conf, &o), 0);
-    close(lfd);
+    start_with_fd(f, conf, lfd, "app");
     assert_true(gwd_wait_ready(&f->proc));
     char line[128];
     snprintf(line, sizeof line, "<6>route app: listening on 127.0.0.1:%d\n", own);
@@ -346,14 +348,11 @@ static void test_nosd_route_without_listen(void **state)
     int port = gwd_port();
     int lfd = gwd_listen_tcp(port);
     assert_true(lfd >= 0);
-    gwd_dir_write(&f->dir, "gateway.conf",
+    start_with_fd(f,
                   "[[route]]\n"
                   "name = \"app\"\n"
                   "backend = \"echo\"\n",
-                  f->conf, sizeof f->conf);
-    gwd_spawn_opts o = {.fds = {lfd}, .nfds = 1, .listen_names = "app"};
-    assert_int_equal(gwd_start(&f->proc, &f->dir, f->conf, &o), 0);
-    close(lfd);
+                  lfd, "app");
     assert_int_equal(gwd_wait_exit(&f->proc, GWD_TIMEOUT_MS), 1);
     char *err = gwd_read_err(&f->proc);
     const char *expect = "<3>route \"app\" has no listen address: add listen = \"IP:PORT\" (this gatewayd was built "

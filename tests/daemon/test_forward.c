@@ -15,6 +15,22 @@
 
 #define BIG (8u << 20)
 
+/* Starts gatewayd with one route "fwd" on a fresh port to `target` (a
+ * backend URI); returns the route's port. */
+static int start_route(gwd_fixture *f, const char *target)
+{
+    int port = gwd_port();
+    char conf[1024];
+    snprintf(conf, sizeof conf,
+             "[[route]]\n"
+             "name = \"fwd\"\n"
+             "listen = \"127.0.0.1:%d\"\n"
+             "backend = \"%s\"\n",
+             port, target);
+    gwd_start_conf(&f->proc, &f->dir, conf, NULL);
+    return port;
+}
+
 /* Starts the backend (already configured in f->backend) and a daemon route
  * "fwd" to it; returns the route's port. */
 static int start(gwd_fixture *f, int use_unix)
@@ -24,20 +40,27 @@ static int start(gwd_fixture *f, int use_unix)
     else
         assert_int_equal(gwd_backend_tcp(&f->backend), 0);
     f->backend_running = 1;
-    int port = gwd_port();
-    char target[400], conf[1024];
+    char target[400];
     if (use_unix)
         snprintf(target, sizeof target, "unix:%s", f->backend.path);
     else
         snprintf(target, sizeof target, "tcp://127.0.0.1:%d", f->backend.port);
-    snprintf(conf, sizeof conf,
-             "[[route]]\n"
-             "name = \"fwd\"\n"
-             "listen = \"127.0.0.1:%d\"\n"
-             "backend = \"%s\"\n",
-             port, target);
-    gwd_start_conf(&f->proc, &f->dir, conf, NULL);
-    return port;
+    return start_route(f, target);
+}
+
+/* A client of a route whose backend cannot be reached: it is closed (not left
+ * hanging) and the log names the client, `backend` and `why`. */
+static void expect_client_closed(gwd_fixture *f, int port, const char *backend, const char *why)
+{
+    int c = gwd_connect_retry(port, GWD_TIMEOUT_MS);
+    assert_true(c >= 0);
+    int peer = gwt_local_port(c);
+    int rc = gwt_wait_eof(NULL, c, GWD_TIMEOUT_MS, NULL);
+    assert_true(rc == 0 || rc == 1); /* closed, not left hanging */
+    close(c);
+    char line[700];
+    snprintf(line, sizeof line, "<4>route fwd: 127.0.0.1:%d: backend %s: %s; closing the client\n", peer, backend, why);
+    assert_true(gwd_log_wait(&f->proc, line, 1, GWD_TIMEOUT_MS));
 }
 
 /* Interactive, both directions: every byte the client sends reaches the
@@ -229,28 +252,12 @@ static void test_unix_8mib_each_way(void **state)
 static void test_tcp_backend_refused(void **state)
 {
     gwd_fixture *f = *state;
-    int port = gwd_port(), dead = gwd_port();
-    char conf[512];
-    snprintf(conf, sizeof conf,
-             "[[route]]\n"
-             "name = \"fwd\"\n"
-             "listen = \"127.0.0.1:%d\"\n"
-             "backend = \"tcp://127.0.0.1:%d\"\n",
-             port, dead);
-    gwd_start_conf(&f->proc, &f->dir, conf, NULL);
-    for (int i = 1; i <= 2; ++i) {
-        int c = gwd_connect_retry(port, GWD_TIMEOUT_MS);
-        assert_true(c >= 0);
-        int peer = gwt_local_port(c);
-        int rc = gwt_wait_eof(NULL, c, GWD_TIMEOUT_MS, NULL);
-        assert_true(rc == 0 || rc == 1); /* closed, not left hanging */
-        close(c);
-        char line[256];
-        snprintf(line, sizeof line,
-                 "<4>route fwd: 127.0.0.1:%d: backend tcp://127.0.0.1:%d: Connection refused; closing the client\n",
-                 peer, dead);
-        assert_true(gwd_log_wait(&f->proc, line, 1, GWD_TIMEOUT_MS));
-    }
+    int dead = gwd_port();
+    char target[64];
+    snprintf(target, sizeof target, "tcp://127.0.0.1:%d", dead);
+    int port = start_route(f, target);
+    for (int i = 1; i <= 2; ++i)
+        expect_client_closed(f, port, target, "Connection refused");
     assert_true(gwd_alive(&f->proc));
     assert_int_equal(gwd_stop(&f->proc), 0);
 }
@@ -258,27 +265,11 @@ static void test_tcp_backend_refused(void **state)
 static void test_unix_backend_missing(void **state)
 {
     gwd_fixture *f = *state;
-    int port = gwd_port();
-    char path[300], conf[1024];
+    char path[300], target[310];
     gwd_dir_file(&f->dir, "nobody.sock", path, sizeof path);
-    snprintf(conf, sizeof conf,
-             "[[route]]\n"
-             "name = \"fwd\"\n"
-             "listen = \"127.0.0.1:%d\"\n"
-             "backend = \"unix:%s\"\n",
-             port, path);
-    gwd_start_conf(&f->proc, &f->dir, conf, NULL);
-    int c = gwd_connect_retry(port, GWD_TIMEOUT_MS);
-    assert_true(c >= 0);
-    int peer = gwt_local_port(c);
-    int rc = gwt_wait_eof(NULL, c, GWD_TIMEOUT_MS, NULL);
-    assert_true(rc == 0 || rc == 1);
-    close(c);
-    char line[700];
-    snprintf(line, sizeof line,
-             "<4>route fwd: 127.0.0.1:%d: backend unix:%s: No such file or directory; closing the client\n", peer,
-             path);
-    assert_true(gwd_log_wait(&f->proc, line, 1, GWD_TIMEOUT_MS));
+    snprintf(target, sizeof target, "unix:%s", path);
+    int port = start_route(f, target);
+    expect_client_closed(f, port, target, "No such file or directory");
     assert_int_equal(gwd_stop(&f->proc), 0);
 }
 
