@@ -27,6 +27,30 @@ static int teardown(void **state)
     return 0;
 }
 
+/* gatewayd --check-config --config CONF (check) or gatewayd --config CONF,
+ * run to completion; its exit code must be `rc`. */
+static void run_config(const gwd_dir *d, const char *tag, char *conf, int check, int rc, gwd_proc *p)
+{
+    char *check_args[] = {"--check-config", "--config", conf, NULL};
+    char *start_args[] = {"--config", conf, NULL};
+    assert_int_equal(gwd_run(d, tag, check ? check_args : start_args, p), rc);
+}
+
+/* The captured stdout / stderr must be exactly `expect`. */
+static void assert_out(const gwd_proc *p, const char *expect)
+{
+    char *out = gwd_read_out(p);
+    assert_string_equal(out, expect);
+    free(out);
+}
+
+static void assert_err(const gwd_proc *p, const char *expect)
+{
+    char *err = gwd_read_err(p);
+    assert_string_equal(err, expect);
+    free(err);
+}
+
 static void test_version_mentions_systemd(void **state)
 {
     gwd_dir *d = *state;
@@ -98,24 +122,18 @@ static void test_check_config_good(void **state)
                   "backend = \"unix:/run/app.sock\"\n",
                   conf, sizeof conf);
     gwd_proc p;
-    char *args[] = {"--check-config", "--config", conf, NULL};
-    assert_int_equal(gwd_run(d, "check", args, &p), 0);
-    char *out = gwd_read_out(&p), *err = gwd_read_err(&p);
+    run_config(d, "check", conf, 1, 0, &p);
     char expect[700];
     snprintf(expect, sizeof expect, "%s: OK (3 routes)\n", conf);
-    assert_string_equal(out, expect);
-    assert_string_equal(err, "");
-    free(out);
-    free(err);
+    assert_out(&p, expect);
+    assert_err(&p, "");
 
     /* An empty file is valid: no routes. */
     gwd_dir_write(d, "empty.conf", "", conf, sizeof conf);
     char *args2[] = {"--config", conf, "--check-config", NULL};
     assert_int_equal(gwd_run(d, "check2", args2, &p), 0);
-    out = gwd_read_out(&p);
     snprintf(expect, sizeof expect, "%s: OK (0 routes)\n", conf);
-    assert_string_equal(out, expect);
-    free(out);
+    assert_out(&p, expect);
 }
 
 static const char bad_text[] =
@@ -152,15 +170,11 @@ static void test_check_config_bad(void **state)
     char conf[512];
     gwd_dir_write(d, "bad.conf", bad_text, conf, sizeof conf);
     gwd_proc p;
-    char *args[] = {"--check-config", "--config", conf, NULL};
-    assert_int_equal(gwd_run(d, "check", args, &p), 78);
-    char *out = gwd_read_out(&p), *err = gwd_read_err(&p);
+    run_config(d, "check", conf, 1, 78, &p);
     char expect[2048];
     bad_expected(expect, sizeof expect, "", conf);
-    assert_string_equal(err, expect);
-    assert_string_equal(out, "");
-    free(out);
-    free(err);
+    assert_err(&p, expect);
+    assert_out(&p, "");
 }
 
 static void test_check_config_single_typo(void **state)
@@ -175,14 +189,11 @@ static void test_check_config_single_typo(void **state)
                   "backend = \"echo\"\n",
                   conf, sizeof conf);
     gwd_proc p;
-    char *args[] = {"--check-config", "--config", conf, NULL};
-    assert_int_equal(gwd_run(d, "check", args, &p), 78);
-    char *err = gwd_read_err(&p);
+    run_config(d, "check", conf, 1, 78, &p);
     char expect[700];
     snprintf(expect, sizeof expect, "%s:4:3: unknown key 'bakclog' in route \"modbus\" (did you mean 'backlog'?)\n",
              conf);
-    assert_string_equal(err, expect);
-    free(err);
+    assert_err(&p, expect);
 }
 
 static void test_check_config_missing_and_syntax(void **state)
@@ -191,16 +202,13 @@ static void test_check_config_missing_and_syntax(void **state)
     char conf[512], expect[800];
     gwd_dir_file(d, "missing.conf", conf, sizeof conf);
     gwd_proc p;
-    char *args[] = {"--check-config", "--config", conf, NULL};
-    assert_int_equal(gwd_run(d, "missing", args, &p), 78);
-    char *err = gwd_read_err(&p);
+    run_config(d, "missing", conf, 1, 78, &p);
     snprintf(expect, sizeof expect, "%s: cannot open: No such file or directory\n", conf);
-    assert_string_equal(err, expect);
-    free(err);
+    assert_err(&p, expect);
 
     gwd_dir_write(d, "syntax.conf", "[[route]\nname=", conf, sizeof conf);
-    assert_int_equal(gwd_run(d, "syntax", args, &p), 78);
-    err = gwd_read_err(&p);
+    run_config(d, "syntax", conf, 1, 78, &p);
+    char *err = gwd_read_err(&p);
     snprintf(expect, sizeof expect, "%s:1:9: ", conf);
     /* toml++'s wording is its own; the position is ours. Exactly one line. */
     assert_int_equal(strncmp(err, expect, strlen(expect)), 0);
@@ -216,13 +224,10 @@ static void test_start_with_bad_config(void **state)
     char conf[512];
     gwd_dir_write(d, "bad.conf", bad_text, conf, sizeof conf);
     gwd_proc p;
-    char *args[] = {"--config", conf, NULL};
-    assert_int_equal(gwd_run(d, "start", args, &p), 78);
-    char *err = gwd_read_err(&p);
+    run_config(d, "start", conf, 0, 78, &p);
     char expect[2048];
     bad_expected(expect, sizeof expect, "<3>", conf);
-    assert_string_equal(err, expect);
-    free(err);
+    assert_err(&p, expect);
 }
 
 /* A route with no listen address and no socket from systemd: startup error. */
@@ -236,8 +241,7 @@ static void test_start_route_without_socket(void **state)
                   "backend = \"echo\"\n",
                   conf, sizeof conf);
     gwd_proc p;
-    char *args[] = {"--config", conf, NULL};
-    assert_int_equal(gwd_run(d, "start", args, &p), 1);
+    run_config(d, "start", conf, 0, 1, &p);
     char *err = gwd_read_err(&p);
 #if GWT_WITH_SYSTEMD
     assert_non_null(strstr(err, "<3>route \"app\" has no listen address and systemd passed no socket named \"app\""));
