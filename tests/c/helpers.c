@@ -556,6 +556,15 @@ void gwt_rec_attach(gwt_rec *r, gw_listener_options *o)
     o->user_data = r;
 }
 
+void gwt_echo_opts(gw_listener_options *o, gwt_rec *r, gw_framing framing)
+{
+    gw_listener_options d = GW_LISTENER_OPTIONS_INIT;
+    *o = d;
+    o->framing = framing;
+    gwt_rec_attach(r, o);
+    r->echo = 1;
+}
+
 static int find_open(gwt_rec *r, gw_conn_t *c)
 {
     for (int i = 0; i < r->nopen_slots; i++)

@@ -142,6 +142,9 @@ void gwt_rec_init(gwt_rec *r);
 void gwt_rec_free(gwt_rec *r);
 /* Sets the four callbacks and user_data = r. */
 void gwt_rec_attach(gwt_rec *r, gw_listener_options *opts);
+/* *opts = GW_LISTENER_OPTIONS_INIT with `framing`, r attached and r->echo = 1:
+ * an echo listener's options; set any other field afterwards. */
+void gwt_echo_opts(gw_listener_options *opts, gwt_rec *r, gw_framing framing);
 void gwt_rec_on_open(gw_conn_t *c, void *ud);
 void gwt_rec_on_message(gw_conn_t *c, const void *d, size_t n, void *ud);
 void gwt_rec_on_close(gw_conn_t *c, gw_close_reason why, void *ud);

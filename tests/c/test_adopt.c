@@ -45,11 +45,9 @@ static void test_adopt_listening_socket(void **state)
     assert_int_equal(fcntl(s, F_GETFL) & O_NONBLOCK, 0);
     assert_int_equal(fcntl(s, F_GETFD) & FD_CLOEXEC, 0);
 
-    gw_listener_options o = GW_LISTENER_OPTIONS_INIT;
-    o.framing = GW_FRAMING_LINE;
+    gw_listener_options o;
+    gwt_echo_opts(&o, &rec, GW_FRAMING_LINE);
     o.address = "this is ignored by adopt";
-    gwt_rec_attach(&rec, &o);
-    rec.echo = 1;
     gw_listener_t *l = NULL;
     assert_int_equal(gw_listener_adopt(&l, srv, s, &o), 0);
     assert_non_null(l);
@@ -81,10 +79,8 @@ static void test_adopt_ipv6_listening_socket(void **state)
     a.sin6_addr = in6addr_loopback;
     assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof a), 0);
     assert_int_equal(listen(s, 16), 0);
-    gw_listener_options o = GW_LISTENER_OPTIONS_INIT;
-    o.framing = GW_FRAMING_U16BE;
-    gwt_rec_attach(&f->rec, &o);
-    f->rec.echo = 1;
+    gw_listener_options o;
+    gwt_echo_opts(&o, &f->rec, GW_FRAMING_U16BE);
     gw_listener_t *l = NULL;
     assert_int_equal(gw_listener_adopt(&l, srv, s, &o), 0);
     int fd = gwt_connect("::1", gwt_local_port(s));

@@ -29,13 +29,11 @@ static void test_stalled_reader_echo(void **state)
     gwt_rec rec;
     gwt_rec_init(&rec);
     gw_server_t *srv = gwt_server();
-    gw_listener_options o = GW_LISTENER_OPTIONS_INIT;
-    o.framing = GW_FRAMING_RAW;
+    gw_listener_options o;
+    gwt_echo_opts(&o, &rec, GW_FRAMING_RAW);
     o.high_water = HIGH;
     o.low_water = LOW;
     o.max_output = MAXOUT;
-    gwt_rec_attach(&rec, &o);
-    rec.echo = 1;
     gw_listener_t *l = gwt_listen(srv, "127.0.0.1:0", &o);
     int port = gw_listener_port(l);
 

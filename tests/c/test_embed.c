@@ -36,10 +36,8 @@ static void test_poll_loop_echo(void **state)
     gw_server_t *srv = f->srv;
     int sfd = gw_server_fd(srv);
     assert_true(sfd >= 0);
-    gw_listener_options o = GW_LISTENER_OPTIONS_INIT;
-    o.framing = GW_FRAMING_LINE;
-    gwt_rec_attach(&f->rec, &o);
-    f->rec.echo = 1;
+    gw_listener_options o;
+    gwt_echo_opts(&o, &f->rec, GW_FRAMING_LINE);
     gw_listener_t *l = gwt_listen(srv, "127.0.0.1:0", &o);
     assert_true(settle(srv) < 1000);
     assert_false(readable_now(srv)); /* nothing to do: not readable */

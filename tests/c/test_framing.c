@@ -25,12 +25,10 @@ static fx *fx_new(gw_framing framing, size_t max_frame)
     fx *f = calloc(1, sizeof *f);
     gwt_rec_init(&f->rec);
     f->srv = gwt_server();
-    gw_listener_options o = GW_LISTENER_OPTIONS_INIT;
-    o.framing = framing;
+    gw_listener_options o;
+    gwt_echo_opts(&o, &f->rec, framing);
     if (max_frame)
         o.max_frame = max_frame;
-    gwt_rec_attach(&f->rec, &o);
-    f->rec.echo = 1;
     f->l = gwt_listen(f->srv, "127.0.0.1:0", &o);
     assert_non_null(f->l);
     f->port = gw_listener_port(f->l);
@@ -95,6 +93,27 @@ static void read_echoes(fx *f, int fd, gw_framing m, const char **msg, const siz
     assert_true(gwt_quiet(f->srv, fd, 50));
 }
 
+/* The messages for m (see messages()), encoded back to back into all (cap
+ * bytes); returns the encoded length, the count goes to *n. */
+static size_t encode_messages(gw_framing m, const char **msg, size_t *len, size_t *n, unsigned char *all, size_t cap)
+{
+    *n = messages(m, msg, len);
+    size_t total = 0;
+    for (size_t i = 0; i < *n; i++)
+        total += gwt_encode(m, msg[i], len[i], all + total, cap - total);
+    return total;
+}
+
+/* Every message comes back on fd and was recorded by the server, in order;
+ * then closes fd and frees f. */
+static void check_echoed_and_free(fx *f, int fd, gw_framing m, const char **msg, const size_t *len, size_t n)
+{
+    read_echoes(f, fd, m, msg, len, n);
+    check_recorded(f, msg, len, n);
+    close(fd);
+    fx_free(f);
+}
+
 static void test_coalesced_frames(void **state)
 {
     (void)state;
@@ -102,18 +121,12 @@ static void test_coalesced_frames(void **state)
         gw_framing m = framed[k];
         fx *f = fx_new(m, 0);
         const char *msg[8];
-        size_t len[8];
-        size_t n = messages(m, msg, len);
+        size_t len[8], n;
         unsigned char all[1024];
-        size_t total = 0;
-        for (size_t i = 0; i < n; i++)
-            total += gwt_encode(m, msg[i], len[i], all + total, sizeof all - total);
+        size_t total = encode_messages(m, msg, len, &n, all, sizeof all);
         int fd = gwt_connect("127.0.0.1", f->port);
         assert_int_equal(gwt_write_all(f->srv, fd, all, total), 0); /* one write */
-        read_echoes(f, fd, m, msg, len, n);
-        check_recorded(f, msg, len, n);
-        close(fd);
-        fx_free(f);
+        check_echoed_and_free(f, fd, m, msg, len, n);
     }
 }
 
@@ -124,22 +137,16 @@ static void test_split_frames(void **state)
         gw_framing m = framed[k];
         fx *f = fx_new(m, 0);
         const char *msg[8];
-        size_t len[8];
-        size_t n = messages(m, msg, len);
+        size_t len[8], n;
         unsigned char all[1024];
-        size_t total = 0;
-        for (size_t i = 0; i < n; i++)
-            total += gwt_encode(m, msg[i], len[i], all + total, sizeof all - total);
+        size_t total = encode_messages(m, msg, len, &n, all, sizeof all);
         int fd = gwt_connect_pump(f->srv, "127.0.0.1", f->port);
         /* one byte at a time, each one read by the server before the next */
         for (size_t i = 0; i < total; i++) {
             assert_int_equal(gwt_write_all(f->srv, fd, all + i, 1), 0);
             assert_true(gwt_pump_until_stat(f->srv, GWT_STAT(bytes_in), i + 1, GWT_TIMEOUT_MS));
         }
-        read_echoes(f, fd, m, msg, len, n);
-        check_recorded(f, msg, len, n);
-        close(fd);
-        fx_free(f);
+        check_echoed_and_free(f, fd, m, msg, len, n);
     }
 }
 

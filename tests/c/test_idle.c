@@ -17,11 +17,9 @@ static void test_idle_client_closed_active_kept(void **state)
     gwt_fixture *f = *state;
     gw_server_t *srv = f->srv;
     gwt_rec *rec = &f->rec;
-    gw_listener_options o = GW_LISTENER_OPTIONS_INIT;
-    o.framing = GW_FRAMING_RAW;
+    gw_listener_options o;
+    gwt_echo_opts(&o, rec, GW_FRAMING_RAW);
     o.idle_timeout_ms = IDLE_MS;
-    gwt_rec_attach(rec, &o);
-    rec->echo = 1;
     gw_listener_t *l = gwt_listen(srv, "127.0.0.1:0", &o);
     int port = gw_listener_port(l);
 

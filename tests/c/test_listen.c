@@ -20,10 +20,8 @@
 /* A line-echo listener on addr; returns its port. */
 static gw_listener_t *echo_listener(gw_server_t *srv, gwt_rec *rec, const char *addr)
 {
-    gw_listener_options o = GW_LISTENER_OPTIONS_INIT;
-    o.framing = GW_FRAMING_LINE;
-    gwt_rec_attach(rec, &o);
-    rec->echo = 1;
+    gw_listener_options o;
+    gwt_echo_opts(&o, rec, GW_FRAMING_LINE);
     return gwt_listen(srv, addr, &o);
 }
 
@@ -263,11 +261,9 @@ static void test_backlog(void **state)
 {
     gwt_fixture *f = *state;
     gw_server_t *srv = f->srv;
-    gw_listener_options o = GW_LISTENER_OPTIONS_INIT;
-    o.framing = GW_FRAMING_LINE;
+    gw_listener_options o;
+    gwt_echo_opts(&o, &f->rec, GW_FRAMING_LINE);
     o.backlog = 1;
-    gwt_rec_attach(&f->rec, &o);
-    f->rec.echo = 1;
     gw_listener_t *l = gwt_listen(srv, "127.0.0.1:0", &o);
     assert_non_null(l);
     int port = gw_listener_port(l);
@@ -334,10 +330,8 @@ static void test_backlog_above_somaxconn_logged_once(void **state)
     assert_non_null(srv);
     gwt_rec rec;
     gwt_rec_init(&rec);
-    gw_listener_options o = GW_LISTENER_OPTIONS_INIT;
-    o.framing = GW_FRAMING_LINE;
-    gwt_rec_attach(&rec, &o);
-    rec.echo = 1;
+    gw_listener_options o;
+    gwt_echo_opts(&o, &rec, GW_FRAMING_LINE);
 
     o.backlog = somax; /* at the cap: nothing to say */
     assert_non_null(gwt_listen(srv, "127.0.0.1:0", &o));

@@ -18,10 +18,8 @@ static gw_server_t *echo_server(gwt_rec *rec, gw_framing framing, int *port)
 {
     gwt_rec_init(rec);
     gw_server_t *srv = gwt_server();
-    gw_listener_options o = GW_LISTENER_OPTIONS_INIT;
-    o.framing = framing;
-    gwt_rec_attach(rec, &o);
-    rec->echo = 1;
+    gw_listener_options o;
+    gwt_echo_opts(&o, rec, framing);
     gw_listener_t *l = gwt_listen(srv, "127.0.0.1:0", &o);
     assert_non_null(l);
     *port = gw_listener_port(l);

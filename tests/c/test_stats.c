@@ -23,11 +23,9 @@ static void test_counters(void **state)
     gwt_rec_init(&rec);
     gwt_rec_init(&rec2);
     gw_server_t *srv = gwt_server();
-    gw_listener_options o = GW_LISTENER_OPTIONS_INIT, o2 = GW_LISTENER_OPTIONS_INIT;
-    o.framing = GW_FRAMING_LINE;
-    gwt_rec_attach(&rec, &o);
+    gw_listener_options o, o2 = GW_LISTENER_OPTIONS_INIT;
+    gwt_echo_opts(&o, &rec, GW_FRAMING_LINE);
     o.on_open = greet;
-    rec.echo = 1;
     o.max_clients = 2;
     gwt_rec_attach(&rec2, &o2);
     gw_listener_t *l = gwt_listen(srv, "127.0.0.1:0", &o);

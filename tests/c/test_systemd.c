@@ -70,15 +70,6 @@ static void assert_echo_on(gw_server_t *srv, int port, const char *text)
     close(fd);
 }
 
-static void line_echo_opts(gw_listener_options *o, gwt_rec *rec)
-{
-    gw_listener_options d = GW_LISTENER_OPTIONS_INIT;
-    *o = d;
-    o->framing = GW_FRAMING_LINE;
-    gwt_rec_attach(rec, o);
-    rec->echo = 1;
-}
-
 static void test_inherited_by_name(void **state)
 {
     (void)state;
@@ -94,7 +85,7 @@ static void test_inherited_by_name(void **state)
     gwt_rec_init(&rec);
     gw_server_t *srv = gwt_server();
     gw_listener_options o;
-    line_echo_opts(&o, &rec);
+    gwt_echo_opts(&o, &rec, GW_FRAMING_LINE);
     o.address = "127.0.0.1:0"; /* must not be used: the inherited socket wins */
 
     gw_listener_t *api = NULL;
@@ -187,7 +178,7 @@ static void test_other_pid_falls_back_to_address(void **state)
     gwt_rec_init(&rec);
     gw_server_t *srv = gwt_server();
     gw_listener_options o;
-    line_echo_opts(&o, &rec);
+    gwt_echo_opts(&o, &rec, GW_FRAMING_LINE);
     o.address = "127.0.0.1:0";
     gw_listener_t *l = NULL;
     int inherited = -1;
@@ -213,7 +204,7 @@ static void test_started_by_hand_binds_address(void **state)
     gwt_rec_init(&rec);
     gw_server_t *srv = gwt_server();
     gw_listener_options o;
-    line_echo_opts(&o, &rec);
+    gwt_echo_opts(&o, &rec, GW_FRAMING_LINE);
     o.address = "127.0.0.1:0";
     gw_listener_t *l = NULL;
     int inherited = -1;

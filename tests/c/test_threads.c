@@ -17,10 +17,8 @@ static void test_cross_thread_stop(void **state)
     gwt_rec rec;
     gwt_rec_init(&rec);
     gw_server_t *srv = gwt_server();
-    gw_listener_options o = GW_LISTENER_OPTIONS_INIT;
-    o.framing = GW_FRAMING_LINE;
-    gwt_rec_attach(&rec, &o);
-    rec.echo = 1;
+    gw_listener_options o;
+    gwt_echo_opts(&o, &rec, GW_FRAMING_LINE);
     gw_listener_t *l = gwt_listen(srv, "127.0.0.1:0", &o);
     int port = gw_listener_port(l);
     gwt_loop loop;
@@ -181,10 +179,8 @@ static void test_wrong_thread(void **state)
     gwt_rec rec;
     gwt_rec_init(&rec);
     gw_server_t *srv = gwt_server(); /* this thread is the loop thread */
-    gw_listener_options o = GW_LISTENER_OPTIONS_INIT;
-    o.framing = GW_FRAMING_LINE;
-    gwt_rec_attach(&rec, &o);
-    rec.echo = 1;
+    gw_listener_options o;
+    gwt_echo_opts(&o, &rec, GW_FRAMING_LINE);
     gw_listener_t *l = gwt_listen(srv, "127.0.0.1:0", &o);
     int fd = gwt_connect_pump(srv, "127.0.0.1", gw_listener_port(l));
     assert_true(gwt_rec_wait(srv, &rec, &rec.opens, 1, GWT_TIMEOUT_MS));
