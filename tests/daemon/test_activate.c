@@ -26,10 +26,14 @@ static int have_ssa(void)
     return access(SSA, X_OK) == 0;
 }
 
-/* systemd-socket-activate ARGS... gatewayd --config CONF; it execs the daemon
+/* Writes `conf` as the config, then runs systemd-socket-activate
+ * -l 127.0.0.1:PORT1 [-l 127.0.0.1:PORT2] [--fdname=FDNAMES] gatewayd --config
+ * CONF (port2 0: one socket; fdnames NULL: no names); it execs the daemon
  * (same pid) on the first connection. */
-static void activate(gwd_fixture *f, const char *const *ssa_args)
+static void activate(gwd_fixture *f, const char *conf, int port1, int port2, const char *fdnames)
 {
+    gwd_dir_write(&f->dir, "gateway.conf", conf, f->conf, sizeof f->conf);
+    char l1[64], l2[64], names[128];
     char *argv[24];
     int n = 0;
     argv[n++] = SSA;
@@ -39,8 +43,18 @@ static void activate(gwd_fixture *f, const char *const *ssa_args)
         argv[n++] = "-E";
         argv[n++] = "QEMU_LD_PREFIX";
     }
-    for (int i = 0; ssa_args[i]; ++i)
-        argv[n++] = (char *)ssa_args[i];
+    snprintf(l1, sizeof l1, "127.0.0.1:%d", port1);
+    argv[n++] = "-l";
+    argv[n++] = l1;
+    if (port2) {
+        snprintf(l2, sizeof l2, "127.0.0.1:%d", port2);
+        argv[n++] = "-l";
+        argv[n++] = l2;
+    }
+    if (fdnames) {
+        snprintf(names, sizeof names, "--fdname=%s", fdnames);
+        argv[n++] = names;
+    }
     argv[n++] = (char *)gwd_binary();
     argv[n++] = "--config";
     argv[n++] = f->conf;
@@ -55,15 +69,11 @@ static void test_one_named_fd(void **state)
         skip();
     int port = gwd_port();
     /* No listen address: the route can only be served by the passed socket. */
-    gwd_dir_write(&f->dir, "gateway.conf",
-                  "[[route]]\n"
-                  "name = \"web\"\n"
-                  "backend = \"echo\"\n",
-                  f->conf, sizeof f->conf);
-    char listen[64];
-    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
-    const char *args[] = {"-l", listen, "--fdname=web", NULL};
-    activate(f, args);
+    activate(f,
+             "[[route]]\n"
+             "name = \"web\"\n"
+             "backend = \"echo\"\n",
+             port, 0, "web");
     int c = gwd_connect_retry(port, GWD_TIMEOUT_MS);
     assert_true(c >= 0);
     assert_true(gwd_roundtrip(c, "activated"));
@@ -110,12 +120,7 @@ static void test_several_named_fds(void **state)
              "listen = \"127.0.0.1:%d\"\n"
              "backend = \"echo\"\n",
              p3, p4);
-    gwd_dir_write(&f->dir, "gateway.conf", conf, f->conf, sizeof f->conf);
-    char l1[64], l2[64];
-    snprintf(l1, sizeof l1, "127.0.0.1:%d", p1);
-    snprintf(l2, sizeof l2, "127.0.0.1:%d", p2);
-    const char *args[] = {"-l", l1, "-l", l2, "--fdname=alpha:beta", NULL};
-    activate(f, args);
+    activate(f, conf, p1, p2, "alpha:beta");
     int a = gwd_connect_retry(p1, GWD_TIMEOUT_MS);
     assert_true(a >= 0);
     assert_true(gwd_roundtrip(a, "to alpha"));
@@ -162,11 +167,7 @@ static void test_unnamed_fd_matched_by_address(void **state)
              "backend = \"echo\"\n"
              "framing = \"line\"\n",
              other, port);
-    gwd_dir_write(&f->dir, "gateway.conf", conf, f->conf, sizeof f->conf);
-    char l[64];
-    snprintf(l, sizeof l, "127.0.0.1:%d", port);
-    const char *args[] = {"-l", l, NULL};
-    activate(f, args);
+    activate(f, conf, port, 0, NULL);
     int c = gwd_connect_retry(port, GWD_TIMEOUT_MS);
     assert_true(c >= 0);
     char buf[64];
@@ -196,11 +197,7 @@ static void test_mismatched_fd_is_a_startup_error(void **state)
              "listen = \"127.0.0.1:%d\"\n"
              "backend = \"echo\"\n",
              other);
-    gwd_dir_write(&f->dir, "gateway.conf", conf, f->conf, sizeof f->conf);
-    char l[64];
-    snprintf(l, sizeof l, "127.0.0.1:%d", port);
-    const char *args[] = {"-l", l, "--fdname=stray", NULL};
-    activate(f, args);
+    activate(f, conf, port, 0, "stray");
     int c = gwd_connect_retry(port, GWD_TIMEOUT_MS); /* starts the daemon */
     assert_true(c >= 0);
     assert_int_equal(gwd_wait_exit(&f->proc, GWD_TIMEOUT_MS), 1);
