@@ -242,38 +242,50 @@ class BackendLink final : IoHandler, IoDelegate {
     }
   }
 
-  // Moves what can be moved in both directions, then updates both interests.
-  // Level-triggered epoll calls again for whatever is still ready.
+  // Moves what can be moved in both directions, a few rounds while bytes keep
+  // flowing (fewer trips through epoll on a bulk flow, yet bounded so other
+  // clients get their turn), then updates both interests. Level-triggered
+  // epoll calls again for whatever is still ready.
   void pump() {
     Connection &client = *client_;
     int client_fd = client.fd();
-    // client -> pipe -> backend
-    if (!client_eof_ && to_backend_.room()) {
-      ssize_t n = to_backend_.fill_from(client_fd);
-      if (n > 0) {
-        client.account_in(static_cast<size_t>(n));
-        client.account_spliced(static_cast<size_t>(n));
+    for (int round = 0; round < 8; ++round) {
+      size_t progress = 0;
+      // client -> pipe -> backend
+      if (!client_eof_ && to_backend_.room()) {
+        ssize_t n = to_backend_.fill_from(client_fd);
+        if (n > 0) {
+          client.account_in(static_cast<size_t>(n));
+          client.account_spliced(static_cast<size_t>(n));
+          progress += static_cast<size_t>(n);
+        } else if (n == 0) {
+          client_eof_ = true;
+          client.note_peer_eof();
+        } else if (n != -EAGAIN) {
+          return broken(client, static_cast<int>(-n));
+        }
       }
-      else if (n == 0) {
-        client_eof_ = true;
-        client.note_peer_eof();
-      } else if (n != -EAGAIN) return broken(client, static_cast<int>(-n));
+      ssize_t moved = to_backend_.drain_to(fd_.get());
+      if (moved > 0) progress += static_cast<size_t>(moved);
+      else if (moved < 0 && moved != -EAGAIN) return fail(static_cast<int>(-moved));
+      // backend -> pipe -> client
+      if (!backend_eof_ && to_client_.room()) {
+        ssize_t n = to_client_.fill_from(fd_.get());
+        if (n > 0) progress += static_cast<size_t>(n);
+        else if (n == 0) backend_eof_ = true;
+        else if (n != -EAGAIN) return fail(static_cast<int>(-n));
+      }
+      moved = to_client_.drain_to(client_fd);
+      if (moved > 0) {
+        client.account_out(static_cast<size_t>(moved));
+        client.account_spliced(static_cast<size_t>(moved));
+        progress += static_cast<size_t>(moved);
+      } else if (moved < 0 && moved != -EAGAIN) {
+        return broken(client, static_cast<int>(-moved));
+      }
+      if (!progress) break;
     }
-    ssize_t moved = to_backend_.drain_to(fd_.get());
-    if (moved < 0 && moved != -EAGAIN) return fail(static_cast<int>(-moved));
     if (client_eof_ && to_backend_.held == 0) shut_backend();
-    // backend -> pipe -> client
-    if (!backend_eof_ && to_client_.room()) {
-      ssize_t n = to_client_.fill_from(fd_.get());
-      if (n == 0) backend_eof_ = true;
-      else if (n < 0 && n != -EAGAIN) return fail(static_cast<int>(-n));
-    }
-    moved = to_client_.drain_to(client_fd);
-    if (moved > 0) {
-      client.account_out(static_cast<size_t>(moved));
-      client.account_spliced(static_cast<size_t>(moved));
-    }
-    else if (moved < 0 && moved != -EAGAIN) return broken(client, static_cast<int>(-moved));
     if (backend_eof_ && to_client_.held == 0) client.shutdown_write();
     if (backend_eof_ && to_client_.held == 0 && client_eof_ && backend_shut_) {
       client.close(CloseReason::peer);
