@@ -167,6 +167,22 @@ static void test_inherited_name_missing(void **state)
     clear_env();
 }
 
+/* gw_listener_create_systemd for "api" with address 127.0.0.1:0 must bind
+ * that address itself (not inherit); checks the echo and returns the port. */
+static int assert_binds_address(gw_server_t *srv, gwt_rec *rec, gw_listener_options *o, const char *text)
+{
+    gwt_echo_opts(o, rec, GW_FRAMING_LINE);
+    o->address = "127.0.0.1:0";
+    gw_listener_t *l = NULL;
+    int inherited = -1;
+    assert_int_equal(gw_listener_create_systemd(&l, &inherited, srv, "api", o), 0);
+    assert_int_equal(inherited, 0);
+    int port = gw_listener_port(l);
+    assert_true(port > 0);
+    assert_echo_on(srv, port, text);
+    return port;
+}
+
 static void test_other_pid_falls_back_to_address(void **state)
 {
     (void)state;
@@ -178,16 +194,8 @@ static void test_other_pid_falls_back_to_address(void **state)
     gwt_rec_init(&rec);
     gw_server_t *srv = gwt_server();
     gw_listener_options o;
-    gwt_echo_opts(&o, &rec, GW_FRAMING_LINE);
-    o.address = "127.0.0.1:0";
-    gw_listener_t *l = NULL;
-    int inherited = -1;
-    assert_int_equal(gw_listener_create_systemd(&l, &inherited, srv, "api", &o), 0);
-    assert_int_equal(inherited, 0);
-    int port = gw_listener_port(l);
-    assert_true(port > 0);
+    int port = assert_binds_address(srv, &rec, &o, "fallback");
     assert_int_not_equal(port, p3);
-    assert_echo_on(srv, port, "fallback");
     gw_server_destroy(srv);
     /* not ours to take: fd 3 was left alone */
     assert_true(fcntl(3, F_GETFD) >= 0);
@@ -204,13 +212,7 @@ static void test_started_by_hand_binds_address(void **state)
     gwt_rec_init(&rec);
     gw_server_t *srv = gwt_server();
     gw_listener_options o;
-    gwt_echo_opts(&o, &rec, GW_FRAMING_LINE);
-    o.address = "127.0.0.1:0";
-    gw_listener_t *l = NULL;
-    int inherited = -1;
-    assert_int_equal(gw_listener_create_systemd(&l, &inherited, srv, "api", &o), 0);
-    assert_int_equal(inherited, 0);
-    assert_echo_on(srv, gw_listener_port(l), "by hand");
+    assert_binds_address(srv, &rec, &o, "by hand");
     /* out_inherited may be NULL */
     gw_listener_t *l2 = NULL;
     assert_int_equal(gw_listener_create_systemd(&l2, NULL, srv, "api", &o), 0);
