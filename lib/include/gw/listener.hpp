@@ -25,6 +25,10 @@ struct ListenerConfig {
   unsigned max_clients = 0;         ///< 0 = unlimited
   unsigned max_clients_per_ip = 0;  ///< 0 = unlimited
   uint64_t idle_timeout_ms = 0;     ///< 0 = never
+  /// A frame that has begun must be complete within this time, or the client
+  /// is closed (CloseReason::idle): one byte a second cannot hold a frame, and
+  /// its buffer, open forever. Framed listeners only; 0 = no deadline.
+  uint64_t frame_timeout_ms = 0;
   bool keepalive = false;
   unsigned keepalive_idle_s = 0, keepalive_interval_s = 0, keepalive_count = 0;
   size_t high_water = 64 * 1024;

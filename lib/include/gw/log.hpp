@@ -18,7 +18,7 @@ struct Logger {
 
   bool enabled(LogLevel level) const noexcept { return static_cast<int>(level) <= static_cast<int>(max_level); }
   void log(LogLevel level, const char *format, ...) const noexcept __attribute__((format(printf, 3, 4)));
-  void vlog(LogLevel level, const char *format, va_list args) const noexcept;
+  void vlog(LogLevel level, const char *format, va_list args) const noexcept __attribute__((format(printf, 3, 0)));
 };
 
 }  // namespace gw
