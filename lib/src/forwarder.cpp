@@ -230,15 +230,23 @@ class BackendLink final : IoHandler, IoDelegate {
 
   void on_delegate_end(Connection &conn) override {
     // Bytes already spliced out of the backend belong to the client: read
-    // them back out of the pipe into its queue, which flushes them.
+    // them back out of the pipe into its queue, which flushes them. The pipe
+    // (up to 256 KiB) is larger than the scratch buffer (64 KiB), so this
+    // goes in scratch-sized pieces; each is queued before the next is read.
     spliced_ = false;
     uint8_t *scratch = loop_.scratch();
     while (to_client_.held) {
-      ssize_t n = ::read(to_client_.read_end.get(), scratch, to_client_.held);
+      size_t piece = to_client_.held < EventLoop::scratch_size ? to_client_.held : EventLoop::scratch_size;
+      ssize_t n = ::read(to_client_.read_end.get(), scratch, piece);
       if (n <= 0) break;
       to_client_.held -= static_cast<size_t>(n);
-      iovec part{scratch, static_cast<size_t>(n)};
-      conn.send_parts(&part, 1);
+      if (conn.send(scratch, static_cast<size_t>(n)) != 0) {
+        // Only when max_output is set below the pipe's size: say what is lost.
+        conn.listener().server().logger().log(
+            LogLevel::warning, "%s: %s: %zu bytes from the backend could not be queued (max_output)",
+            conn.config().name.c_str(), conn.peer().to_string().c_str(), static_cast<size_t>(n) + to_client_.held);
+        break;
+      }
     }
   }
 

@@ -7,7 +7,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -188,6 +191,86 @@ void oversized_frame_closes_the_client(void **) {
   assert_int_equal(f.front->stats().bytes_out.load(), sizeof ok);
 }
 
+
+// A backend that sends `payload` to its one client as fast as it takes it,
+// then closes. Runs on its own thread; bounded by the client's reading.
+struct Source {
+  int listen_fd = -1;
+  int port = 0;
+  std::thread thread;
+
+  explicit Source(const std::vector<uint8_t> &payload) {
+    listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(listen_fd, reinterpret_cast<sockaddr *>(&address), sizeof address), 0);
+    assert_int_equal(listen(listen_fd, 4), 0);
+    socklen_t length = sizeof address;
+    getsockname(listen_fd, reinterpret_cast<sockaddr *>(&address), &length);
+    port = ntohs(address.sin_port);
+    thread = std::thread([this, &payload] {
+      int fd = accept(listen_fd, nullptr, nullptr);
+      if (fd < 0) return;
+      for (size_t sent = 0; sent < payload.size();) {
+        ssize_t n = send(fd, payload.data() + sent, payload.size() - sent, MSG_NOSIGNAL);
+        if (n <= 0) break;  // the gateway closed its side: the test is over
+        sent += static_cast<size_t>(n);
+      }
+      close(fd);
+    });
+  }
+  ~Source() {
+    thread.join();
+    close(listen_fd);
+  }
+};
+
+// Regression: a spliced download whose client stops reading is closed by the
+// idle timeout with the to-client pipe full (256 KiB). The bytes in the pipe
+// used to be read back into the loop's 64 KiB scratch buffer in one read():
+// a heap overflow (ASan: WRITE of ~108 KiB). Now they come back in pieces
+// and still reach the client, so what it reads is an unbroken prefix.
+void spliced_close_hands_back_a_full_pipe(void **) {
+  auto payload = pattern(16 << 20);
+  Source source(payload);
+  gw::ServerConfig config;
+  config.logger.max_level = gw::LogLevel::error;
+  std::unique_ptr<gw::Server> server;
+  assert_int_equal(gw::Server::create(server, config), 0);
+  gw::SocketAddress to;
+  assert_int_equal(gw::parse_ip_port("127.0.0.1:" + std::to_string(source.port), to), 0);
+  auto forwarder = std::make_shared<gw::Forwarder>(to, "tcp://" + to.to_string());
+  gw::ListenerConfig front_config;
+  front_config.idle_timeout_ms = 300;
+  gw::Listener *front = nullptr;
+  assert_int_equal(server->listen(front, "127.0.0.1:0", front_config, forwarder), 0);
+  std::thread loop([&] { server->run(); });
+
+  int fd = connect_to(front->port());
+  std::vector<uint8_t> got(payload.size());
+  read_exactly(fd, got.data(), 256 * 1024);  // bulk: the link splices
+  // Fall silent until the idle timeout has closed the client; then read
+  // everything that was still on its way, up to the EOF.
+  size_t done = 256 * 1024;
+  usleep(1500 * 1000);
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 5000) != 1) fail_msg("no EOF after %zu bytes", done);
+    ssize_t n = read(fd, got.data() + done, got.size() - done);
+    if (n < 0) fail_msg("read failed after %zu bytes: %s", done, strerror(errno));
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  close(fd);
+  server->stop();
+  loop.join();
+  assert_true(front->stats().bytes_spliced.load() > 0);
+  assert_true(done < payload.size());  // the idle timeout cut the download
+  assert_int_equal(done, front->stats().bytes_out.load());
+  assert_memory_equal(got.data(), payload.data(), done);
+}
+
 }  // namespace
 
 int main() {
@@ -198,6 +281,7 @@ int main() {
       cmocka_unit_test(framed_messages_pass_as_sent),
       cmocka_unit_test(last_line_without_newline_stays_so),
       cmocka_unit_test(oversized_frame_closes_the_client),
+      cmocka_unit_test(spliced_close_hands_back_a_full_pipe),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
