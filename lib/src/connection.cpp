@@ -178,10 +178,40 @@ void Connection::deliver(const uint8_t *data, size_t length) {
     in_.consume(offset);
   else
     in_.append(data + offset, length - offset);
+  update_frame_deadline(offset > 0);
+}
+
+void Connection::update_frame_deadline(bool completed) {
+  uint64_t timeout = config_->frame_timeout_ms;
+  if (!timeout) return;
+  if (in_.empty()) {
+    if (frame_timer_) frame_timer_->stop();
+    return;
+  }
+  // A frame has begun: it has `timeout` from its first byte. A later frame
+  // gets its own deadline once the one before it completed.
+  if (!frame_timer_) frame_timer_ = std::make_unique<Timer>(listener_.server_.loop(), [this] { on_frame_timeout(); });
+  if (completed || !frame_timer_->active()) frame_timer_->start(timeout);
+}
+
+void Connection::on_frame_timeout() {
+  if (state_ != State::open || in_.empty()) return;
+  if (backpressured_ || user_paused_ || delegate_) {
+    // We are the ones not reading (the output or a backend is full): the
+    // rest of the frame may be waiting in the kernel. Not the client's fault.
+    frame_timer_->start(config_->frame_timeout_ms);
+    return;
+  }
+  listener_.server_.logger().log(LogLevel::info, "%s: closing %s: frame not complete within frame_timeout (%llu ms, %zu bytes of it received)",
+                                 config_->name.c_str(), peer_.to_string().c_str(),
+                                 static_cast<unsigned long long>(config_->frame_timeout_ms), in_.size());
+  close(CloseReason::idle);
 }
 
 void Connection::on_peer_eof() {
   peer_eof_ = true;
+  // Nothing more can arrive: an incomplete frame is not a slow one.
+  if (frame_timer_) frame_timer_->stop();
   if (state_ == State::open) {
     // A last line without its '\n' is still a line (`printf 'hi' | nc`).
     if (config().framing == Framing::line && !in_.empty()) {
@@ -214,6 +244,7 @@ void Connection::close(CloseReason reason) {
   state_ = State::closing;
   reason_ = reason;
   in_.release();
+  if (frame_timer_) frame_timer_->stop();
   Server &server = listener_.server_;
   close_deadline_ms_ = EventLoop::now_ms() + server.config().stop_timeout_ms;
   Connection::List &closing = server.closing();
@@ -255,6 +286,7 @@ void Connection::finish(CloseReason reason) {
   fd_.reset();
   in_.release();
   out_.release();
+  frame_timer_.reset();
   Stats::add(listener_.stats_.clients, static_cast<uint64_t>(-1));
   Stats::add(server.stats_.clients, static_cast<uint64_t>(-1));
   auto ip = listener_.per_ip_.find(ip_);

@@ -33,7 +33,8 @@ struct Fixture {
   gw::Listener *backend = nullptr;
   gw::Listener *front = nullptr;
 
-  explicit Fixture(bool splice, gw::Framing framing = gw::Framing::raw, size_t max_frame = 65536) {
+  explicit Fixture(bool splice, gw::Framing framing = gw::Framing::raw, size_t max_frame = 65536,
+                   uint64_t frame_timeout_ms = 0) {
     gw::ServerConfig config;
     config.logger.max_level = gw::LogLevel::error;
     assert_int_equal(gw::Server::create(server, config), 0);
@@ -44,6 +45,7 @@ struct Fixture {
     front_config.splice = splice;
     front_config.framing = framing;
     front_config.max_frame = max_frame;
+    front_config.frame_timeout_ms = frame_timeout_ms;
     assert_int_equal(server->listen(front, "127.0.0.1:0", front_config, forwarder), 0);
   }
 };
@@ -271,6 +273,49 @@ void spliced_close_hands_back_a_full_pipe(void **) {
   assert_memory_equal(got.data(), payload.data(), done);
 }
 
+// Waits up to `ms` for the peer's EOF, discarding what comes before it.
+bool closed_within(int fd, int ms) {
+  uint8_t sink[256];
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, ms) != 1) return false;
+    ssize_t n = read(fd, sink, sizeof sink);
+    if (n <= 0) return true;
+  }
+}
+
+// frame_timeout: a frame that has begun must be complete in time. Whole
+// lines pass however slowly they follow each other; a line that trickles in
+// one byte at a time past the deadline closes its client, and only it.
+void frame_timeout_closes_a_trickling_frame(void **) {
+  Fixture f(true, gw::Framing::line, 65536, 300);
+  std::thread loop([&] { f.server->run(); });
+  int patient = connect_to(f.front->port());
+  int trickler = connect_to(f.front->port());
+  for (int i = 0; i < 3; ++i) {  // 3 lines, 200 ms apart: each is complete
+    assert_int_equal(write(patient, "ok\n", 3), 3);
+    uint8_t back[3];
+    read_exactly(patient, back, sizeof back);
+    assert_memory_equal(back, "ok\n", 3);
+    usleep(200 * 1000);
+  }
+  bool closed = false;
+  for (int i = 0; i < 20 && !closed; ++i) {  // one byte per 100 ms, never a '\n'
+    if (write(trickler, "x", 1) != 1) break;
+    pollfd p{trickler, POLLIN, 0};
+    closed = poll(&p, 1, 100) == 1 && closed_within(trickler, 100);
+  }
+  assert_true(closed || closed_within(trickler, 3000));
+  assert_int_equal(write(patient, "still\n", 6), 6);
+  uint8_t back[6];
+  read_exactly(patient, back, sizeof back);
+  assert_memory_equal(back, "still\n", 6);
+  close(patient);
+  close(trickler);
+  f.server->stop();
+  loop.join();
+}
+
 }  // namespace
 
 int main() {
@@ -282,6 +327,7 @@ int main() {
       cmocka_unit_test(last_line_without_newline_stays_so),
       cmocka_unit_test(oversized_frame_closes_the_client),
       cmocka_unit_test(spliced_close_hands_back_a_full_pipe),
+      cmocka_unit_test(frame_timeout_closes_a_trickling_frame),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

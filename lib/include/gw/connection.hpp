@@ -128,6 +128,10 @@ class Connection final : IoHandler {
   /// Closes the socket now and reports `reason`; every path ends here, once.
   void finish(CloseReason reason);
   void after_output_change();
+  /// Starts, keeps or stops the frame deadline after input was parsed:
+  /// `completed` tells whether at least one frame was complete.
+  void update_frame_deadline(bool completed);
+  void on_frame_timeout();
 
   Listener &listener_;
   std::shared_ptr<const ListenerConfig> config_;
@@ -152,6 +156,9 @@ class Connection final : IoHandler {
   List::iterator position_;  // in the listener's open list or the server's closing list
   void *user_data_ = nullptr;
   IoDelegate *delegate_ = nullptr;
+  // Armed only while a partial frame is buffered and frame_timeout_ms is set,
+  // so that an idle connection holds no timer.
+  std::unique_ptr<Timer> frame_timer_;
 };
 
 }  // namespace gw
