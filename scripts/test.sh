@@ -7,6 +7,9 @@
 # Stages:
 #   native  host build (RelWithDebInfo, -Werror) and its whole CTest suite
 #   asan    the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   tsan    the same suite under ThreadSanitizer (cross-thread stop, post, wake-up)
+#   fuzz    every libFuzzer target of tests/fuzz for GW_FUZZ_SECONDS (30) each,
+#           from its committed corpus (scripts/fuzz.sh; a long run: fuzz.sh -t 3600)
 #   nosystemd  host build without libsystemd (GW_WITH_SYSTEMD=OFF, preset
 #           nosystemd): the whole suite, systemd tests checking the fallbacks
 #   cross   arm64 and armhf cross builds, their suites run under qemu-user
@@ -20,7 +23,7 @@ source "$(dirname "$0")/lib/common.sh"
 cd "$GW_ROOT"
 
 stages=("$@")
-((${#stages[@]})) || stages=(native asan nosystemd cross packages e2e e2e-arm64)
+((${#stages[@]})) || stages=(native asan tsan nosystemd fuzz cross packages e2e e2e-arm64)
 jobs=$(nproc)
 
 run_preset() {
@@ -35,7 +38,8 @@ gw_need_packages "${GW_BUILD_PACKAGES[@]}"
 for stage in "${stages[@]}"; do
   start=$SECONDS
   case $stage in
-    native | asan | nosystemd) run_preset "$stage" ;;
+    native | asan | tsan | nosystemd) run_preset "$stage" ;;
+    fuzz) scripts/fuzz.sh -t "${GW_FUZZ_SECONDS:-30}" ;;
     cross)
       gw_need_packages crossbuild-essential-arm64 crossbuild-essential-armhf qemu-user mmdebstrap debian-archive-keyring
       for arch in arm64 armhf; do
@@ -46,7 +50,7 @@ for stage in "${stages[@]}"; do
     packages) scripts/package.sh all ;;
     e2e) scripts/e2e-systemd.sh amd64 ;;
     e2e-arm64) scripts/e2e-systemd.sh arm64 ;;
-    *) gw_die "unknown stage '$stage' (native, asan, nosystemd, cross, packages, e2e, e2e-arm64)" ;;
+    *) gw_die "unknown stage '$stage' (native, asan, tsan, nosystemd, fuzz, cross, packages, e2e, e2e-arm64)" ;;
   esac
   gw_say "[$stage] passed in $((SECONDS - start)) s"
 done
