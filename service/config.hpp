@@ -7,7 +7,13 @@
 //
 // Every problem is reported as "PATH:LINE:COL: message", sorted by position, and
 // all of them are reported, not only the first (a TOML syntax error stops the
-// parse, so it is then the only one). Nothing throws.
+// parse, so it is then the only one). Each message is one printable line:
+// control bytes, invalid UTF-8 and line separators are escaped, whatever the
+// file (or its path) holds. Nothing throws, and no input crashes the parser.
+//
+// Addresses (listen, allow, backend) are parsed by lib's parsers, the ones the
+// runtime uses, and stored as their results: what this layer accepts is what
+// the daemon applies, and the daemon never parses them again.
 #pragma once
 
 #include <array>
@@ -18,7 +24,7 @@
 #include <string_view>
 #include <vector>
 
-struct sockaddr;
+#include "gw/address.hpp"
 
 namespace gw::service {
 
@@ -31,42 +37,28 @@ struct SourcePos {
 enum class LogLevel { error, warning, info, debug };
 enum class Framing { raw, line, u16be, u32be };
 
-// A `listen` value: "127.0.0.1:7000", "[::1]:7000", "[fe80::1%eth0]:7000",
-// "0.0.0.0:7000", "[::]:7000" or ":7000" (all addresses; family left to the daemon).
+// A `listen` value, parsed by the runtime's own parser (gw::parse_listen_address):
+// "127.0.0.1:7000", "[::1]:7000", "[fe80::1%eth0]:7000", "0.0.0.0:7000",
+// "[::]:7000" or ":7000" (every address, dual-stack).
 struct ListenAddress {
-    enum class Family { any, ipv4, ipv6 };
-    Family family = Family::any;
-    std::array<std::uint8_t, 16> addr{};  // network order; 4 bytes used for ipv4
-    std::uint16_t port = 0;               // 0 = kernel picks (never a duplicate)
-    std::string scope;                    // "eth0" or "3", ipv6 link-local only
-    std::string text;                     // as written in the file
-    std::string canonical;                // "127.0.0.1:7000", "[::1]:7000", ":7000"
+    gw::ListenAddress address;  // what the daemon binds or matches
+    std::string text;           // as written in the file
+    std::string canonical;      // address.to_string(): "127.0.0.1:7000", "[::1]:7000", ":7000"
 
-    // True when a socket bound to `sa` (from getsockname) serves this address:
-    // same port (any, if port is 0) and same address, where family any matches
-    // 0.0.0.0 and ::. The scope is not compared (it is an interface *name*).
-    bool matches(const sockaddr *sa) const noexcept;
+    std::uint16_t port() const noexcept { return static_cast<std::uint16_t>(address.address.port()); }
 };
 
+// A `backend` value. tcp and unix ones are parsed by gw::parse_backend_address;
+// `address` is ready to connect to for an IP literal and a unix path, while a
+// host name (address unset) is resolved by the daemon from `host` and `port`.
 struct Backend {
     enum class Kind { echo, tcp, unix_socket };
     Kind kind = Kind::echo;
-    std::string host;       // tcp: IP literal (no brackets) or a host name
+    std::string host;       // tcp: IP literal (no brackets, with any %scope) or a host name
     std::uint16_t port = 0; // tcp: 1..65535
     std::string path;       // unix_socket: absolute path, fits sockaddr_un
     std::string text;       // as written: "echo", "tcp://127.0.0.1:502", "unix:/run/app.sock"
-};
-
-// An `allow` entry: "127.0.0.0/8", "::1/128", or a bare address (/32, /128).
-struct Cidr {
-    int family = 0;                       // AF_INET or AF_INET6
-    std::array<std::uint8_t, 16> addr{};  // network order, host bits zero
-    unsigned prefix = 0;
-    std::string text;                     // as written
-
-    // IPv4-mapped IPv6 peers (::ffff:a.b.c.d, from a dual-stack listener) match
-    // IPv4 entries. Other families never match.
-    bool contains(const sockaddr *sa) const noexcept;
+    std::optional<gw::SocketAddress> address;  // tcp IP literal or unix: no lookup needed
 };
 
 struct Route {
@@ -80,13 +72,15 @@ struct Route {
     std::chrono::milliseconds idle_timeout{60'000};  // 0 = disabled
     Framing framing = Framing::raw;
     std::uint32_t max_frame = 65536;      // 1..16 MiB
+    std::chrono::milliseconds frame_timeout{0};      // 0 = no deadline for a started frame
     std::vector<std::string> allow;       // as written; empty (key absent) = everyone
-    std::vector<Cidr> allow_nets;         // parsed, same order as `allow`
+    std::vector<gw::Cidr> allow_nets;     // parsed by gw::parse_cidr, same order as `allow`
     bool keepalive = true;
     bool splice = true;                   // tcp/unix backends: zero-copy once a flow turns bulk
 
-    // No allow list, or the peer is inside one of its networks.
-    bool allows(const sockaddr *peer) const noexcept;
+    // No allow list, or the peer is inside one of its networks (the same
+    // test the listener applies: IPv4 peers as IPv4-mapped IPv6).
+    bool allows(const gw::SocketAddress &peer) const noexcept;
 };
 
 struct ServiceSection {
@@ -120,6 +114,9 @@ ConfigResult parse_config(std::string_view text, const std::string &path_for_mes
 const char *to_string(LogLevel level) noexcept;
 const char *to_string(Framing framing) noexcept;
 const char *to_string(Backend::Kind kind) noexcept;
+// `text` as one printable line: bytes below 0x20, DEL, invalid UTF-8 and the
+// C1 controls as \xNN, U+2028/U+2029 as \u2028/\u2029; everything else as is.
+std::string printable_line(std::string_view text);
 // "60s", "500ms", "5m", "1h", "0"; false on anything else or overflow.
 bool parse_duration(std::string_view text, std::chrono::milliseconds &out) noexcept;
 // The shortest exact form: 60000ms -> "1m", 1500ms -> "1500ms", 0 -> "0".

@@ -21,7 +21,9 @@ extern "C" {
 #include <string>
 #include <vector>
 
+#include "activation.hpp"
 #include "config.hpp"
+#include "gw/errors.hpp"
 
 using namespace gw::service;
 using std::chrono::milliseconds;
@@ -78,8 +80,17 @@ sockaddr_in6 v6(const char *addr, uint16_t port) {
     return sa;
 }
 
-const sockaddr *sa(const sockaddr_in &s) { return reinterpret_cast<const sockaddr *>(&s); }
-const sockaddr *sa(const sockaddr_in6 &s) { return reinterpret_cast<const sockaddr *>(&s); }
+template <typename Sockaddr>
+gw::SocketAddress sa(const Sockaddr &s) {
+    gw::SocketAddress out;
+    assert_true(out.assign(reinterpret_cast<const sockaddr *>(&s), sizeof s));
+    return out;
+}
+
+// The allow test the listener applies to a peer.
+bool cidr_contains(const gw::Cidr &c, const gw::SocketAddress &peer) { return c.contains(gw::ip_key(peer)); }
+
+int listen_family(const ListenAddress &l) { return l.address.dual_stack ? AF_UNSPEC : l.address.address.family(); }
 
 void assert_route_defaults(const Route &r) {
     assert_int_equal(r.backlog, 128);
@@ -92,6 +103,7 @@ void assert_route_defaults(const Route &r) {
     assert_true(r.splice);
     assert_true(r.allow.empty());
     assert_true(r.allow_nets.empty());
+    assert_int_equal(r.frame_timeout.count(), 0);
 }
 
 // ---- valid files -----------------------------------------------------------------
@@ -107,9 +119,9 @@ void default_config_file(void **) {
     const Route &e = c.routes[0];
     assert_string_equal(e.name.c_str(), "echo");
     assert_true(e.listen.has_value());
-    assert_int_equal(static_cast<int>(e.listen->family), static_cast<int>(ListenAddress::Family::ipv4));
+    assert_int_equal(listen_family(*e.listen), AF_INET);
     assert_string_equal(e.listen->canonical.c_str(), "127.0.0.1:7000");
-    assert_int_equal(e.listen->port, 7000);
+    assert_int_equal(e.listen->port(), 7000);
     assert_int_equal(static_cast<int>(e.backend.kind), static_cast<int>(Backend::Kind::echo));
     assert_route_defaults(e);
     assert_true(e.where.line > 0);
@@ -154,6 +166,7 @@ max_frame = 16777216
 allow = ["10.0.0.0/8", "::1", "192.168.1.7"]
 keepalive = false
 splice = false
+frame_timeout = "250ms"
 
 [[route]]
 name = "second"
@@ -180,18 +193,22 @@ idle_timeout = "1h"
     assert_int_equal(r.max_frame, 16777216);
     assert_false(r.keepalive);
     assert_false(r.splice);
+    assert_int_equal(r.frame_timeout.count(), 250);
+    assert_false(r.backend.address.has_value());  // a host name: resolved by the daemon
     assert_int_equal(r.allow.size(), 3);
     assert_string_equal(r.allow[1].c_str(), "::1");
     assert_int_equal(r.allow_nets.size(), 3);
-    assert_int_equal(r.allow_nets[0].family, AF_INET);
-    assert_int_equal(r.allow_nets[0].prefix, 8);
-    assert_int_equal(r.allow_nets[1].family, AF_INET6);
-    assert_int_equal(r.allow_nets[1].prefix, 128);
-    assert_int_equal(r.allow_nets[2].prefix, 32);
+    assert_true(r.allow_nets[0].is_ipv4());
+    assert_int_equal(r.allow_nets[0].written_prefix(), 8);
+    assert_false(r.allow_nets[1].is_ipv4());
+    assert_int_equal(r.allow_nets[1].written_prefix(), 128);
+    assert_int_equal(r.allow_nets[2].written_prefix(), 32);
 
     const Route &s = c.routes[1];
     assert_int_equal(static_cast<int>(s.backend.kind), static_cast<int>(Backend::Kind::unix_socket));
     assert_string_equal(s.backend.path.c_str(), "/run/app.sock");
+    assert_true(s.backend.address.has_value());
+    assert_string_equal(s.backend.address->to_string().c_str(), "unix:/run/app.sock");
     assert_string_equal(s.backend.text.c_str(), "unix:/run/app.sock");
     assert_int_equal(static_cast<int>(s.framing), static_cast<int>(Framing::u16be));
     assert_int_equal(s.max_frame, 1);
@@ -270,10 +287,12 @@ void unknown_keys(void **) {
                  "gw.conf:4:1: unknown key 'baklogg' in route \"r\" (did you mean 'backlog'?)");
     expect_error(route("bklogg = 1\n"),  // distance 3: the list instead
                  "gw.conf:4:1: unknown key 'bklogg' in route \"r\" (valid keys: name, listen, backend, backlog, "
-                 "max_clients, max_clients_per_ip, idle_timeout, framing, max_frame, allow, keepalive, splice)");
+                 "max_clients, max_clients_per_ip, idle_timeout, framing, max_frame, allow, keepalive, splice, "
+                 "frame_timeout)");
     expect_error(route("tls = true\n"),
                  "gw.conf:4:1: unknown key 'tls' in route \"r\" (valid keys: name, listen, backend, backlog, "
-                 "max_clients, max_clients_per_ip, idle_timeout, framing, max_frame, allow, keepalive, splice)");
+                 "max_clients, max_clients_per_ip, idle_timeout, framing, max_frame, allow, keepalive, splice, "
+                 "frame_timeout)");
     expect_error("[service]\nloglevel = \"info\"\n",
                  "gw.conf:2:1: unknown key 'loglevel' in [service] (did you mean 'log_level'?)");
     expect_error("[service]\nuser = \"gw\"\n",
@@ -399,36 +418,38 @@ void durations(void **) {
 // ---- listen -----------------------------------------------------------------------
 
 void listen_forms(void **) {
-    using F = ListenAddress::Family;
+    // Scopes name interfaces of this host: "lo" (index 1) always exists.
     struct {
         const char *text;
-        F family;
+        int family;  // AF_UNSPEC: ":PORT", every address (dual-stack)
         const char *canonical;
         uint16_t port;
-        const char *scope;
+        uint32_t scope_id;
     } ok[] = {
-        {"127.0.0.1:7000", F::ipv4, "127.0.0.1:7000", 7000, ""},
-        {"0.0.0.0:0", F::ipv4, "0.0.0.0:0", 0, ""},
-        {":7000", F::any, ":7000", 7000, ""},
-        {"[::1]:7000", F::ipv6, "[::1]:7000", 7000, ""},
-        {"[::]:65535", F::ipv6, "[::]:65535", 65535, ""},
-        {"[0:0:0:0:0:0:0:1]:80", F::ipv6, "[::1]:80", 80, ""},
-        {"[FE80::1%eth0]:7000", F::ipv6, "[fe80::1%eth0]:7000", 7000, "eth0"},
-        {"[fe80::2%3]:1", F::ipv6, "[fe80::2%3]:1", 1, "3"},
+        {"127.0.0.1:7000", AF_INET, "127.0.0.1:7000", 7000, 0},
+        {"0.0.0.0:0", AF_INET, "0.0.0.0:0", 0, 0},
+        {":7000", AF_UNSPEC, ":7000", 7000, 0},
+        {"[::1]:7000", AF_INET6, "[::1]:7000", 7000, 0},
+        {"[::]:65535", AF_INET6, "[::]:65535", 65535, 0},
+        {"[0:0:0:0:0:0:0:1]:80", AF_INET6, "[::1]:80", 80, 0},
+        {"[FE80::1%lo]:7000", AF_INET6, "[fe80::1%lo]:7000", 7000, 1},
+        {"[fe80::2%1]:1", AF_INET6, "[fe80::2%lo]:1", 1, 1},  // by index, shown by name
     };
     for (const auto &t : ok) {
         Config c = parse_ok(route(std::string("listen = \"") + t.text + "\"\n"));
         const ListenAddress &l = *c.routes[0].listen;
-        assert_int_equal(static_cast<int>(l.family), static_cast<int>(t.family));
+        assert_int_equal(listen_family(l), t.family);
         assert_string_equal(l.canonical.c_str(), t.canonical);
         assert_string_equal(l.text.c_str(), t.text);
-        assert_int_equal(l.port, t.port);
-        assert_string_equal(l.scope.c_str(), t.scope);
+        assert_int_equal(l.port(), t.port);
+        if (t.family == AF_INET6)
+            assert_int_equal(reinterpret_cast<const sockaddr_in6 *>(&l.address.address.storage)->sin6_scope_id,
+                             t.scope_id);
     }
     Config c = parse_ok(route("listen = \"[::1]:7000\"\n"));
-    const auto &a = c.routes[0].listen->addr;
-    assert_int_equal(a[15], 1);
-    assert_int_equal(a[0], 0);
+    const auto &a = reinterpret_cast<const sockaddr_in6 *>(&c.routes[0].listen->address.address.storage)->sin6_addr;
+    assert_int_equal(a.s6_addr[15], 1);
+    assert_int_equal(a.s6_addr[0], 0);
 }
 
 void listen_errors(void **) {
@@ -459,14 +480,16 @@ void listen_errors(void **) {
                  "gw.conf:4:10: 'listen' scope %eth0 is only valid on a link-local address (fe80::/10) "
                  "(got \"[::1%eth0]:7000\")");
     expect_error(route("listen = \"[fe80::1%]:7000\"\n"),
-                 "gw.conf:4:10: 'listen' scope \"\" is not an interface name or index (got \"[fe80::1%]:7000\")");
+                 "gw.conf:4:10: 'listen' scope \"\" is not an interface name or index of this host (see ip link) "
+                 "(got \"[fe80::1%]:7000\")");
 }
 
 void listen_matches_socket(void **) {
     Config c = parse_ok("[[route]]\nname=\"a\"\nbackend=\"echo\"\nlisten=\":7000\"\n"
                         "[[route]]\nname=\"b\"\nbackend=\"echo\"\nlisten=\"127.0.0.1:7001\"\n"
                         "[[route]]\nname=\"c\"\nbackend=\"echo\"\nlisten=\"[::1]:7002\"\n");
-    const ListenAddress &any = *c.routes[0].listen, &lo4 = *c.routes[1].listen, &lo6 = *c.routes[2].listen;
+    const gw::ListenAddress &any = c.routes[0].listen->address, &lo4 = c.routes[1].listen->address,
+                            &lo6 = c.routes[2].listen->address;
     assert_true(any.matches(sa(v4("0.0.0.0", 7000))));
     assert_true(any.matches(sa(v6("::", 7000))));
     assert_false(any.matches(sa(v4("127.0.0.1", 7000))));
@@ -477,7 +500,7 @@ void listen_matches_socket(void **) {
     assert_true(lo6.matches(sa(v6("::1", 7002))));
     assert_false(lo6.matches(sa(v6("::1", 7000))));
     assert_false(lo6.matches(sa(v4("127.0.0.1", 7002))));
-    assert_false(lo6.matches(nullptr));
+    assert_false(lo6.matches(gw::SocketAddress{}));  // getsockname gave nothing
 }
 
 // ---- backend ----------------------------------------------------------------------
@@ -494,7 +517,7 @@ void backends(void **) {
         {"echo", K::echo, "", 0, ""},
         {"tcp://127.0.0.1:502", K::tcp, "127.0.0.1", 502, ""},
         {"tcp://[::1]:65535", K::tcp, "::1", 65535, ""},
-        {"tcp://[fe80::1%eth0]:1", K::tcp, "fe80::1%eth0", 1, ""},
+        {"tcp://[fe80::1%lo]:1", K::tcp, "fe80::1%lo", 1, ""},
         {"tcp://plc-1.local:502", K::tcp, "plc-1.local", 502, ""},
         {"tcp://localhost:8080", K::tcp, "localhost", 8080, ""},
         {"unix:/run/app.sock", K::unix_socket, "", 0, "/run/app.sock"},
@@ -507,6 +530,10 @@ void backends(void **) {
         assert_int_equal(b.port, t.port);
         assert_string_equal(b.path.c_str(), t.path);
         assert_string_equal(b.text.c_str(), t.text);
+        // Ready to connect to unless the host is a name, which the daemon resolves.
+        const bool name = t.kind == K::tcp && (t.host[0] == 'p' || t.host[0] == 'l');
+        assert_int_equal(b.address.has_value(), t.kind != K::echo && !name);
+        if (b.address && t.kind == K::tcp) assert_int_equal(b.address->port(), t.port);
     }
 }
 
@@ -556,21 +583,22 @@ void allow_lists(void **) {
                               "\"0.0.0.0/0\"]\n"));
     const Route &r = c.routes[0];
     assert_int_equal(r.allow_nets.size(), 5);
-    assert_string_equal(r.allow_nets[0].text.c_str(), "127.0.0.0/8");
-    assert_int_equal(r.allow_nets[2].prefix, 32);
-    assert_int_equal(r.allow_nets[4].prefix, 0);
+    assert_string_equal(r.allow[0].c_str(), "127.0.0.0/8");
+    assert_string_equal(r.allow_nets[0].to_string().c_str(), "127.0.0.0/8");
+    assert_int_equal(r.allow_nets[2].written_prefix(), 32);
+    assert_int_equal(r.allow_nets[4].written_prefix(), 0);
 
-    const Cidr &lo = r.allow_nets[0], &lo6 = r.allow_nets[1], &host = r.allow_nets[2], &doc = r.allow_nets[3];
-    assert_true(lo.contains(sa(v4("127.1.2.3", 1))));
-    assert_false(lo.contains(sa(v4("128.0.0.1", 1))));
-    assert_true(lo.contains(sa(v6("::ffff:127.0.0.9", 1))));  // dual-stack listener
-    assert_false(lo.contains(sa(v6("::1", 1))));
-    assert_true(lo6.contains(sa(v6("::1", 1))));
-    assert_false(lo6.contains(sa(v4("127.0.0.1", 1))));
-    assert_true(host.contains(sa(v4("192.168.1.7", 1))));
-    assert_false(host.contains(sa(v4("192.168.1.8", 1))));
-    assert_true(doc.contains(sa(v6("2001:db8:ffff::1", 1))));
-    assert_false(doc.contains(sa(v6("2001:db9::1", 1))));
+    const gw::Cidr &lo = r.allow_nets[0], &lo6 = r.allow_nets[1], &host = r.allow_nets[2], &doc = r.allow_nets[3];
+    assert_true(cidr_contains(lo, sa(v4("127.1.2.3", 1))));
+    assert_false(cidr_contains(lo, sa(v4("128.0.0.1", 1))));
+    assert_true(cidr_contains(lo, sa(v6("::ffff:127.0.0.9", 1))));  // dual-stack listener
+    assert_false(cidr_contains(lo, sa(v6("::1", 1))));
+    assert_true(cidr_contains(lo6, sa(v6("::1", 1))));
+    assert_false(cidr_contains(lo6, sa(v4("127.0.0.1", 1))));
+    assert_true(cidr_contains(host, sa(v4("192.168.1.7", 1))));
+    assert_false(cidr_contains(host, sa(v4("192.168.1.8", 1))));
+    assert_true(cidr_contains(doc, sa(v6("2001:db8:ffff::1", 1))));
+    assert_false(cidr_contains(doc, sa(v6("2001:db9::1", 1))));
 
     Config only = parse_ok(route("allow = [\"10.0.0.0/8\"]\n"));
     assert_true(only.routes[0].allows(sa(v4("10.9.9.9", 5))));
@@ -646,7 +674,11 @@ void duplicate_listens(void **) {
     parse_ok(two_listens("127.0.0.1:7000", "[::1]:7000"));
     parse_ok(two_listens(":7000", "127.0.0.1:7000"));
     parse_ok(two_listens("127.0.0.1:0", "127.0.0.1:0"));
-    parse_ok(two_listens("[fe80::1%eth0]:7000", "[fe80::1%eth1]:7000"));
+    parse_ok(two_listens("[fe80::1%lo]:7000", "[fe80::2%lo]:7000"));
+    // An interface by name or by index is the same socket.
+    expect_error(two_listens("[fe80::1%lo]:7000", "[fe80::1%1]:7000"),
+                 "gw.conf:8:10: duplicate listen address \"[fe80::1%1]:7000\" (same as \"[fe80::1%lo]:7000\" of "
+                 "route \"a\" at gw.conf:4:10)");
 }
 
 // ---- many errors at once ------------------------------------------------------------
@@ -699,7 +731,210 @@ void control_bytes_are_escaped(void **) {
                  "gw.conf:4:11: 'framing' must be one of raw, line, u16be, u32be (got \"raw\\x0a\")");
     expect_error(route("\"bad\\\"key\" = 1\n"),
                  "gw.conf:4:1: unknown key 'bad\\\"key' in route \"r\" (valid keys: name, listen, backend, backlog, "
-                 "max_clients, max_clients_per_ip, idle_timeout, framing, max_frame, allow, keepalive, splice)");
+                 "max_clients, max_clients_per_ip, idle_timeout, framing, max_frame, allow, keepalive, splice, "
+                 "frame_timeout)");
+}
+
+
+// ---- fail closed: what the check accepts is what the runtime applies ----------------
+
+// The entries that passed --check-config while the runtime dropped them, which
+// left the allow list empty and let every client in.
+void allow_entries_the_runtime_refuses(void **) {
+    expect_error(route("allow = [\"10.0.0.0/0008\"]\n"),
+                 "gw.conf:4:10: 'allow' entry \"10.0.0.0/0008\" has a prefix length with leading zeros (must be 0 "
+                 "to 32, written without them: \"10.0.0.0/8\")");
+    expect_error(route("allow = [\"10.0.0.0\\u0000:/8\"]\n"),
+                 "gw.conf:4:10: 'allow' entry \"10.0.0.0\\x00:/8\" contains a NUL byte");
+    expect_error(route("allow = [\"::/0128\"]\n"),
+                 "gw.conf:4:10: 'allow' entry \"::/0128\" has a prefix length with leading zeros (must be 0 to 128, "
+                 "written without them: \"::/128\")");
+    expect_error(route("allow = [\"10.0.0.0/0033\"]\n"),
+                 "gw.conf:4:10: 'allow' entry \"10.0.0.0/0033\" has a prefix length with leading zeros (must be 0 "
+                 "to 32, written without them)");
+    expect_error(route("allow = [\"fe80::1%lo\"]\n"),
+                 "gw.conf:4:10: 'allow' entry \"fe80::1%lo\" is not an address or CIDR such as \"127.0.0.0/8\" or "
+                 "\"::1/128\"");
+    // "0" alone is no leading zero.
+    Config c = parse_ok(route("allow = [\"0.0.0.0/0\"]\n"));
+    assert_int_equal(c.routes[0].allow_nets[0].written_prefix(), 0);
+}
+
+// Every accepted entry is stored exactly as lib's parser reads it, so the
+// daemon's ListenerConfig::allow holds one network per entry.
+void allow_entries_are_the_runtime_networks(void **) {
+    const char *entries[] = {"127.0.0.0/8", "::1", "10.1.2.0/23", "0.0.0.0/0", "::ffff:10.0.0.0/104"};
+    std::string list;
+    for (const char *e : entries) list += std::string(list.empty() ? "" : ", ") + "\"" + e + "\"";
+    Config c = parse_ok(route("allow = [" + list + "]\n"));
+    const Route &r = c.routes[0];
+    assert_int_equal(r.allow_nets.size(), 5);
+    for (std::size_t i = 0; i < 5; ++i) {
+        gw::Cidr runtime;
+        assert_int_equal(gw::parse_cidr(entries[i], runtime), 0);
+        assert_true(runtime.network == r.allow_nets[i].network);
+        assert_int_equal(runtime.prefix, r.allow_nets[i].prefix);
+    }
+    // Route::allows is the listener's own test.
+    assert_true(r.allows(sa(v6("::ffff:10.1.3.4", 9))));
+    Config only = parse_ok(route("allow = [\"192.0.2.0/24\"]\n"));
+    assert_false(only.routes[0].allows(sa(v4("198.51.100.1", 9))));
+    assert_false(only.routes[0].allows(sa(v6("::1", 9))));
+}
+
+void listen_strictness(void **) {
+    expect_error(route("listen = \"127.0.0.1:0017732\"\n"),
+                 "gw.conf:4:10: 'listen' port \"0017732\" must be written without leading zeros (got "
+                 "\"127.0.0.1:0017732\")");
+    expect_error(route("listen = \":07000\"\n"),
+                 "gw.conf:4:10: 'listen' port \"07000\" must be written without leading zeros (got \":07000\")");
+    expect_error(route("listen = \"127.0.0.1\\u0000:7000\"\n"),
+                 "gw.conf:4:10: 'listen' contains a NUL byte (got \"127.0.0.1\\x00:7000\")");
+    expect_error(route("listen = \"[fe80::1%nosuch9]:7000\"\n"),
+                 "gw.conf:4:10: 'listen' scope \"nosuch9\" is not an interface name or index of this host (see ip "
+                 "link) (got \"[fe80::1%nosuch9]:7000\")");
+    expect_error(route("listen = \"[fe80::1%01]:7000\"\n"),
+                 "gw.conf:4:10: 'listen' scope \"01\" is not an interface name or index of this host (see ip link) "
+                 "(got \"[fe80::1%01]:7000\")");
+    expect_error(route("listen = \"[fe80::1%4294967295]:7000\"\n"),
+                 "gw.conf:4:10: 'listen' scope \"4294967295\" is not an interface name or index of this host (see "
+                 "ip link) (got \"[fe80::1%4294967295]:7000\")");
+    // The same strings are refused by the runtime's parser, which is the one
+    // the check used: nothing the check accepts can fail to parse at startup.
+    for (const char *text : {"127.0.0.1:0017732", ":07000", "[fe80::1%nosuch9]:7000", "[fe80::1%01]:7000"}) {
+        gw::ListenAddress la;
+        assert_int_equal(gw::parse_listen_address(text, la), gw::err::bad_address);
+    }
+    gw::ListenAddress la;
+    assert_int_equal(gw::parse_listen_address(std::string_view("127.0.0.1\0:1", 12), la), gw::err::bad_address);
+}
+
+void backend_strictness(void **) {
+    auto b = [](const std::string &v) { return "[[route]]\nname = \"r\"\nbackend = \"" + v + "\"\n"; };
+    expect_error(b("tcp://127.0.0.1:0502"),
+                 "gw.conf:3:11: 'backend' port \"0502\" must be written without leading zeros (got "
+                 "\"tcp://127.0.0.1:0502\")");
+    expect_error(b("unix:/run/a\\u0000b"),
+                 "gw.conf:3:11: 'backend' contains a NUL byte (got \"unix:/run/a\\x00b\")");
+    expect_error(b("tcp://[fe80::1]:502"),
+                 "gw.conf:3:11: 'backend' link-local address needs a scope, e.g. \"tcp://[fe80::1%eth0]:502\" "
+                 "(got \"tcp://[fe80::1]:502\")");
+    expect_error(b("tcp://[fe80::1%nosuch9]:502"),
+                 "gw.conf:3:11: 'backend' scope \"nosuch9\" is not an interface name or index of this host (see ip "
+                 "link) (got \"tcp://[fe80::1%nosuch9]:502\")");
+    // An IP literal is stored ready to connect to: the same bytes lib's parser gives.
+    Config c = parse_ok(b("tcp://[::1]:502"));
+    gw::SocketAddress runtime;
+    assert_int_equal(gw::parse_ip_port("[::1]:502", runtime), 0);
+    assert_true(c.routes[0].backend.address.has_value());
+    assert_int_equal(c.routes[0].backend.address->length, runtime.length);
+    assert_memory_equal(&c.routes[0].backend.address->storage, &runtime.storage, runtime.length);
+}
+
+void frame_timeout_key(void **) {
+    Config c = parse_ok(route("frame_timeout = \"5s\"\n"));
+    assert_int_equal(c.routes[0].frame_timeout.count(), 5000);
+    c = parse_ok(route("frame_timeout = 0\n"));
+    assert_int_equal(c.routes[0].frame_timeout.count(), 0);
+    expect_error(route("frame_timeout = \"597h\"\n"),
+                 "gw.conf:4:17: 'frame_timeout' must be at most 2147483647ms (got \"597h\")");
+    expect_error(route("frame_timeout = \"5\"\n"),
+                 "gw.conf:4:17: 'frame_timeout' must be a duration such as \"60s\", \"500ms\", \"5m\", \"1h\" or "
+                 "\"0\" (got \"5\"; did you mean \"5s\"?)");
+    expect_error(route("frame_timout = \"5s\"\n"),
+                 "gw.conf:4:1: unknown key 'frame_timout' in route \"r\" (did you mean 'frame_timeout'?)");
+}
+
+// ---- the TOML parser never crashes the daemon ------------------------------------------
+
+// "[/" trips an assertion in toml++ 3.3.0's parse_key, and U+FCFF (ef b3 bf)
+// reaches a __builtin_unreachable() in its whitespace table: an abort in a
+// debug build, undefined behaviour in a release one. Both are a plain error.
+void toml_parser_crash_inputs(void **) {
+    ConfigResult r = parse_config("[/", P);
+    assert_false(r.ok());
+    assert_int_equal(r.errors.size(), 1);
+    assert_string_equal(r.errors[0].c_str(),
+                        "gw.conf: cannot parse this file: the TOML parser (toml++ 3.3.0) failed an internal check "
+                        "(assertion failed: is_bare_key_character(*cp) || is_string_delimiter(*cp)); look for a "
+                        "stray character or bracket near the start of a line");
+    for (const char *text : {"\xef\xb3\xbf\x78", "a = 1\n\xef\xb3\xbf = 2\n", "[a\xef\xb3\xbf]\n", "[[/", "[a./"}) {
+        r = parse_config(text, P);
+        assert_false(r.ok());
+        assert_int_equal(r.errors.size(), 1);
+        assert_true(r.errors[0].rfind("gw.conf", 0) == 0);
+    }
+}
+
+bool printable_one_line(const std::string &m) {
+    for (unsigned char c : m)
+        if (c < 0x20 || c == 0x7f) return false;
+    return m.find("\xe2\x80\xa8") == std::string::npos && m.find("\xe2\x80\xa9") == std::string::npos;
+}
+
+void messages_are_one_printable_line(void **) {
+    // A value with a CR, VT, ESC, NUL, a C1 control and a line separator.
+    expect_error(route("framing = \"a\\r\\u000b\\u001b\\u0000\\u0085\\u2028z\"\n"),
+                 "gw.conf:4:11: 'framing' must be one of raw, line, u16be, u32be (got "
+                 "\"a\\x0d\\x0b\\x1b\\x00\\xc2\\x85\\u2028z\")");
+    // Invalid UTF-8 in the file, in a key, and in the path of the file itself.
+    for (const std::string &text : {std::string("x = \"\xff\"\n"), std::string("\xc3\x28 = 1\n"),
+                                    route("\"k\\u001b[2J\" = 1\n"), std::string("a = \"\r\"\n"),
+                                    std::string("[\x0b]\n"), std::string("\x1b[31m\n")}) {
+        ConfigResult r = parse_config(text, "dir\nwith\rcontrols\xff/gw.conf");
+        assert_false(r.ok());
+        for (const std::string &m : r.errors) {
+            if (!printable_one_line(m)) fail_msg("not one printable line: %s", m.c_str());
+            assert_true(m.rfind("dir\\x0awith\\x0dcontrols\\xff/gw.conf:", 0) == 0);
+        }
+    }
+    assert_string_equal(printable_line("ok \xc3\xa9 \xe2\x80\xa9 \xed\xa0\x80 \xf4\x90\x80\x80").c_str(),
+                        "ok \xc3\xa9 \\u2029 \\xed\\xa0\\x80 \\xf4\\x90\\x80\\x80");
+}
+
+// ---- socket activation: inherited fds to routes -------------------------------------------
+
+InheritedSocket passed(int fd, const char *name, const char *address, bool listening = true) {
+    InheritedSocket s;
+    s.fd = fd;
+    s.name = name;
+    s.listening = listening;
+    if (address) {
+        gw::ListenAddress la;
+        assert_int_equal(gw::parse_listen_address(address, la), 0);
+        s.local = la.address;
+    }
+    return s;
+}
+
+void activation_matching(void **) {
+    Config c = parse_ok("[[route]]\nname=\"a\"\nbackend=\"echo\"\nlisten=\"127.0.0.1:7001\"\n"
+                        "[[route]]\nname=\"b\"\nbackend=\"echo\"\n"
+                        "[[route]]\nname=\"c\"\nbackend=\"echo\"\nlisten=\":7003\"\n");
+    // By name, by address, and a named one that comes after an address match
+    // for the same route still gets it.
+    ActivationPlan plan = match_inherited(c.routes, {passed(3, "unknown", "127.0.0.1:7001"), passed(4, "b", nullptr),
+                                                     passed(5, "unknown", "[::]:7003")});
+    assert_true(plan.ok());
+    assert_true(plan.route_of == std::vector<int>({0, 1, 2}));
+    plan = match_inherited(c.routes, {passed(3, "unknown", "127.0.0.1:7001"), passed(4, "a", "127.0.0.1:9")});
+    assert_true(plan.route_of == std::vector<int>({-1, 0}));
+    assert_int_equal(plan.errors.size(), 1);
+    assert_string_equal(plan.errors[0].c_str(),
+                        "inherited socket fd 3 (FileDescriptorName=unknown, bound to 127.0.0.1:7001) matches no "
+                        "route: name a route \"unknown\" or give a route listen = \"127.0.0.1:7001\"");
+    // Not listening, and a name with control bytes: reported, one line each.
+    plan = match_inherited(c.routes, {passed(3, "a", "127.0.0.1:7001", false), passed(4, "x\ny", "127.0.0.9:1")});
+    assert_true(plan.route_of == std::vector<int>({-1, -1}));
+    assert_int_equal(plan.errors.size(), 2);
+    assert_string_equal(plan.errors[0].c_str(),
+                        "inherited socket fd 3 (FileDescriptorName=a, bound to 127.0.0.1:7001) is not a listening "
+                        "stream socket: give its socket unit ListenStream= and Accept=no");
+    assert_true(printable_one_line(plan.errors[1]));
+    // Two sockets for one route: the second is reported.
+    plan = match_inherited(c.routes, {passed(3, "b", nullptr), passed(4, "b", nullptr)});
+    assert_true(plan.route_of == std::vector<int>({1, -1}));
+    assert_int_equal(plan.errors.size(), 1);
 }
 
 }  // namespace
@@ -731,6 +966,14 @@ int main(void) {
         cmocka_unit_test(duplicate_listens),
         cmocka_unit_test(many_errors_in_file_order),
         cmocka_unit_test(control_bytes_are_escaped),
+        cmocka_unit_test(allow_entries_the_runtime_refuses),
+        cmocka_unit_test(allow_entries_are_the_runtime_networks),
+        cmocka_unit_test(listen_strictness),
+        cmocka_unit_test(backend_strictness),
+        cmocka_unit_test(frame_timeout_key),
+        cmocka_unit_test(toml_parser_crash_inputs),
+        cmocka_unit_test(messages_are_one_printable_line),
+        cmocka_unit_test(activation_matching),
     };
     return cmocka_run_group_tests_name("config", tests, nullptr, nullptr);
 }
