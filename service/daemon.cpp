@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <set>
 
+#include "activation.hpp"
 #include "gw/errors.hpp"
 #include "gw/forwarder.hpp"
 #include "gw/systemd.hpp"
@@ -50,13 +51,6 @@ int resolve(const Backend &backend, gw::SocketAddress &out, std::string &error) 
   return 0;
 }
 
-std::string local_address_of(int fd) {
-  gw::SocketAddress local;
-  local.length = sizeof local.storage;
-  if (getsockname(fd, local.get(), &local.length) != 0) return "?";
-  return local.to_string();
-}
-
 }  // namespace
 
 gw::ListenerConfig listener_config(const Route &route) {
@@ -68,12 +62,12 @@ gw::ListenerConfig listener_config(const Route &route) {
   config.max_clients = route.max_clients;
   config.max_clients_per_ip = route.max_clients_per_ip;
   config.idle_timeout_ms = static_cast<uint64_t>(route.idle_timeout.count());
+  config.frame_timeout_ms = static_cast<uint64_t>(route.frame_timeout.count());
   config.keepalive = route.keepalive;
   config.splice = route.splice;
-  for (const std::string &text : route.allow) {
-    gw::Cidr cidr;
-    if (gw::parse_cidr(text, cidr) == 0) config.allow.push_back(cidr);  // validated by the config layer
-  }
+  // The networks the config layer parsed with the runtime's own parser: an
+  // entry is never parsed twice, so none can be dropped here.
+  config.allow = route.allow_nets;
   return config;
 }
 
@@ -139,39 +133,24 @@ int Daemon::start(const Config &config) {
             "used; every route binds its listen address (rebuild with -DGW_WITH_SYSTEMD=ON for socket activation)");
   }
   std::vector<gw::sd::ListenFd> inherited = gw::sd::take_all_listen_fds();
-  int failures = 0;
-  for (gw::sd::ListenFd &passed : inherited) {
-    RouteState *target = nullptr;
-    auto named = routes_.find(passed.name);
-    if (named != routes_.end() && !named->second.listener) {
-      target = &named->second;
-    } else {
-      gw::SocketAddress local;
-      local.length = sizeof local.storage;
-      if (getsockname(passed.fd, local.get(), &local.length) == 0) {
-        for (auto &[name, state] : routes_) {
-          if (!state.listener && state.route.listen && state.route.listen->matches(local.get())) {
-            target = &state;
-            break;
-          }
-        }
-      }
-    }
-    if (!target) {
-      std::string where = local_address_of(passed.fd);
-      log.log(gw::LogLevel::error,
-              "inherited socket fd %d (FileDescriptorName=%s, bound to %s) matches no route: name a route \"%s\" "
-              "or give a route listen = \"%s\"",
-              passed.fd, passed.name.c_str(), where.c_str(), passed.name.c_str(), where.c_str());
+  std::vector<InheritedSocket> sockets;
+  for (const gw::sd::ListenFd &passed : inherited) sockets.push_back(inspect_inherited(passed.fd, passed.name));
+  ActivationPlan plan = match_inherited(config.routes, sockets);
+  for (const std::string &error : plan.errors) log.log(gw::LogLevel::error, "%s", error.c_str());
+  int failures = static_cast<int>(plan.errors.size());
+  for (std::size_t i = 0; i < inherited.size(); ++i) {
+    gw::sd::ListenFd &passed = inherited[i];
+    if (plan.route_of[i] < 0) {
       ::close(passed.fd);
-      ++failures;
       continue;
     }
+    RouteState *target = &routes_.at(config.routes[static_cast<std::size_t>(plan.route_of[i])].name);
+    const std::string shown_name = printable_line(passed.name);
     gw::Listener *listener = nullptr;
     int rc = server_->adopt(listener, passed.fd, listener_config(target->route), target->handler);
     if (rc != 0) {
       log.log(gw::LogLevel::error, "route \"%s\": inherited socket fd %d (FileDescriptorName=%s) is unusable: %s",
-              target->route.name.c_str(), passed.fd, passed.name.c_str(), gw::err::describe(rc));
+              target->route.name.c_str(), passed.fd, shown_name.c_str(), gw::err::describe(rc));
       ::close(passed.fd);
       ++failures;
       continue;
@@ -179,7 +158,7 @@ int Daemon::start(const Config &config) {
     target->listener = listener;
     target->inherited = true;
     log.log(gw::LogLevel::info, "route \"%s\": serving the socket systemd passed as fd %d (%s)",
-            target->route.name.c_str(), passed.fd, passed.name.c_str());
+            target->route.name.c_str(), passed.fd, shown_name.c_str());
   }
   if (failures) return 1;
 
