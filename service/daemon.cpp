@@ -264,8 +264,9 @@ void Daemon::reload() {
   std::map<std::string, RouteState> next;
   std::vector<gw::Listener *> created;
   std::set<std::string> reused;
+  // A rolled-back listener never accepted: retire() frees it after this batch.
   auto rollback = [&] {
-    for (gw::Listener *listener : created) listener->stop_accepting();
+    for (gw::Listener *listener : created) server_->retire(*listener);
   };
   for (const Route &route : loaded.config->routes) {
     RouteState state;
@@ -316,9 +317,11 @@ void Daemon::reload() {
   // the new settings for new clients.
   for (auto &[name, state] : routes_) {
     if (!reused.count(name)) {
-      state.listener->stop_accepting();
       log.log(gw::LogLevel::info, "route \"%s\" removed: no longer accepting; %zu clients stay", name.c_str(),
               state.listener->client_count());
+      // Its sockets close now; the server frees it once its last client has closed.
+      server_->retire(*state.listener);
+      state.listener = nullptr;
     }
   }
   for (auto &[name, state] : next) {

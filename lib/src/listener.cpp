@@ -37,10 +37,13 @@ Listener::~Listener() {
 }
 
 void Listener::stop_accepting() noexcept {
+  // The spare only serves accept() (shed_one): without the listening socket it
+  // would be an fd held for nothing, one per removed route and reload.
+  spare_.reset();
+  retry_timer_.stop();
   if (!fd_) return;
   server_.loop().remove(fd_.get());
   fd_.reset();
-  retry_timer_.stop();
 }
 
 void Listener::reconfigure(ListenerConfig config, std::shared_ptr<ConnectionHandler> handler) {

@@ -5,6 +5,7 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -121,6 +122,36 @@ int Server::add_listener(Listener *&out, Fd fd, const ListenerConfig &config, st
   return 0;
 }
 
+void Server::retire(Listener &listener) {
+  if (listener.retired_ || &listener.server_ != this) return;
+  listener.retired_ = true;
+  listener.stop_accepting();
+  retired_.push_back(&listener);
+  free_idle_retired();
+}
+
+// Runs whenever a connection has finished (through check_stopped) and when a
+// listener is retired: a retired listener whose last client is gone is freed
+// after the batch, since the connection that just closed may still be on the
+// stack with a reference to it.
+void Server::free_idle_retired() noexcept {
+  for (size_t i = 0; i < retired_.size();) {
+    Listener *listener = retired_[i];
+    // clients counts open and closing connections: the ones that still refer to it.
+    if (listener->stats_.clients.load(std::memory_order_relaxed) != 0) {
+      ++i;
+      continue;
+    }
+    retired_[i] = retired_.back();
+    retired_.pop_back();
+    config_.logger.log(LogLevel::info, "%s: retired listener freed (no clients left)", listener->config_->name.c_str());
+    loop_->defer([this, listener] {
+      auto owned = std::find_if(listeners_.begin(), listeners_.end(), [&](const auto &l) { return l.get() == listener; });
+      if (owned != listeners_.end()) listeners_.erase(owned);
+    });
+  }
+}
+
 void Server::refuse(Listener &listener, Fd fd, const SocketAddress &peer, const char *why) {
   fd.reset();
   Stats::add(listener.stats_.refused, 1);
@@ -224,6 +255,7 @@ void Server::stop_now() {
 }
 
 void Server::check_stopped() noexcept {
+  free_idle_retired();
   if (state_ != State::stopping || !closing_.empty()) return;
   for (auto &listener : listeners_)
     if (!listener->connections_.empty()) return;

@@ -86,8 +86,12 @@ class Listener final : IoHandler {
   /// connections got it.
   int broadcast(const void *data, size_t length);
 
-  /// Closes the listening socket; open connections stay. For reloads and stops.
+  /// Closes the listening socket and the spare fd (both only serve accept());
+  /// open connections stay. For stops; a listener that is done for good is
+  /// handed to Server::retire(), which calls this.
   void stop_accepting() noexcept;
+  /// True once Server::retire() took this listener out of service.
+  bool retired() const noexcept { return retired_; }
 
   /// Replaces the configuration and handler for connections accepted from now
   /// on (a reload). Limits and the idle timeout apply to every client at once.
@@ -123,6 +127,7 @@ class Listener final : IoHandler {
   Timer retry_timer_;
   Timer idle_timer_;
   uint64_t last_shed_log_ms_ = 0;
+  bool retired_ = false;  // set by Server::retire(); freed by the server after its last client
 };
 
 }  // namespace gw

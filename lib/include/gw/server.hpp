@@ -35,6 +35,19 @@ class Server {
   /// Takes over a listening SOCK_STREAM socket; on success the server owns fd.
   int adopt(Listener *&out, int fd, const ListenerConfig &config, std::shared_ptr<ConnectionHandler> handler);
 
+  /// Takes `listener` (one of this server's) out of service for good: a route
+  /// a reload removed, or a listener a failed reload had just created. Its
+  /// listening socket and spare fd are closed now; its connections stay and
+  /// keep the rules and handler they were accepted with. The server frees the
+  /// Listener once its last connection has closed, in a deferred step
+  /// (EventLoop::defer), never while one of its callbacks runs; one with no
+  /// connections is freed at the end of the current batch. Ownership: the
+  /// caller must drop its pointer now (read client_count() before calling);
+  /// retiring twice is a no-op. Until freed it stays in listeners(), with
+  /// accepting() false and retired() true, and takes part in stop().
+  /// Loop thread only.
+  void retire(Listener &listener);
+
   /// Runs the loop on the calling thread until the server has stopped.
   int run();
   /// Handles what is ready without blocking: 0 while running, 1 once stopped.
@@ -65,11 +78,13 @@ class Server {
   void on_closing_timer();
   void arm_closing_timer();
   void check_stopped() noexcept;
+  void free_idle_retired() noexcept;
   Connection::List &closing() noexcept { return closing_; }
 
   ServerConfig config_;
   std::unique_ptr<EventLoop> loop_;
-  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::vector<std::unique_ptr<Listener>> listeners_;  // retired ones included, until freed
+  std::vector<Listener *> retired_;  // retired, still serving clients; owned by listeners_
   Connection::List closing_;  // flushing before close; front = earliest deadline
   std::unique_ptr<Timer> closing_timer_;
   std::unique_ptr<Timer> stop_deadline_timer_;
