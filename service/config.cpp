@@ -67,6 +67,21 @@ inline bool unreachable_in_table() noexcept {
 
 }  // namespace gw::service::toml_guard
 
+// With NDEBUG, toml++ declares its getters (the Unicode tables among them)
+// __attribute__((const)): calls may be merged or dropped, which would lose the
+// flag below. The debug definitions keep both build modes the same.
+#undef TOML_PURE
+#undef TOML_CONST
+#undef TOML_PURE_GETTER
+#undef TOML_CONST_GETTER
+#undef TOML_PURE_INLINE_GETTER
+#undef TOML_CONST_INLINE_GETTER
+#define TOML_PURE
+#define TOML_CONST
+#define TOML_PURE_GETTER TOML_NODISCARD
+#define TOML_CONST_GETTER TOML_NODISCARD
+#define TOML_PURE_INLINE_GETTER TOML_NODISCARD TOML_ALWAYS_INLINE
+#define TOML_CONST_INLINE_GETTER TOML_NODISCARD TOML_ALWAYS_INLINE
 #undef TOML_ASSERT
 #undef TOML_ASSERT_ASSUME
 #undef TOML_ASSUME
