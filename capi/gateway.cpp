@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "gw/errors.hpp"
+#include "gw/fd.hpp"
 #include "gw/server.hpp"
 #include "gw/systemd.hpp"
 
@@ -40,7 +41,10 @@ struct gw_server {
   std::unique_ptr<gw::Server> core;
   std::vector<std::unique_ptr<gw_listener>> listeners;
   std::vector<gw_timer *> timers;
-  int dispatch_depth = 0;        // > 0 while run/dispatch is on the stack
+  // run/dispatch frames on the loop thread's stack (callbacks may nest
+  // gw_server_dispatch()), and the teardown's own frame while it runs the
+  // last posts. Only the frame that brings it back to 0 may free the server.
+  int dispatch_depth = 0;
   bool destroy_pending = false;  // gw_server_destroy() was called from a callback
 
   ~gw_server();
@@ -177,15 +181,20 @@ int make_listener(gw_listener_t **out, gw_server_t *server, const gw_listener_op
 }
 
 // Runs the loop (to the end, or one pass) with the server marked as
-// dispatching, so that gw_server_destroy() from a callback only stops it;
-// frees such a server once the loop has returned; `freed` tells the caller.
+// dispatching, so that gw_server_destroy() from a callback only stops it.
+// `destroyed` tells the caller that gw_server_destroy() was called during (or
+// before, in an outer frame) this call. The server is freed here only by the
+// outermost frame: a nested gw_server_dispatch() returns into a callback of
+// an outer run/dispatch that still uses the server, so freeing it in the
+// inner frame was a use-after-free (and a double free when the outer frame
+// freed it again).
 template <typename Loop>
-int drive(gw_server *server, bool &freed, Loop &&loop) {
+int drive(gw_server *server, bool &destroyed, Loop &&loop) {
   ++server->dispatch_depth;
   int rc = guarded([&] { return loop(*server->core); });
   --server->dispatch_depth;
-  freed = server->destroy_pending;
-  if (freed) delete server;
+  destroyed = server->destroy_pending;
+  if (destroyed && server->dispatch_depth == 0) delete server;
   return rc;
 }
 
@@ -196,6 +205,17 @@ gw_server::~gw_server() {
   // Close the connections while the listener wrappers (their handlers) live,
   // then the timers, which belong to the loop that the core frees last.
   core->stop_now();
+  // Posts accepted before the stop (gw_server_post returned 0) run now,
+  // exactly once, while the listeners and timers they may use still exist.
+  // Inside them a gw_server_destroy() is this teardown (only marked), and a
+  // nested gw_server_dispatch() must not free the server: hence the frame.
+  ++dispatch_depth;
+  destroy_pending = true;
+  guarded([&] {
+    core->loop().drain_posted();
+    return 0;
+  });
+  --dispatch_depth;
   for (gw_timer *timer : timers) delete timer;
   timers.clear();
   core.reset();
@@ -262,8 +282,8 @@ void gw_server_destroy(gw_server_t *server) {
 
 int gw_server_run(gw_server_t *server) {
   if (!server) return GW_EINVAL;
-  bool freed = false;
-  return drive(server, freed, [](gw::Server &core) { return core.run(); });
+  bool destroyed = false;
+  return drive(server, destroyed, [](gw::Server &core) { return core.run(); });
 }
 
 int gw_server_fd(const gw_server_t *server) {
@@ -273,9 +293,9 @@ int gw_server_fd(const gw_server_t *server) {
 
 int gw_server_dispatch(gw_server_t *server) {
   if (!server) return GW_EINVAL;
-  bool freed = false;
-  int rc = drive(server, freed, [](gw::Server &core) { return core.dispatch_ready(); });
-  return freed ? 1 : rc;
+  bool destroyed = false;
+  int rc = drive(server, destroyed, [](gw::Server &core) { return core.dispatch_ready(); });
+  return destroyed ? 1 : rc;
 }
 
 int gw_server_stop(gw_server_t *server) {
@@ -292,13 +312,14 @@ int gw_server_wakeup(gw_server_t *server) {
   return 0;
 }
 
+// Whether fn runs is decided once, under the loop's post mutex: the loop
+// closes posts at the moment the server becomes stopped and then runs what
+// was accepted (Server::run/dispatch_ready, or ~gw_server). A separate check
+// of the state before queueing, as before, let a post slip in after the last
+// run of the queue: 0 returned, fn never run.
 int gw_server_post(gw_server_t *server, void (*fn)(void *), void *user_data) {
   if (!server || !fn) return GW_EINVAL;
-  if (server->core->state() == gw::Server::State::stopped) return GW_ESTATE;
-  return guarded([&] {
-    server->core->loop().post([fn, user_data] { fn(user_data); });
-    return 0;
-  });
+  return guarded([&] { return server->core->loop().post([fn, user_data] { fn(user_data); }) ? 0 : GW_ESTATE; });
 }
 
 static void copy_stats(gw_stats *out, const gw::Stats &stats) {
@@ -336,8 +357,12 @@ int gw_listener_create_systemd(gw_listener_t **out, int *out_inherited, gw_serve
     gw::sd::collect_listen_fds();  // a process started by hand has none: not an error
     int fd = -1;
     if (gw::sd::take_listen_fd(name, fd) == 0) {
+      // Taken from the pool, the fd is ours: `pooled` owns it until the server
+      // does. A failed adopt leaves it untouched, so it is closed here, once
+      // (nobody else can claim it: it has left the pool).
+      gw::Fd pooled(fd);
       int rc = server->core->adopt(core, fd, config, borrow(handler));
-      if (rc != 0 && rc != -EBADF) ::close(fd);  // it was ours, and it is unusable
+      if (rc == 0 || rc == -EBADF) pooled.release();  // the server's now, or not an open fd at all
       if (rc == 0 && out_inherited) *out_inherited = 1;
       return rc;
     }

@@ -60,8 +60,18 @@ int EventLoop::dispatch(int timeout_ms) {
     if (errno != EINTR) return -errno;
     count = 0;
   }
+  // The depth is restored also when a handler throws (the C facade turns the
+  // exception into an error code and the loop stays usable).
+  struct Depth {
+    int &depth;
+    explicit Depth(int &d) noexcept : depth(d) { ++depth; }
+    ~Depth() { --depth; }
+  } depth(dispatch_depth_);
   for (int i = 0; i < count; ++i) static_cast<IoHandler *>(events[i].data.ptr)->on_io(events[i].events);
-  run_deferred();
+  // A nested dispatch must not free what its outer batches may still touch:
+  // the outer frame's events[] and the handler running on the stack below us
+  // can point to connections this batch closed. The outermost frame frees.
+  if (dispatch_depth_ == 1) run_deferred();
   return count;
 }
 
@@ -74,12 +84,42 @@ void EventLoop::run_deferred() {
   }
 }
 
-void EventLoop::post(std::function<void()> fn) {
+bool EventLoop::post(std::function<void()> fn) {
   {
     std::lock_guard<std::mutex> lock(posted_mutex_);
+    if (posts_closed_) return false;
     posted_.push_back(std::move(fn));
   }
   wake();
+  return true;
+}
+
+void EventLoop::close_posts() noexcept {
+  std::lock_guard<std::mutex> lock(posted_mutex_);
+  posts_closed_ = true;
+}
+
+void EventLoop::drain_posted() {
+  while (take_posted_batch()) run_posted_batch();
+}
+
+bool EventLoop::take_posted_batch() {
+  if (running_next_ < running_.size()) return true;  // an earlier batch is not finished
+  running_.clear();
+  running_next_ = 0;
+  std::lock_guard<std::mutex> lock(posted_mutex_);
+  running_.swap(posted_);  // both keep their capacity: no allocation here
+  return !running_.empty();
+}
+
+void EventLoop::run_posted_batch() {
+  // The index moves past a function before it runs: if it throws, or calls
+  // dispatch() (which continues this same batch), nothing runs twice and
+  // nothing is skipped, and the order of posts is kept.
+  while (running_next_ < running_.size()) {
+    std::function<void()> fn = std::move(running_[running_next_++]);
+    fn();
+  }
 }
 
 void EventLoop::wake() noexcept {
@@ -93,12 +133,9 @@ void EventLoop::defer(std::function<void()> fn) { deferred_.push_back(std::move(
 void EventLoop::run_posted() {
   uint64_t count;
   [[maybe_unused]] ssize_t n = ::read(wake_.get(), &count, sizeof count);
-  std::vector<std::function<void()>> batch;
-  {
-    std::lock_guard<std::mutex> lock(posted_mutex_);
-    batch.swap(posted_);
-  }
-  for (auto &fn : batch) fn();
+  // One batch per wake-up: what is posted meanwhile wakes the loop again, so
+  // posting threads cannot keep the loop from its I/O.
+  if (take_posted_batch()) run_posted_batch();
 }
 
 // ---- timers: a binary min-heap of Timer*, each knowing its index --------

@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <new>
+#include <string>
 
 #include "gw/errors.hpp"
 
@@ -42,6 +44,7 @@ int Server::create(std::unique_ptr<Server> &out, const ServerConfig &config) {
 
 Server::~Server() {
   stop_now();
+  loop_->drain_posted();  // accepted posts run exactly once, also when the loop never ran again
   loop_->run_deferred();
   closing_timer_.reset();
   stop_deadline_timer_.reset();
@@ -100,23 +103,52 @@ int Server::adopt(Listener *&out, int fd, const ListenerConfig &config, std::sha
   length = sizeof listening;
   if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &length) != 0) return -errno;
   if (!listening) return err::not_listening;
-  int flags = ::fcntl(fd, F_GETFL);
-  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return -errno;
-  if (::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) return -errno;
-  // From here on the fd is ours, also if add_listener fails.
-  return add_listener(out, Fd(fd), config, std::move(handler));
+  int status_flags = ::fcntl(fd, F_GETFL);
+  int fd_flags = ::fcntl(fd, F_GETFD);
+  if (status_flags < 0 || fd_flags < 0) return -errno;
+  if (::fcntl(fd, F_SETFL, status_flags | O_NONBLOCK) != 0) return -errno;
+  if (::fcntl(fd, F_SETFD, fd_flags | FD_CLOEXEC) != 0) {
+    int error = errno;
+    ::fcntl(fd, F_SETFL, status_flags);
+    return -error;
+  }
+  // The server owns the fd only once add_listener() has succeeded. On failure
+  // it is still the caller's, who will close it: it must stay open, be the
+  // same socket and get its flags back, or the caller's close would hit
+  // whatever file reused the number.
+  Fd owned(fd);
+  int rc = add_listener(out, std::move(owned), config, std::move(handler));
+  if (rc != 0) {
+    owned.release();
+    ::fcntl(fd, F_SETFD, fd_flags);
+    ::fcntl(fd, F_SETFL, status_flags);
+  }
+  return rc;
 }
 
-int Server::add_listener(Listener *&out, Fd fd, const ListenerConfig &config, std::shared_ptr<ConnectionHandler> handler) {
+// Moves from `fd` only on success: on failure the caller's Fd still owns it
+// (listen() then closes its own socket, adopt() hands it back to its caller).
+// So everything that can fail (getsockname, allocations, epoll_ctl) happens
+// before the listener takes the fd, and nothing after it can fail.
+int Server::add_listener(Listener *&out, Fd &&fd, const ListenerConfig &config, std::shared_ptr<ConnectionHandler> handler) {
   SocketAddress local;
   local.length = sizeof local.storage;
   if (getsockname(fd.get(), local.get(), &local.length) != 0) return -errno;
-  ListenerConfig copy = config;
-  if (copy.name.empty()) copy.name = local.to_string();
-  if (copy.low_water > copy.high_water) copy.low_water = copy.high_water;
-  std::unique_ptr<Listener> listener(new Listener(*this, std::move(fd), local, std::move(copy), std::move(handler)));
-  if (int rc = loop_->add(listener->fd_.get(), EPOLLIN, listener.get())) return rc;
-  config_.logger.log(LogLevel::info, "%s: listening on %s", listener->config_->name.c_str(), local.to_string().c_str());
+  std::unique_ptr<Listener> listener;
+  std::string where;
+  try {
+    where = local.to_string();
+    ListenerConfig copy = config;
+    if (copy.name.empty()) copy.name = where;
+    if (copy.low_water > copy.high_water) copy.low_water = copy.high_water;
+    listener.reset(new Listener(*this, Fd(), local, std::move(copy), std::move(handler)));
+    listeners_.reserve(listeners_.size() + 1);  // the push_back below cannot throw
+  } catch (const std::bad_alloc &) {
+    return -ENOMEM;
+  }
+  if (int rc = loop_->add(fd.get(), EPOLLIN, listener.get())) return rc;
+  listener->fd_ = std::move(fd);
+  config_.logger.log(LogLevel::info, "%s: listening on %s", listener->config_->name.c_str(), where.c_str());
   out = listener.get();
   listeners_.push_back(std::move(listener));
   return 0;
@@ -217,16 +249,25 @@ void Server::on_closing_timer() {
 
 void Server::stop() {
   if (stop_requested_.exchange(true)) return;
-  if (loop_->in_loop_thread())
+  if (loop_->in_loop_thread()) {
     begin_stop();
-  else
+    return;
+  }
+  // A refused post means the server has stopped already: nothing to do. A
+  // post that could not be queued (no memory) must not eat the request.
+  try {
     loop_->post([this] { begin_stop(); });
+  } catch (...) {
+    stop_requested_.store(false);
+    throw;
+  }
 }
 
 void Server::begin_stop() {
   if (state_ != State::running) return;
   state_ = State::stopping;
-  stop_requested_ = true;
+  // stop_requested_ is already set (only stop() calls this): no store here,
+  // so that stop_now()'s read-modify-write stays chained to every stop().
   config_.logger.log(LogLevel::info, "stopping: %llu clients to drain",
                      static_cast<unsigned long long>(stats_.clients.load()));
   for (auto &listener : listeners_) listener->stop_accepting();
@@ -243,8 +284,12 @@ void Server::begin_stop() {
 }
 
 void Server::stop_now() {
+  // A read-modify-write (acquire), also when already stopped: every stop()
+  // from another thread that returned before this point is then ordered
+  // before it, so the owner may tear the server down right after (what
+  // ThreadSanitizer checks, and what gw_server_destroy() relies on).
+  stop_requested_.exchange(true, std::memory_order_acq_rel);
   if (state_ == State::stopped) return;
-  stop_requested_ = true;
   state_ = State::stopping;
   for (auto &listener : listeners_) {
     listener->stop_accepting();
@@ -260,6 +305,9 @@ void Server::check_stopped() noexcept {
   for (auto &listener : listeners_)
     if (!listener->connections_.empty()) return;
   state_ = State::stopped;
+  // From now on posts are refused; the ones accepted until here run before
+  // run() or dispatch_ready() returns (drain_posted), or in the destructor.
+  loop_->close_posts();
   closing_timer_->stop();
   if (stop_deadline_timer_) stop_deadline_timer_->stop();
   config_.logger.log(LogLevel::info, "stopped");
@@ -272,6 +320,7 @@ int Server::run() {
     int rc = loop_->dispatch(-1);
     if (rc < 0) return rc;
   }
+  loop_->drain_posted();
   return 0;
 }
 
@@ -279,7 +328,9 @@ int Server::dispatch_ready() {
   loop_->bind_to_current_thread();
   int rc = loop_->dispatch(0);
   if (rc < 0) return rc;
-  return state_ == State::stopped ? 1 : 0;
+  if (state_ != State::stopped) return 0;
+  loop_->drain_posted();
+  return 1;
 }
 
 }  // namespace gw

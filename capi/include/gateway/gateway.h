@@ -147,10 +147,16 @@ typedef struct gw_server_options {
 GW_EXTERN int gw_server_create(gw_server_t **out, const gw_server_options *options);
 
 /** Destroys the server: closes every connection at once (on_close gets
- *  GW_CLOSE_STOPPING for connections still open), every listener and every
- *  timer. Loop thread only; NULL is ignored. Called from inside a callback,
- *  the server stops at once and is freed when the current gw_server_run() or
- *  gw_server_dispatch() returns; the handle must not be used after the call. */
+ *  GW_CLOSE_STOPPING for connections still open), runs the functions whose
+ *  gw_server_post() returned 0 and that have not run yet (see there), then
+ *  frees every listener and every timer. Loop thread only; NULL is ignored.
+ *  Called from inside a callback, the server stops at once and is freed when
+ *  the outermost gw_server_run() or gw_server_dispatch() on the stack
+ *  returns: calls nested inside callbacks (a callback that called
+ *  gw_server_dispatch()) return first, without freeing it, gw_server_dispatch()
+ *  with 1 and gw_server_run() with 0. Either way the handle must not be used
+ *  after the call, except that the run/dispatch calls already on the stack
+ *  return as just described. */
 GW_EXTERN void gw_server_destroy(gw_server_t *server);
 
 /** Runs the loop on the calling thread until the server has stopped. Returns
@@ -164,13 +170,19 @@ GW_EXTERN int gw_server_run(gw_server_t *server);
 GW_EXTERN int gw_server_fd(const gw_server_t *server);
 
 /** Does all work that is ready now, without blocking, then returns: 0 while
- *  the server runs, 1 once it has fully stopped, or a negative code. */
+ *  the server runs, 1 once it has fully stopped (also when gw_server_destroy()
+ *  was called from a callback during this call or an outer one), or a
+ *  negative code. May be called from inside a callback (nested); objects
+ *  closed by a nested call are freed when the outermost call returns. */
 GW_EXTERN int gw_server_dispatch(gw_server_t *server);
 
 /** Starts a graceful stop: every listener stops accepting, connections stop
  *  reading, queued output is flushed for at most stop_timeout_ms, then every
  *  connection closes with GW_CLOSE_STOPPING and gw_server_run() returns.
- *  Thread-safe and idempotent; returns 0 or GW_EINVAL. */
+ *  Thread-safe and idempotent; returns 0 or GW_EINVAL (or GW_ENOMEM when a
+ *  call from another thread could not queue the request: call it again).
+ *  From another thread it may be called until gw_server_destroy() begins;
+ *  a call that has returned by then is ordered before the destruction. */
 GW_EXTERN int gw_server_stop(gw_server_t *server);
 
 /** Makes a blocked gw_server_run() iterate, and gw_server_fd() readable, once
@@ -179,8 +191,19 @@ GW_EXTERN int gw_server_stop(gw_server_t *server);
 GW_EXTERN int gw_server_wakeup(gw_server_t *server);
 
 /** Runs fn(user_data) on the loop thread, soon, in the order posted.
- *  Thread-safe. Returns 0, GW_EINVAL, GW_ENOMEM or GW_ESTATE (the server has
- *  stopped; fn will not run). */
+ *  Thread-safe, also while another thread calls gw_server_stop(). There are
+ *  exactly two outcomes:
+ *   - 0: fn will run exactly once, on the loop thread: during a later
+ *     gw_server_run()/gw_server_dispatch(), at the latest before the
+ *     gw_server_run() (or the gw_server_dispatch() returning 1) that sees the
+ *     server stopped returns, or else inside gw_server_destroy(), before
+ *     anything is freed;
+ *   - GW_ESTATE (the server has fully stopped), GW_EINVAL or GW_ENOMEM: fn
+ *     will never run.
+ *  Posts are refused from the moment the server is fully stopped; those
+ *  accepted before still run, after the last connection has closed (a fn
+ *  that runs then sees the server stopped: gw_listener_create() returns
+ *  GW_ESTATE, gw_server_post() too). */
 GW_EXTERN int gw_server_post(gw_server_t *server, void (*fn)(void *user_data), void *user_data);
 
 /** Counters. The fields are read one by one without a common lock. */
@@ -251,8 +274,12 @@ GW_EXTERN int gw_listener_create(gw_listener_t **out, gw_server_t *server,
 /** Takes over an already-listening socket (for example one that systemd
  *  passed): checks that `fd` is a listening SOCK_STREAM socket, makes it
  *  non-blocking and close-on-exec, never calls listen() again. On success the
- *  server owns `fd`; on failure the caller still does. Returns 0, GW_EBADF,
- *  GW_ENOTSOCK, GW_ENOTSTREAM, GW_ENOTLISTENING, GW_EINVAL or GW_ESTATE. */
+ *  server owns `fd` (it closes it when the server is destroyed). On failure,
+ *  whatever the step that failed, `fd` is untouched: still open, the same
+ *  socket, its O_NONBLOCK and FD_CLOEXEC flags as before the call, and
+ *  still the caller's to close. Returns 0, GW_EBADF, GW_ENOTSOCK,
+ *  GW_ENOTSTREAM, GW_ENOTLISTENING, GW_EINVAL, GW_ESTATE, GW_ENOMEM, or a
+ *  negated errno (for example from epoll_ctl: -ENOSPC). */
 GW_EXTERN int gw_listener_adopt(gw_listener_t **out, gw_server_t *server, int fd,
                                 const gw_listener_options *options);
 
@@ -260,7 +287,9 @@ GW_EXTERN int gw_listener_adopt(gw_listener_t **out, gw_server_t *server, int fd
  *  listening socket whose FileDescriptorName= is `name` (systemd's LISTEN_FDS
  *  protocol); when the process was not started with one (started by hand),
  *  binds options->address instead. *out_inherited (may be NULL) tells which
- *  happened. Returns what gw_listener_adopt()/gw_listener_create() return, or
+ *  happened. The inherited socket is taken from the process's pool of
+ *  inherited fds: if it cannot be adopted, this function closes it (once;
+ *  no later call can get it). Returns what gw_listener_adopt()/gw_listener_create() return, or
  *  GW_ENOSYS when built without systemd support and options->address is NULL,
  *  or GW_ENOTFOUND when neither an inherited socket nor an address exists. */
 GW_EXTERN int gw_listener_create_systemd(gw_listener_t **out, int *out_inherited,

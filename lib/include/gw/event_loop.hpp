@@ -59,6 +59,11 @@ class Timer {
 ///
 /// Threading: post() and wake() are thread-safe; everything else must run on
 /// the loop thread (the thread that created the loop, until bind_to_current_thread()).
+///
+/// Nesting: a handler may call dispatch() again (the C API allows a callback
+/// to call gw_server_dispatch()). Deferred work then runs only when the
+/// outermost dispatch ends its batch, because the outer batch may still hold
+/// pointers to the objects that an inner batch closed.
 class EventLoop {
  public:
   /// Creates the epoll fd, eventfd and timerfd. Returns 0 or a negated errno.
@@ -70,12 +75,24 @@ class EventLoop {
   void remove(int fd) noexcept;
 
   /// Waits up to timeout_ms (-1: forever, 0: not at all) for events, handles
-  /// them, runs due timers, posted functions and deferred work. Returns the
-  /// number of events handled or a negated errno.
+  /// them, runs due timers, posted functions and (outermost dispatch only)
+  /// deferred work. Returns the number of events handled or a negated errno.
   int dispatch(int timeout_ms);
 
-  /// Queues fn to run on the loop thread during a later dispatch. Thread-safe.
-  void post(std::function<void()> fn);
+  /// Queues fn to run on the loop thread during a later dispatch, or in
+  /// drain_posted(). Thread-safe. Returns true when fn was queued: it then
+  /// runs exactly once, provided the owner drains after close_posts() (the
+  /// Server does). Returns false, with fn destroyed unrun, once close_posts()
+  /// was called. Throws std::bad_alloc (fn not queued) when out of memory.
+  bool post(std::function<void()> fn);
+  /// From now on post() refuses. Thread-safe and idempotent: the acceptance
+  /// test and the queueing share one mutex with this, so every post either
+  /// was queued before the close or is refused; none falls in between.
+  void close_posts() noexcept;
+  /// Runs every queued post, including those queued by the functions it
+  /// runs, until the queue is empty. Loop thread only. After close_posts()
+  /// this leaves nothing behind for good.
+  void drain_posted();
   /// Makes a blocked dispatch return soon. Thread-safe, async-signal-safe.
   void wake() noexcept;
   /// Runs fn at the end of the current dispatch, after every handler of the
@@ -105,6 +122,8 @@ class EventLoop {
   void arm_timerfd() noexcept;
   void run_due_timers();
   void run_posted();
+  bool take_posted_batch();
+  void run_posted_batch();
   void heap_swap(size_t a, size_t b) noexcept;
   void heap_up(size_t index) noexcept;
   void heap_down(size_t index) noexcept;
@@ -120,7 +139,13 @@ class EventLoop {
   FdHandler wake_handler_, timer_handler_;
   std::atomic<std::thread::id> owner_{std::this_thread::get_id()};
   std::mutex posted_mutex_;
-  std::vector<std::function<void()>> posted_;
+  std::vector<std::function<void()>> posted_;  // guarded by posted_mutex_
+  bool posts_closed_ = false;                  // guarded by posted_mutex_
+  // The batch of posts being run (loop thread only): running_[running_next_]
+  // runs next. Kept as a member so that a throwing or nested run resumes it.
+  std::vector<std::function<void()>> running_;
+  size_t running_next_ = 0;
+  int dispatch_depth_ = 0;  // dispatch() frames on the loop thread's stack
   std::vector<std::function<void()>> deferred_;
   std::vector<Timer *> heap_;
   uint64_t timer_sequence_ = 0;

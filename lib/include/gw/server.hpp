@@ -33,6 +33,8 @@ class Server {
   /// negative code; *out is owned by the server.
   int listen(Listener *&out, std::string_view address, const ListenerConfig &config, std::shared_ptr<ConnectionHandler> handler);
   /// Takes over a listening SOCK_STREAM socket; on success the server owns fd.
+  /// On failure fd is untouched: open, the same socket, its flags restored,
+  /// and still the caller's to close.
   int adopt(Listener *&out, int fd, const ListenerConfig &config, std::shared_ptr<ConnectionHandler> handler);
 
   /// Takes `listener` (one of this server's) out of service for good: a route
@@ -71,7 +73,7 @@ class Server {
   friend class Connection;
   explicit Server(const ServerConfig &config);
 
-  int add_listener(Listener *&out, Fd fd, const ListenerConfig &config, std::shared_ptr<ConnectionHandler> handler);
+  int add_listener(Listener *&out, Fd &&fd, const ListenerConfig &config, std::shared_ptr<ConnectionHandler> handler);
   void admit(Listener &listener, Fd fd, const SocketAddress &peer);
   void refuse(Listener &listener, Fd fd, const SocketAddress &peer, const char *why);
   void begin_stop();
