@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -27,6 +29,9 @@
 extern char **environ;
 
 static const char *g_binary;
+/* GWD_WRAPPER split into words, in front of gatewayd's argv (NULL-terminated). */
+static char *g_wrapper[16];
+static int g_wrapper_words;
 
 void gwd_init(int argc, char **argv)
 {
@@ -36,6 +41,57 @@ void gwd_init(int argc, char **argv)
     }
     g_binary = argv[1];
     signal(SIGPIPE, SIG_IGN);
+    const char *wrapper = getenv("GWD_WRAPPER");
+    if (wrapper && *wrapper) {
+        char *copy = strdup(wrapper);
+        for (char *word = strtok(copy, " "); word && g_wrapper_words < 15; word = strtok(NULL, " "))
+            g_wrapper[g_wrapper_words++] = word;
+        g_wrapper[g_wrapper_words] = NULL;
+    }
+}
+
+int gwd_scaled_ms(int ms)
+{
+    const char *scale = getenv("GWD_TIME_SCALE");
+    int factor = scale && *scale ? atoi(scale) : 1;
+    return ms * (factor > 0 ? factor : 1);
+}
+
+int gwd_timeout_ms(void)
+{
+    return gwd_scaled_ms(5000);
+}
+
+int gwd_wrapped(void)
+{
+    return g_wrapper_words > 0;
+}
+
+/* argv for gatewayd with GWD_WRAPPER's words in front; the wrapper's first
+ * word is looked up in PATH here, since gwd_spawn wants an absolute path. */
+static int wrap_argv(char **out, int cap, char *const args[])
+{
+    static char resolved[512];
+    int n = 0;
+    for (int i = 0; i < g_wrapper_words && n < cap - 1; ++i)
+        out[n++] = g_wrapper[i];
+    if (n && out[0][0] != '/') {
+        const char *path = getenv("PATH");
+        char *dirs = strdup(path ? path : "/usr/bin:/bin");
+        for (char *dir = strtok(dirs, ":"); dir; dir = strtok(NULL, ":")) {
+            snprintf(resolved, sizeof resolved, "%s/%s", dir, out[0]);
+            if (access(resolved, X_OK) == 0) {
+                out[0] = resolved;
+                break;
+            }
+        }
+        free(dirs);
+    }
+    out[n++] = (char *)g_binary;
+    for (int i = 0; args && args[i] && n < cap - 1; ++i)
+        out[n++] = args[i];
+    out[n] = NULL;
+    return n;
 }
 
 const char *gwd_binary(void)
@@ -236,6 +292,11 @@ int gwd_spawn(gwd_proc *p, const gwd_dir *d, const char *tag, char *const argv[]
         sigemptyset(&all);
         sigprocmask(SIG_SETMASK, &all, NULL);
         signal(SIGPIPE, SIG_DFL);
+        if (opts->rlimit_nofile > 0) {
+            struct rlimit files = {(rlim_t)opts->rlimit_nofile, (rlim_t)opts->rlimit_nofile};
+            if (setrlimit(RLIMIT_NOFILE, &files) != 0)
+                _exit(126);
+        }
         if (dup2(hi_null, 0) < 0 || dup2(hi_out, 1) < 0 || dup2(hi_err, 2) < 0)
             _exit(126);
         for (int i = 0; i < opts->nfds; ++i)
@@ -262,7 +323,9 @@ int gwd_spawn(gwd_proc *p, const gwd_dir *d, const char *tag, char *const argv[]
 
 int gwd_start(gwd_proc *p, const gwd_dir *d, const char *config, const gwd_spawn_opts *opts)
 {
-    char *argv[] = {(char *)g_binary, "--config", (char *)config, NULL};
+    char *args[] = {"--config", (char *)config, NULL};
+    char *argv[40];
+    wrap_argv(argv, 40, args);
     return gwd_spawn(p, d, "gatewayd", argv, opts);
 }
 
@@ -282,12 +345,13 @@ int gwd_stop(gwd_proc *p)
 
 int gwd_run(const gwd_dir *d, const char *tag, char *const args[], gwd_proc *p)
 {
-    char *argv[16];
+    char *argv[40];
+    char *limited[16];
     int n = 0;
-    argv[n++] = (char *)g_binary;
-    for (int i = 0; args && args[i] && n < 15; ++i)
-        argv[n++] = args[i];
-    argv[n] = NULL;
+    for (int i = 0; args && args[i] && n < 14; ++i)
+        limited[n++] = args[i];
+    limited[n] = NULL;
+    wrap_argv(argv, 40, limited);
     if (gwd_spawn(p, d, tag, argv, NULL) != 0)
         return -1;
     return gwd_wait_exit(p, GWD_TIMEOUT_MS);
@@ -415,6 +479,50 @@ int gwd_wait_ready(gwd_proc *p)
             return 0;
         }
         gwd_sleep_ms(5);
+    }
+}
+
+/* ---- process figures ---- */
+
+int gwd_proc_fd_count(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *dir = opendir(path);
+    if (!dir)
+        return -1;
+    int n = 0;
+    struct dirent *entry;
+    while ((entry = readdir(dir)) != NULL)
+        if (entry->d_name[0] != '.')
+            ++n;
+    closedir(dir);
+    return n;
+}
+
+long gwd_proc_rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+int gwd_wait_fd_count(pid_t pid, int count, int timeout_ms)
+{
+    int64_t end = gwt_now_ms() + timeout_ms;
+    for (;;) {
+        int n = gwd_proc_fd_count(pid);
+        if (n == count || gwt_now_ms() > end)
+            return n;
+        gwd_sleep_ms(10);
     }
 }
 

@@ -17,11 +17,21 @@
 
 #include "helpers.h"
 
-#define GWD_TIMEOUT_MS 5000
+/* The harness's bounded wait: 5 s, times GWD_TIME_SCALE when set (a slower
+ * gatewayd, such as one under valgrind; see gwd_timeout_ms()). */
+#define GWD_TIMEOUT_MS (gwd_timeout_ms())
 
 /* Call first in main(): takes argv[1] as the gatewayd path (fails if absent). */
 void gwd_init(int argc, char **argv);
 const char *gwd_binary(void);
+/* 5000 ms times the integer GWD_TIME_SCALE from the environment (default 1). */
+int gwd_timeout_ms(void);
+/* Any `ms` scaled the same way, for a test's own longer deadlines. */
+int gwd_scaled_ms(int ms);
+/* 1 if gatewayd is started through GWD_WRAPPER (a space-separated command
+ * put in front of it by gwd_start and gwd_run, e.g. "valgrind -q"): tests whose
+ * figures a wrapper distorts (memory) may loosen their bounds. */
+int gwd_wrapped(void);
 
 /* ---- per-test directory ---- */
 
@@ -56,6 +66,7 @@ typedef struct gwd_spawn_opts {
     const char *listen_names; /* "a:b", or NULL for no LISTEN_* variables */
     int listen_no_names;      /* LISTEN_FDS/LISTEN_PID without LISTEN_FDNAMES */
     int watchdog_pid;         /* set WATCHDOG_PID=<child pid> */
+    int rlimit_nofile;        /* > 0: the child's RLIMIT_NOFILE (soft and hard), set before exec */
 } gwd_spawn_opts;
 
 typedef struct gwd_proc {
@@ -100,6 +111,13 @@ int gwd_log_wait(const gwd_proc *p, const char *needle, int count, int timeout_m
 int gwd_log_count(const gwd_proc *p, const char *needle);
 /* Waits for "<6>ready: " in stderr (and the daemon still alive). 1 if so. */
 int gwd_wait_ready(gwd_proc *p);
+
+/* Open file descriptors of a process (entries of /proc/PID/fd), or -1. */
+int gwd_proc_fd_count(pid_t pid);
+/* VmRSS of a process in KiB (from /proc/PID/status), or -1. */
+long gwd_proc_rss_kb(pid_t pid);
+/* Waits until the process has exactly `count` fds. Returns the last count seen. */
+int gwd_wait_fd_count(pid_t pid, int count, int timeout_ms);
 
 /* ---- sd_notify receiver ---- */
 
