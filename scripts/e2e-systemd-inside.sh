@@ -33,10 +33,45 @@ echo_check() {
   [ "$reply" = "$1" ]
 }
 
+# use_repo DIR: the only gateway source is DIR, trusted through the one key
+# that gateway-archive-keyring installs (never trusted=yes).
+use_repo() {
+  echo "deb [signed-by=/usr/share/keyrings/gateway-archive-keyring.gpg] file:$1 ./" \
+    > /etc/apt/sources.list.d/gateway.list
+  rm -rf /var/lib/apt/lists/*
+  apt-get update -q > /root/update.txt 2>&1
+  local rc=$?
+  cat /root/update.txt
+  return $rc
+}
+
+step "the repository key, delivered to the board out of band"
+apt-get install -y -q /root/gateway-archive-keyring_*_all.deb || fail "install gateway-archive-keyring"
+[ -s /usr/share/keyrings/gateway-archive-keyring.gpg ] || fail "no /usr/share/keyrings/gateway-archive-keyring.gpg"
+grep -rqs 'trusted=yes' /etc/apt/sources.list /etc/apt/sources.list.d && fail "an apt source says trusted=yes"
+ok "key installed by gateway-archive-keyring $(dpkg-query -W -f '${Version}' gateway-archive-keyring)"
+
+step "apt refuses a repository signed with another key"
+use_repo /srv/gateway-apt-otherkey && fail "apt-get update accepted a repository signed with another key"
+grep -Eq 'NO_PUBKEY|not signed|signatures were invalid' /root/update.txt || fail "apt gave no signature error"
+apt-cache policy gateway | grep -q 'Candidate: (none)' || apt-cache policy gateway | grep -q '^N: Unable' ||
+  [ -z "$(apt-cache policy gateway)" ] || fail "packages of the wrongly signed repository are installable"
+ok "repository signed with another key refused"
+
+step "apt refuses a package changed after signing"
+use_repo /srv/gateway-apt-tampered || fail "apt-get update of the tampered repository (its index is intact)"
+apt-get install -y -q gateway > /root/tampered.txt 2>&1 && { cat /root/tampered.txt; fail "apt installed a tampered package"; }
+cat /root/tampered.txt
+grep -Eqi 'hash sum mismatch|hashes of the file|size mismatch' /root/tampered.txt || fail "no hash error for the tampered package"
+dpkg -s gateway >/dev/null 2>&1 && fail "gateway got installed from the tampered repository"
+apt-get clean
+ok "tampered package refused"
+
+use_repo /srv/gateway-apt || fail "apt-get update of the signed repository"
+grep -Eq 'W: |E: ' /root/update.txt && fail "apt-get update of the signed repository warned"
 snapshot > /root/before.txt
 
-step "apt install gateway from file:/srv/gateway-apt"
-apt-get update -q || fail "apt-get update"
+step "apt install gateway from file:/srv/gateway-apt (signed)"
 apt-get install -y -q gateway || fail "apt-get install gateway"
 dpkg -s gateway libgateway0 | grep -E '^(Package|Version|Architecture|Depends):'
 [ -x /usr/sbin/gatewayd ] || fail "no /usr/sbin/gatewayd"
@@ -93,14 +128,11 @@ systemctl is-active gateway.service || fail "gateway.service not active after re
 [ "$(systemctl show -p MainPID --value gateway.service)" = "$pid" ] || fail "reload restarted gatewayd"
 ok "reload kept pid $pid"
 
-step "upgrade: local configuration kept, running service restarted"
+step "upgrade from the signed repository: local configuration kept, running service restarted"
 echo "# local edit (e2e)" >> /etc/gateway/gateway.conf
-mkdir -p /root/up
-dpkg-deb -R /var/cache/apt/archives/gateway_*.deb /root/up/pkg 2>/dev/null ||
-  dpkg-deb -R /srv/gateway-apt/gateway_*_"$(dpkg --print-architecture)".deb /root/up/pkg
-sed -i 's/^Version: .*/&+e2e1/' /root/up/pkg/DEBIAN/control
-dpkg-deb -b /root/up/pkg /root/up/gateway_upgrade.deb >/dev/null || fail "repack"
-apt-get install -y -q /root/up/gateway_upgrade.deb || fail "upgrade"
+use_repo /srv/gateway-apt-next || fail "apt-get update of the next release's repository"
+apt-get upgrade -y -q || fail "apt-get upgrade"
+dpkg-query -W -f '${Version}' gateway | grep -q '+e2e1$' || fail "gateway was not upgraded"
 grep -q '^# local edit (e2e)' /etc/gateway/gateway.conf || fail "upgrade lost the local edit of the conffile"
 systemctl is-active gateway.socket || fail "gateway.socket not active after upgrade"
 echo_check "after upgrade" || fail "no echo after upgrade"
@@ -118,7 +150,8 @@ ok "both units stopped"
 step "apt purge gateway"
 apt-get purge -y -q gateway || fail "apt-get purge gateway"
 apt-get autoremove --purge -y -q || fail "apt-get autoremove --purge"
-dpkg -l | grep -E 'gateway' | grep -v '^un' && fail "packages left: see above"
+# The key stays: the board still trusts the repository for its next install.
+dpkg -l | grep -E 'gateway' | grep -v '^un' | grep -v ' gateway-archive-keyring ' && fail "packages left: see above"
 snapshot > /root/after.txt
 if ! diff -u /root/before.txt /root/after.txt > /root/leftover.txt; then
   cat /root/leftover.txt

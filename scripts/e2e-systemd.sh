@@ -10,7 +10,9 @@
 # 3. boots it with systemd-nspawn -b (own network namespace: 127.0.0.1 is the
 #    container's) and runs the test below as systemd.run=, whose exit code
 #    becomes the container's:
-#      apt install gateway from the file: repository dist/apt;
+#      the repository key comes as gateway-archive-keyring; apt refuses the
+#      repository signed with another key and a package changed after signing;
+#      apt install gateway from the signed file: repository dist/apt;
 #      systemctl start gateway.socket; gatewayd is not running;
 #      a client connects to 127.0.0.1:7000 and gets its echo;
 #      gateway.service is now active, triggered by the socket, and its
@@ -45,7 +47,7 @@ t_start=$(date +%s)
 log() { printf '== e2e %s [%ss] %s\n' "$arch" "$(( $(date +%s) - t_start ))" "$*" >&2; }
 
 # ---- host tools ---------------------------------------------------------------
-need=(mmdebstrap systemd-container debian-archive-keyring)
+need=(mmdebstrap systemd-container debian-archive-keyring gnupg dpkg-dev)
 [ "$arch" = "$host_arch" ] || need+=(qemu-user-static binfmt-support arch-test)
 gw_need_packages "${need[@]}"
 
@@ -70,6 +72,48 @@ if [ $build = 1 ] || [ ! -f "$root/dist/apt/gateway_${version}_${arch}.deb" ]; t
 fi
 [ -f "$root/dist/apt/Packages" ] || { echo "e2e: no dist/apt/Packages" >&2; exit 1; }
 
+# ---- the repositories the board sees -------------------------------------------
+# make_repos DIR writes, under DIR:
+#   gateway-apt           dist/apt as package.sh signed it
+#   gateway-apt-next      the same with gateway repacked as VERSION+e2e1, signed
+#                         with the same key: the upgrade
+#   gateway-apt-otherkey  dist/apt signed with a fresh key the board never saw
+#   gateway-apt-tampered  dist/apt with one byte of the gateway package changed
+#                         after signing
+make_repos() {
+  local srv=$1 deb tmp
+  mkdir -p "$srv"
+  cp -r "$root/dist/apt" "$srv/gateway-apt"
+
+  cp -r "$root/dist/apt" "$srv/gateway-apt-next"
+  deb=$(ls "$srv"/gateway-apt-next/gateway_*_"$arch".deb)
+  tmp=$(mktemp -d)
+  dpkg-deb -R "$deb" "$tmp/pkg"
+  sed -i 's/^Version: .*/&+e2e1/' "$tmp/pkg/DEBIAN/control"
+  rm "$deb"
+  dpkg-deb -b "$tmp/pkg" "$srv/gateway-apt-next/gateway_${version}+e2e1_$arch.deb" >/dev/null
+  rm -rf "$tmp"
+  "$root/scripts/apt-repo.sh" "$srv/gateway-apt-next" 2>/dev/null
+
+  cp -r "$root/dist/apt" "$srv/gateway-apt-otherkey"
+  tmp=$(mktemp -d)
+  GNUPGHOME=$tmp gpg --batch --quiet --pinentry-mode loopback --passphrase '' \
+    --quick-gen-key "not the gateway archive key <other@invalid>" ed25519 sign 1d
+  GW_APT_KEY=$(GNUPGHOME=$tmp gpg --batch --armor --export-secret-keys) \
+    "$root/scripts/apt-repo.sh" "$srv/gateway-apt-otherkey" 2>/dev/null
+  GNUPGHOME=$tmp gpgconf --kill all >/dev/null 2>&1 || true
+  rm -rf "$tmp"
+  # The board must judge by its own key, not by one the repository offers.
+  rm -f "$srv/gateway-apt-otherkey/gateway-archive-keyring.gpg"
+
+  cp -r "$root/dist/apt" "$srv/gateway-apt-tampered"
+  deb=$(ls "$srv"/gateway-apt-tampered/gateway_*_"$arch".deb)
+  local middle=$(( $(stat -c %s "$deb") / 2 ))
+  local byte
+  byte=$(od -An -tu1 -j "$middle" -N1 "$deb" | tr -d ' ')
+  printf "$(printf '\\%03o' $(( (byte + 1) % 256 )))" | dd of="$deb" bs=1 seek="$middle" conv=notrunc status=none
+}
+
 # ---- rootfs (cached tarball) ----------------------------------------------------
 pkgs=systemd,systemd-sysv,dbus,libsystemd0,libstdc++6,apt,man-db
 stamp="$suite $arch $pkgs v2"
@@ -89,9 +133,8 @@ fi
 rm -rf "$work"
 mkdir -p "$work/root"
 tar -C "$work/root" -xf "$tarball"
-mkdir -p "$work/root/srv/gateway-apt"
-cp -r "$root"/dist/apt/. "$work/root/srv/gateway-apt/"
-echo "deb [trusted=yes] file:/srv/gateway-apt ./" > "$work/root/etc/apt/sources.list.d/gateway.list"
+make_repos "$work/root/srv"
+cp "$root"/dist/apt/gateway-archive-keyring_*_all.deb "$work/root/root/"
 install -m 0755 "$root/scripts/e2e-systemd-inside.sh" "$work/root/root/e2e.sh"
 
 # ---- boot and test ------------------------------------------------------------------

@@ -7,9 +7,13 @@
 #   gateway_<ver>_<arch>.deb         gatewayd, /etc/gateway/gateway.conf, units, man pages
 #   libgateway0_<ver>_<arch>.deb     libgateway.so.0 (Multi-Arch: same)
 #   libgateway-dev_<ver>_<arch>.deb  header, gateway.pc, CMake package
-# runs lintian on them (fails on any error or warning), and refreshes the flat
-# apt repository dist/apt/ (Packages, Release):
-#   deb [trusted=yes] file:/path/to/dist/apt ./
+# runs lintian on them (fails on any error or warning), and refreshes the signed
+# flat apt repository dist/apt/ with scripts/apt-repo.sh (Packages, Release,
+# InRelease, Release.gpg, the public key gateway-archive-keyring.gpg and the
+# package gateway-archive-keyring_VERSION_all.deb that installs it):
+#   deb [signed-by=/usr/share/keyrings/gateway-archive-keyring.gpg] file:/path/to/dist/apt ./
+# The signing key comes from GW_APT_KEY (see scripts/apt-repo.sh); without it a
+# throw-away test key is used, and the script says so.
 #
 # The packaging is debhelper (packaging/debian); ARM packages are cross built
 # with the CMake toolchain files against a bookworm sysroot (scripts/sysroot.sh)
@@ -17,7 +21,8 @@
 # Host tools that are missing are installed with apt-get.
 #
 # Environment: GW_SRCDIR (source tree to package, default: this repository),
-# GW_SKIP_LINTIAN=1 (skip lintian), DEB_BUILD_OPTIONS (passed on).
+# GW_SKIP_LINTIAN=1 (skip lintian), DEB_BUILD_OPTIONS (passed on),
+# GW_APT_KEY / GW_APT_KEY_ID (the repository's signing key).
 set -euo pipefail
 
 source "$(dirname "$0")/lib/common.sh"
@@ -103,15 +108,10 @@ for arch in "${arches[@]}"; do
   log "$arch done in $(( $(date +%s) - t0 ))s: ${debs[*]##*/}"
 done
 
-# ---- flat apt repository ----------------------------------------------------
+# ---- signed flat apt repository ----------------------------------------------
 mkdir -p "$dist/apt"
 rm -f "$dist/apt"/*.deb
 cp "$dist"/*_"$version"_*.deb "$dist/apt/"
-(cd "$dist/apt" &&
- dpkg-scanpackages --multiversion . > Packages 2>/dev/null &&
- gzip -9nkf Packages &&
- apt-ftparchive -o APT::FTPArchive::Release::Origin=gateway \
-   -o APT::FTPArchive::Release::Label=gateway \
-   -o APT::FTPArchive::Release::Suite=stable release . > Release.tmp &&
- mv Release.tmp Release)
-log "apt repository: $dist/apt (deb [trusted=yes] file:$dist/apt ./)"
+GW_KEYRING_PACKAGE=1 "$root/scripts/apt-repo.sh" "$dist/apt"
+cp "$dist"/apt/gateway-archive-keyring_*_all.deb "$dist/"
+log "apt repository: $dist/apt (deb [signed-by=/usr/share/keyrings/gateway-archive-keyring.gpg] file:$dist/apt ./)"
