@@ -1,6 +1,5 @@
 #include "daemon.hpp"
 
-#include <netdb.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -28,27 +27,6 @@ gw::LogLevel core_level(LogLevel level) {
     case LogLevel::debug: return gw::LogLevel::debug;
   }
   return gw::LogLevel::info;
-}
-
-// Resolves a tcp:// backend once, at start or reload, never per client: a
-// name lookup may block, and the loop must not.
-int resolve(const Backend &backend, gw::SocketAddress &out, std::string &error) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV;
-  addrinfo *found = nullptr;
-  std::string port = std::to_string(backend.port);
-  int rc = getaddrinfo(backend.host.c_str(), port.c_str(), &hints, &found);
-  if (rc != 0) {
-    error = gai_strerror(rc);
-    return -EINVAL;
-  }
-  out = gw::SocketAddress{};
-  std::memcpy(&out.storage, found->ai_addr, found->ai_addrlen);
-  out.length = found->ai_addrlen;
-  freeaddrinfo(found);
-  return 0;
 }
 
 }  // namespace
@@ -81,25 +59,23 @@ Daemon::~Daemon() {
 
 int Daemon::make_handler(const Route &route, std::shared_ptr<gw::ConnectionHandler> &out) {
   const Backend &backend = route.backend;
-  gw::SocketAddress address;
-  switch (backend.kind) {
-    case Backend::Kind::echo:
-      out = std::make_shared<gw::EchoHandler>();
-      return 0;
-    case Backend::Kind::tcp: {
-      std::string error;
-      if (resolve(backend, address, error) != 0) {
-        server_->logger().log(gw::LogLevel::error, "route \"%s\": cannot resolve backend %s: %s", route.name.c_str(),
-                              backend.text.c_str(), error.c_str());
-        return -EINVAL;
-      }
-      break;
-    }
-    case Backend::Kind::unix_socket:
-      if (gw::parse_unix_address("unix:" + backend.path, address) != 0) return -EINVAL;
-      break;
+  if (backend.kind == Backend::Kind::echo) {
+    out = std::make_shared<gw::EchoHandler>();
+    return 0;
   }
-  out = std::make_shared<gw::Forwarder>(address, backend.text);
+  if (backend.address) {  // an IP literal or a Unix socket: nothing to look up
+    out = std::make_shared<gw::Forwarder>(*backend.address, backend.text);
+    return 0;
+  }
+  if (backend.kind != Backend::Kind::tcp) return -EINVAL;
+  // A host name is resolved in the background, never here: a lookup can take
+  // seconds (longer than WatchdogSec), and a name that does not resolve yet
+  // (the network is not up) must not keep the route from listening.
+  if (!resolver_) resolver_ = std::make_shared<gw::Resolver>(server_->loop());
+  auto name = std::make_unique<gw::ResolvedName>(resolver_, backend.host, backend.port,
+                                                 "route \"" + route.name + "\": backend " + backend.text,
+                                                 server_->logger());
+  out = std::make_shared<gw::Forwarder>(std::move(name), backend.text);
   return 0;
 }
 
@@ -271,9 +247,15 @@ void Daemon::reload() {
   for (const Route &route : loaded.config->routes) {
     RouteState state;
     state.route = route;
-    if (make_handler(route, state.handler) != 0) {
+    // An unchanged backend keeps its handler (and a name its resolved
+    // addresses: no lookup); a changed one gets a new handler for new
+    // clients, while established clients keep theirs.
+    auto same_backend = routes_.find(route.name);
+    if (same_backend != routes_.end() && same_backend->second.route.backend.text == route.backend.text) {
+      state.handler = same_backend->second.handler;
+    } else if (make_handler(route, state.handler) != 0) {
       rollback();
-      return reject("a backend cannot be resolved");
+      return reject("a backend is unusable");
     }
     auto same_listen = [&](const RouteState &old) {
       return old.inherited || (old.route.listen && route.listen && old.route.listen->canonical == route.listen->canonical);

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "config.hpp"
+#include "gw/resolver.hpp"
 #include "gw/server.hpp"
 #include "gw/signals.hpp"
 
@@ -42,6 +43,10 @@ class Daemon {
 
   std::string config_path_;
   std::unique_ptr<gw::Server> server_;
+  // Shared by the routes' named backends, created with the first one. After
+  // server_, so destroyed before it; the Forwarders that still hold it go
+  // with server_'s connections, before its loop.
+  std::shared_ptr<gw::Resolver> resolver_;
   std::unique_ptr<gw::SignalWatcher> signals_;
   std::unique_ptr<gw::Timer> watchdog_timer_;
   std::unique_ptr<gw::Timer> status_timer_;

@@ -4,8 +4,10 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <string>
 
 #include "gw/errors.hpp"
 #include "gw/server.hpp"
@@ -74,18 +76,44 @@ struct SplicePipe {
 /// and freed after the batch in which the client closed. Loop thread only.
 class BackendLink final : IoHandler, IoDelegate {
  public:
-  BackendLink(Forwarder &forwarder, Connection &client)
-      : forwarder_(forwarder), client_(&client), loop_(client.listener().server().loop()) {}
+  BackendLink(Forwarder &forwarder, Connection &client, uint64_t connect_timeout_ms)
+      : forwarder_(forwarder),
+        client_(&client),
+        loop_(client.listener().server().loop()),
+        connect_timeout_ms_(connect_timeout_ms),
+        connect_timer_(loop_, [this] { on_connect_timeout(); }) {}
 
-  void start() {
-    const SocketAddress &backend = forwarder_.backend();
-    fd_.reset(::socket(backend.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    if (!fd_) return fail(errno);
-    if (::connect(fd_.get(), backend.get(), backend.length) != 0 && errno != EINPROGRESS) return fail(errno);
-    interest_ = EPOLLOUT;  // writable = connected (or failed: SO_ERROR says which)
-    if (int rc = loop_.add(fd_.get(), interest_, this)) return fail(-rc);
-    watched_ = true;
+  /// Connects to `addresses`, one after the other until one answers: the
+  /// next after a refusal, an error or the connect timeout. Bytes the client
+  /// sends meanwhile are queued.
+  void start(ResolvedName::Addresses addresses) {
+    waiting_for_name_ = false;
+    addresses_ = std::move(addresses);
+    next_ = 0;
+    tried_.clear();
+    connect_next();
   }
+
+  /// The backend name has no answer yet: wait for start() or give_up(), at
+  /// most the connect timeout.
+  void wait_for_name() {
+    waiting_for_name_ = true;
+    connect_timer_.start(connect_timeout_ms_);
+  }
+
+  /// No address to try: closes the client, saying why.
+  void give_up(const std::string &why) {
+    if (!client_) return;
+    connect_timer_.stop();
+    client_->listener().server().logger().log(LogLevel::warning, "%s: %s: backend %s: %s; closing the client",
+                                               client_->config().name.c_str(), client_->peer().to_string().c_str(),
+                                               forwarder_.label().c_str(), why.c_str());
+    out_.release();
+    client_->close(CloseReason::local);
+  }
+
+  /// True once every address was tried in vain.
+  bool unreachable() const noexcept { return unreachable_; }
 
   /// Bytes from the client for the backend (buffered mode): one message,
   /// framed again as the client framed it.
@@ -126,6 +154,7 @@ class BackendLink final : IoHandler, IoDelegate {
   /// The client is gone: close the backend socket now, free this after the batch.
   void release() {
     client_ = nullptr;
+    connect_timer_.stop();
     if (watched_) loop_.remove(fd_.get());
     fd_.reset();
     loop_.defer([this] { delete this; });
@@ -139,9 +168,15 @@ class BackendLink final : IoHandler, IoDelegate {
       int error = 0;
       socklen_t length = sizeof error;
       getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &error, &length);
-      if (error) return fail(error);
+      if (error) return connect_failed(error);
       if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+      // The event may be a late one of the previous address's socket, read in
+      // the same batch: only a peer proves that this socket is connected.
+      SocketAddress peer;
+      peer.length = sizeof peer.storage;
+      if (::getpeername(fd_.get(), peer.get(), &peer.length) != 0) return;
       connecting_ = false;
+      connect_timer_.stop();
       if (client_eof_ && out_.empty()) shut_backend();
     }
     if (spliced_) return pump();
@@ -153,6 +188,58 @@ class BackendLink final : IoHandler, IoDelegate {
     if (!client_) return;
     update_interest();
     maybe_splice();
+  }
+
+  // ---- connecting ----
+  void connect_next() {
+    while (addresses_ && next_ < addresses_->size()) {
+      const SocketAddress &backend = (*addresses_)[next_++];
+      int error = open_attempt(backend);
+      if (error == 0) {
+        connect_timer_.start(connect_timeout_ms_);
+        return;
+      }
+      note_failure(backend, error);
+    }
+    unreachable_ = true;
+    if (!addresses_ || addresses_->size() <= 1) return fail(last_error_ ? last_error_ : EHOSTUNREACH);
+    give_up("every address failed (" + tried_ + ")");
+  }
+
+  // 0 once the connect is under way, or why it could not start.
+  int open_attempt(const SocketAddress &backend) {
+    fd_.reset(::socket(backend.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd_) return errno;
+    if (::connect(fd_.get(), backend.get(), backend.length) != 0 && errno != EINPROGRESS) return errno;
+    interest_ = EPOLLOUT;  // writable = connected (or failed: SO_ERROR says which)
+    if (int rc = loop_.add(fd_.get(), interest_, this)) return -rc;
+    watched_ = true;
+    return 0;
+  }
+
+  void connect_failed(int error) {
+    note_failure((*addresses_)[next_ - 1], error);
+    connect_next();
+  }
+
+  void on_connect_timeout() {
+    if (!client_) return;
+    if (waiting_for_name_) {
+      return give_up("no address yet: the name is still being resolved after " +
+                     std::to_string(connect_timeout_ms_) + " ms");
+    }
+    if (connecting_) connect_failed(ETIMEDOUT);
+  }
+
+  // Closes the socket of a failed attempt and remembers why, for the log line.
+  void note_failure(const SocketAddress &backend, int error) {
+    if (watched_) loop_.remove(fd_.get());
+    watched_ = false;
+    fd_.reset();
+    connect_timer_.stop();
+    last_error_ = error;
+    if (!tried_.empty()) tried_ += ", ";
+    tried_ += backend.to_string() + ": " + std::strerror(error);
   }
 
   // ---- buffered mode ----
@@ -351,6 +438,14 @@ class BackendLink final : IoHandler, IoDelegate {
   Forwarder &forwarder_;
   Connection *client_;
   EventLoop &loop_;
+  uint64_t connect_timeout_ms_;
+  Timer connect_timer_;  // the current connect attempt, or the wait for the name
+  ResolvedName::Addresses addresses_;  // what this client tries, in order
+  size_t next_ = 0;
+  std::string tried_;  // "ADDRESS: error, ..." of the failed attempts
+  int last_error_ = 0;
+  bool waiting_for_name_ = false;
+  bool unreachable_ = false;
   Fd fd_;
   Buffer out_;  // buffered mode: client -> backend bytes the backend has not taken yet
   SplicePipe to_backend_, to_client_;  // splice mode
@@ -369,10 +464,47 @@ BackendLink *link_of(Connection &conn) { return static_cast<BackendLink *>(conn.
 
 }  // namespace
 
+Forwarder::Forwarder(std::vector<SocketAddress> backends, std::string label, ForwarderOptions options)
+    : fixed_(std::make_shared<const std::vector<SocketAddress>>(std::move(backends))),
+      label_(std::move(label)),
+      options_(options) {}
+
+Forwarder::Forwarder(std::unique_ptr<ResolvedName> name, std::string label, ForwarderOptions options)
+    : name_(std::move(name)), label_(std::move(label)), options_(options) {
+  name_->set_on_change([this] { on_name_change(); });
+  name_->start();
+}
+
 void Forwarder::on_open(Connection &conn) {
-  auto *link = new BackendLink(*this, conn);
+  auto *link = new BackendLink(*this, conn, options_.connect_timeout_ms);
   conn.set_user_data(link);
-  link->start();
+  if (!name_) return link->start(fixed_);
+  switch (name_->state()) {
+    case ResolvedName::State::resolved:
+      return link->start(name_->addresses());
+    case ResolvedName::State::pending:
+      waiting_.push_back(&conn);
+      return link->wait_for_name();
+    case ResolvedName::State::failed:
+      return link->give_up("cannot resolve " + name_->host() + ": " + name_->error());
+  }
+}
+
+// The name's first answer (or a later change): the waiting clients connect,
+// or learn that there is nowhere to go.
+void Forwarder::on_name_change() {
+  std::vector<Connection *> ready;
+  ready.swap(waiting_);
+  for (Connection *conn : ready) {
+    BackendLink *link = link_of(*conn);
+    if (!link) continue;
+    if (name_->state() == ResolvedName::State::resolved)
+      link->start(name_->addresses());
+    else if (name_->state() == ResolvedName::State::failed)
+      link->give_up("cannot resolve " + name_->host() + ": " + name_->error());
+    else
+      waiting_.push_back(conn);
+  }
 }
 
 void Forwarder::on_message(Connection &conn, const uint8_t *data, size_t length) {
@@ -399,7 +531,10 @@ void Forwarder::on_drain(Connection &conn) {
 }
 
 void Forwarder::on_close(Connection &conn, CloseReason) {
+  if (!waiting_.empty()) waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), &conn), waiting_.end());
   if (BackendLink *link = link_of(conn)) {
+    // Every address failed: the name may have moved.
+    if (name_ && link->unreachable()) name_->refresh_soon();
     conn.set_user_data(nullptr);
     link->release();
   }

@@ -6,7 +6,7 @@ target_compile_definitions(gwd_harness PRIVATE _GNU_SOURCE)
 target_include_directories(gwd_harness PUBLIC ${CMAKE_CURRENT_LIST_DIR} ${CMAKE_CURRENT_LIST_DIR}/../c)
 target_link_libraries(gwd_harness PUBLIC gwt_helpers PkgConfig::CMOCKA Threads::Threads)
 
-set(GWD_SUITES cli echo forward activate signals notify routes reload allow hostile faults)
+set(GWD_SUITES cli echo forward activate signals notify routes reload allow dns hostile faults)
 foreach(suite IN LISTS GWD_SUITES)
   add_executable(test_daemon_${suite} ${CMAKE_CURRENT_LIST_DIR}/test_${suite}.c)
   set_target_properties(test_daemon_${suite} PROPERTIES C_STANDARD 11 C_STANDARD_REQUIRED ON C_EXTENSIONS OFF)
@@ -16,3 +16,15 @@ foreach(suite IN LISTS GWD_SUITES)
   add_test(NAME daemon_${suite} COMMAND test_daemon_${suite} $<TARGET_FILE:gatewayd>)
   set_tests_properties(daemon_${suite} PROPERTIES TIMEOUT 60 LABELS "daemon")
 endforeach()
+
+# test_dns controls name resolution without a network: an LD_PRELOAD shim that
+# answers names under ".gwtest" from a file the test rewrites. It is test
+# scaffolding, not code under test, so it is built without sanitizers (the
+# ASan runtime must stay first in gatewayd's own link order).
+add_library(gwtest_resolv MODULE ${CMAKE_CURRENT_LIST_DIR}/resolv_shim.c)
+target_compile_options(gwtest_resolv PRIVATE -fno-sanitize=all)
+set_target_properties(gwtest_resolv PROPERTIES C_VISIBILITY_PRESET default)  # it exists to export getaddrinfo
+target_link_options(gwtest_resolv PRIVATE -fno-sanitize=all)
+target_link_libraries(gwtest_resolv PRIVATE ${CMAKE_DL_LIBS} Threads::Threads)
+add_dependencies(test_daemon_dns gwtest_resolv)
+set_tests_properties(daemon_dns PROPERTIES ENVIRONMENT "GWD_RESOLV_SHIM=$<TARGET_FILE:gwtest_resolv>")
