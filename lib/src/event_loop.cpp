@@ -85,11 +85,15 @@ void EventLoop::run_deferred() {
 }
 
 bool EventLoop::post(std::function<void()> fn) {
-  {
-    std::lock_guard<std::mutex> lock(posted_mutex_);
-    if (posts_closed_) return false;
-    posted_.push_back(std::move(fn));
-  }
+  // The wake-up is written inside the critical section: the loop thread can
+  // take the function only after we unlock, so once it has run (for Server's
+  // begin_stop: once the server may have stopped and been destroyed) this
+  // thread touches nothing of the loop any more. Waking after the unlock
+  // wrote to an eventfd that the loop thread may already have closed, and
+  // whose number another file may have reused.
+  std::lock_guard<std::mutex> lock(posted_mutex_);
+  if (posts_closed_) return false;
+  posted_.push_back(std::move(fn));
   wake();
   return true;
 }

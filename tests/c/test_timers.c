@@ -27,7 +27,9 @@ static void tick(gw_timer_t *t, void *ud)
     tstate *s = ud;
     if (s->fired < 16)
         s->at[s->fired] = gwt_now_ms();
-    s->fired++;
+    /* An atomic increment: the threaded test reads it from another thread
+     * while the loop thread's timer runs (a data race for TSan otherwise). */
+    __atomic_add_fetch(&s->fired, 1, __ATOMIC_SEQ_CST);
     if (s->order)
         s->order[(*s->norder)++] = s->tag;
     if (s->stop_after && s->fired == s->stop_after)
