@@ -31,10 +31,13 @@ ActivationPlan match_inherited(const std::vector<Route> &routes, const std::vect
         plan.route_of[socket] = static_cast<int>(route);
         taken[route] = true;
     };
+    // A socket that matches is assigned even when it is not listening: adopting
+    // it then fails with the kernel's precise reason (not listening, not a
+    // stream socket), which names the route it was meant for.
+    //
     // By name first, so that a named socket is never lost to an unnamed one
     // that happens to match the same route's address.
     for (std::size_t s = 0; s < sockets.size(); ++s) {
-        if (!sockets[s].listening) continue;
         for (std::size_t r = 0; r < routes.size(); ++r) {
             if (!taken[r] && routes[r].name == sockets[s].name) {
                 take(s, r);
@@ -43,7 +46,7 @@ ActivationPlan match_inherited(const std::vector<Route> &routes, const std::vect
         }
     }
     for (std::size_t s = 0; s < sockets.size(); ++s) {
-        if (plan.route_of[s] >= 0 || !sockets[s].listening || !sockets[s].local) continue;
+        if (plan.route_of[s] >= 0 || !sockets[s].local) continue;
         for (std::size_t r = 0; r < routes.size(); ++r) {
             if (!taken[r] && routes[r].listen && routes[r].listen->address.matches(*sockets[s].local)) {
                 take(s, r);

@@ -34,8 +34,10 @@ struct ActivationPlan {
 // route's name), then, for the sockets left, by address (the first route in
 // file order whose `listen` the socket's local address serves, see
 // gw::ListenAddress::matches). Each route gets at most one socket and each
-// socket at most one route. A socket that is not listening, or that matches
-// no free route, is reported.
+// socket at most one route. A socket that matches no free route is reported
+// (as "not a listening stream socket" when it is not one). A matched socket
+// that is not listening is still assigned: Server::adopt refuses it with the
+// precise reason, for the route it was meant for.
 ActivationPlan match_inherited(const std::vector<Route> &routes, const std::vector<InheritedSocket> &sockets);
 
 // Fills an InheritedSocket from the kernel (getsockname, SO_ACCEPTCONN).

@@ -923,14 +923,17 @@ void activation_matching(void **) {
     assert_string_equal(plan.errors[0].c_str(),
                         "inherited socket fd 3 (FileDescriptorName=unknown, bound to 127.0.0.1:7001) matches no "
                         "route: name a route \"unknown\" or give a route listen = \"127.0.0.1:7001\"");
-    // Not listening, and a name with control bytes: reported, one line each.
-    plan = match_inherited(c.routes, {passed(3, "a", "127.0.0.1:7001", false), passed(4, "x\ny", "127.0.0.9:1")});
-    assert_true(plan.route_of == std::vector<int>({-1, -1}));
+    // Not listening: still matched (adopting it then names the precise
+    // reason); unmatched, it is reported as not listening. A name with control
+    // bytes: one line.
+    plan = match_inherited(c.routes, {passed(3, "a", "127.0.0.1:7001", false), passed(4, "x\ny", "127.0.0.9:1"),
+                                      passed(5, "zz", "127.0.0.9:2", false)});
+    assert_true(plan.route_of == std::vector<int>({0, -1, -1}));
     assert_int_equal(plan.errors.size(), 2);
-    assert_string_equal(plan.errors[0].c_str(),
-                        "inherited socket fd 3 (FileDescriptorName=a, bound to 127.0.0.1:7001) is not a listening "
+    assert_true(printable_one_line(plan.errors[0]));
+    assert_string_equal(plan.errors[1].c_str(),
+                        "inherited socket fd 5 (FileDescriptorName=zz, bound to 127.0.0.9:2) is not a listening "
                         "stream socket: give its socket unit ListenStream= and Accept=no");
-    assert_true(printable_one_line(plan.errors[1]));
     // Two sockets for one route: the second is reported.
     plan = match_inherited(c.routes, {passed(3, "b", nullptr), passed(4, "b", nullptr)});
     assert_true(plan.route_of == std::vector<int>({1, -1}));
