@@ -1,7 +1,7 @@
 #!/bin/bash
 # End-to-end test of the Debian packages on a booted systemd.
 #
-#   scripts/e2e-systemd.sh [amd64|arm64] [--no-build]
+#   scripts/e2e-systemd.sh [amd64|arm64|armhf] [--no-build]
 #
 # 1. builds the packages for ARCH into dist/apt (scripts/package.sh ARCH),
 #    unless --no-build is given and dist/apt already has them;
@@ -20,8 +20,9 @@
 #      systemd-analyze verify is clean and security exposure <= 2.0;
 #      systemctl reload works; stop both units;
 #      apt purge gateway (+ autoremove) leaves no file behind.
-# arm64 boots an arm64 rootfs under qemu-user-static through binfmt_misc
-# (slower: a few minutes), installing the arm64 packages.
+# arm64 and armhf boot a rootfs of their own architecture under
+# qemu-user-static through binfmt_misc (slower: a few minutes), installing
+# that architecture's packages.
 #
 # Missing host tools are installed with apt-get. The Debian mirror is taken
 # from the host's apt configuration. Exit code 0 means every check passed.
@@ -31,9 +32,9 @@ arch=amd64
 build=1
 for a in "$@"; do
   case $a in
-    amd64|arm64) arch=$a ;;
+    amd64|arm64|armhf) arch=$a ;;
     --no-build) build=0 ;;
-    *) echo "usage: $0 [amd64|arm64] [--no-build]" >&2; exit 2 ;;
+    *) echo "usage: $0 [amd64|arm64|armhf] [--no-build]" >&2; exit 2 ;;
   esac
 done
 
@@ -55,7 +56,7 @@ if [ "$arch" != "$host_arch" ]; then
   # Foreign binaries (mmdebstrap's maintainer scripts, the booted container)
   # run through binfmt_misc and qemu-user-static.
   [ -e /proc/sys/fs/binfmt_misc/status ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
-  q=qemu-aarch64
+  case $arch in arm64) q=qemu-aarch64 ;; armhf) q=qemu-arm ;; esac
   if [ ! -e /proc/sys/fs/binfmt_misc/$q ]; then
     update-binfmts --enable $q >/dev/null 2>&1 || update-binfmts --import $q >/dev/null 2>&1 || true
   fi

@@ -18,13 +18,15 @@
 #   e2e     the amd64 .deb packages installed and started on a booted systemd
 #   e2e-arm64  the same with the arm64 packages on an arm64 rootfs booted
 #           under qemu-user-static (binfmt_misc); a few minutes from cold
+#   e2e-armhf  the same for armhf
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$GW_ROOT"
 
 stages=("$@")
-((${#stages[@]})) || stages=(native asan tsan nosystemd fuzz cross packages e2e e2e-arm64)
+((${#stages[@]})) || stages=(native asan tsan nosystemd fuzz cross packages e2e e2e-arm64 e2e-armhf)
 jobs=$(nproc)
+packaged=
 
 run_preset() {
   local preset=$1
@@ -47,10 +49,12 @@ for stage in "${stages[@]}"; do
         run_preset "$arch"
       done
       ;;
-    packages) scripts/package.sh all ;;
-    e2e) scripts/e2e-systemd.sh amd64 ;;
-    e2e-arm64) scripts/e2e-systemd.sh arm64 ;;
-    *) gw_die "unknown stage '$stage' (native, asan, tsan, nosystemd, fuzz, cross, packages, e2e, e2e-arm64)" ;;
+    packages) scripts/package.sh all && packaged=1 ;;
+    # The packages stage of this same run built them: test those.
+    e2e) scripts/e2e-systemd.sh amd64 ${packaged:+--no-build} ;;
+    e2e-arm64) scripts/e2e-systemd.sh arm64 ${packaged:+--no-build} ;;
+    e2e-armhf) scripts/e2e-systemd.sh armhf ${packaged:+--no-build} ;;
+    *) gw_die "unknown stage '$stage' (native, asan, tsan, nosystemd, fuzz, cross, packages, e2e, e2e-arm64, e2e-armhf)" ;;
   esac
   gw_say "[$stage] passed in $((SECONDS - start)) s"
 done
