@@ -127,6 +127,8 @@ int Daemon::start(const Config &config) {
     if (rc != 0) {
       log.log(gw::LogLevel::error, "route \"%s\": inherited socket fd %d (FileDescriptorName=%s) is unusable: %s",
               target->route.name.c_str(), passed.fd, shown_name.c_str(), gw::err::describe(rc));
+      // A failed adopt leaves the fd untouched and ours (it has left systemd's
+      // pool): closed here, exactly once.
       ::close(passed.fd);
       ++failures;
       continue;
