@@ -81,13 +81,16 @@ void fill(uint8_t *out, size_t length, uint64_t offset, uint64_t seed) {
   }
 }
 
-// What the server reported: close reasons by client port (the client's local
-// port is the connection's peer port), idle closes seen in the log, and every
-// log line.
+// What the server reported, by client port (the client's local port is the
+// connection's peer port). Ports come round again within a run, so each port
+// keeps its connections in the order they opened: the k-th flow that had
+// port P is the k-th connection from P. Also the idle closes the log
+// announced per port, and every log line.
 struct Record {
   std::mutex mutex;
-  std::map<int, std::vector<gw::CloseReason>> closes;
-  std::set<int> idle_closing;  // ports the log says are being closed for idleness
+  std::map<int, std::vector<uint64_t>> opened;  // port -> connection ids in open order
+  std::map<uint64_t, std::vector<gw::CloseReason>> closes;  // connection id -> reasons
+  std::map<int, int> idle_closing;  // port -> idle closes announced in the log
   std::vector<std::string> lines;
   int opens = 0;
 
@@ -97,20 +100,28 @@ struct Record {
     self->lines.emplace_back(line);
     // "NAME: closing 127.0.0.1:PORT: idle for N ms"
     if (const char *p = std::strstr(line, ": closing 127.0.0.1:")) {
-      if (std::strstr(p, ": idle for ")) self->idle_closing.insert(std::atoi(p + std::strlen(": closing 127.0.0.1:")));
+      if (std::strstr(p, ": idle for ")) self->idle_closing[std::atoi(p + std::strlen(": closing 127.0.0.1:"))]++;
     }
   }
-  bool idle_logged(int port) {
+  int idle_logged(int port) {
     std::lock_guard<std::mutex> lock(mutex);
-    return idle_closing.count(port) != 0;
+    auto it = idle_closing.find(port);
+    return it == idle_closing.end() ? 0 : it->second;
   }
-  bool closed(int port, gw::CloseReason *reason = nullptr) {
+  int opens_from(int port) {
     std::lock_guard<std::mutex> lock(mutex);
-    auto it = closes.find(port);
-    if (it == closes.end() || it->second.empty()) return false;
-    if (reason) *reason = it->second.back();
-    return true;
+    auto it = opened.find(port);
+    return it == opened.end() ? 0 : static_cast<int>(it->second.size());
   }
+  // The close reasons of the nth connection from `port`.
+  std::vector<gw::CloseReason> reasons(int port, int nth) {
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = opened.find(port);
+    if (it == opened.end() || static_cast<int>(it->second.size()) <= nth) return {};
+    auto found = closes.find(it->second[static_cast<size_t>(nth)]);
+    return found == closes.end() ? std::vector<gw::CloseReason>{} : found->second;
+  }
+  bool closed(int port, int nth) { return !reasons(port, nth).empty(); }
 };
 
 // A Forwarder with a recorder in front: the Forwarder class is final, so this
@@ -125,6 +136,7 @@ class RecordingForwarder final : public gw::ConnectionHandler {
     {
       std::lock_guard<std::mutex> lock(record_.mutex);
       ++record_.opens;
+      record_.opened[conn.peer().port()].push_back(conn.id());
     }
     forwarder_.on_open(conn);
   }
@@ -137,7 +149,7 @@ class RecordingForwarder final : public gw::ConnectionHandler {
   void on_close(gw::Connection &conn, gw::CloseReason reason) override {
     {
       std::lock_guard<std::mutex> lock(record_.mutex);
-      record_.closes[conn.peer().port()].push_back(reason);
+      record_.closes[conn.id()].push_back(reason);
     }
     forwarder_.on_close(conn, reason);
   }
@@ -160,14 +172,17 @@ struct Side {
   int read_pause_ms = 0;      // a slow reader pauses after each read
   int64_t stall_at = -1;      // ms after start: stop reading for stall_ms
   int stall_ms = 0;
+  int rcvbuf = 0;             // > 0: a small receive buffer, so that backpressure reaches the server at once
   Fate fate = Fate::normal;
   uint64_t fate_at = 0;       // reset: after this many bytes moved; idle: after this many sent
+  uint64_t idle_after_received = 0;  // idle: and after this many received (mid-download)
   // progress
   int fd = -1;
   int64_t started = 0, next_send = 0, next_read = 0;
   uint64_t sent = 0, received = 0;
   bool shut = false, eof = false, error = false, closed = false;
   bool did_reset = false, idle = false, idle_done = false;
+  bool idle_before_shut = false;  // went quiet without its FIN: only the server can end the flow
   uint64_t mismatch_at = UINT64_MAX;
 };
 
@@ -175,6 +190,8 @@ struct Flow {
   int id = 0;
   Side client, backend;
   int port = 0;  // the client's local port
+  int nth = 0;   // earlier flows that had the same port (see Record)
+  int idle_logged_before = 0;  // idle closes the log had announced for that port before this flow
   bool launched = false, backend_seen = false;
   bool clean() const { return client.fate == Fate::normal && backend.fate == Fate::normal; }
 };
@@ -205,8 +222,15 @@ void make_side(Side &side, std::mt19937_64 &rng, bool is_client) {
     side.stall_at = static_cast<int64_t>(pick(0, 500));
     side.stall_ms = static_cast<int>(pick(100, 700));
   }
-  // A slow reader of a bulk stream would take too long: keep every flow's
-  // nominal length to a few seconds.
+  // Loopback buffers grow to megabytes: without a small receive buffer, a
+  // client that stops reading would fill only the kernel, never the
+  // server's pipes and queues.
+  // Clients only: set before connect(), it sizes the window from the start;
+  // shrinking an accepted socket's buffer below the window it announced
+  // makes the kernel drop segments and back off for many seconds.
+  unsigned small = static_cast<unsigned>(pick(0, 99));
+  int rcvbuf = static_cast<int>(pick(8192, 65536));
+  if (is_client && small < 30) side.rcvbuf = rcvbuf;
   unsigned fate = static_cast<unsigned>(pick(0, 99));
   if (fate < 12) {
     side.fate = Fate::reset;
@@ -225,6 +249,15 @@ void limit_slow_streams(Flow &flow) {
   // shutdown, which would end the flow normally).
   if (flow.client.fate == Fate::idle && flow.client.fate_at >= flow.client.send_total)
     flow.client.fate_at = flow.client.send_total ? flow.client.send_total - 1 : 0;
+  // It may also go quiet in the middle of a download, once that is spliced:
+  // the server then closes a spliced link whose pipe to the client is full.
+  // The server's socket buffer takes megabytes first, so that download must
+  // be bigger than any other (only what fits is ever moved).
+  if (flow.client.fate == Fate::idle && flow.backend.fate == Fate::normal && !flow.client.read_pause_ms &&
+      mix(flow.client.send_seed) % 5 < 2)
+    flow.backend.send_total = 8u << 20;
+  if (flow.client.fate == Fate::idle && flow.backend.send_total)
+    flow.client.idle_after_received = mix(flow.client.send_seed) % flow.backend.send_total;
 }
 
 void set_nonblock(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
@@ -289,7 +322,11 @@ void drive(Side &side, short revents, int64_t now, std::vector<uint8_t> &buffer,
     reset_close(side);
     return;
   }
-  if (side.fate == Fate::idle && !side.idle && !side.idle_done && side.sent >= side.fate_at) side.idle = true;
+  if (side.fate == Fate::idle && !side.idle && !side.idle_done && side.sent >= side.fate_at &&
+      side.received >= side.idle_after_received) {
+    side.idle = true;
+    side.idle_before_shut = !side.shut;
+  }
   bool can_send = !side.idle && !side.idle_done && side.sent < side.send_total && !(side.trickle && now < side.next_send);
   if ((revents & POLLOUT) && can_send) {
     size_t want = static_cast<size_t>(std::min<uint64_t>(side.send_total - side.sent, buffer.size()));
@@ -305,7 +342,11 @@ void drive(Side &side, short revents, int64_t now, std::vector<uint8_t> &buffer,
       return;
     }
   }
-  if (side.fate == Fate::idle && !side.idle && !side.idle_done && side.sent >= side.fate_at) side.idle = true;
+  if (side.fate == Fate::idle && !side.idle && !side.idle_done && side.sent >= side.fate_at &&
+      side.received >= side.idle_after_received) {
+    side.idle = true;
+    side.idle_before_shut = !side.shut;
+  }
   if (!side.idle && !side.idle_done && !side.shut && side.sent == side.send_total) {
     shutdown(side.fd, SHUT_WR);
     side.shut = true;
@@ -323,9 +364,10 @@ short wanted_events(const Side &side, int64_t now) {
   return events;
 }
 
-int connect_to(int port) {
+int connect_to(int port, int rcvbuf) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
+  if (rcvbuf > 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
   timeval tv{5, 0};
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   sockaddr_in address{};
@@ -404,15 +446,16 @@ void chaos_flows(void **) {
     flow.id = i;
     make_side(flow.client, rng, true);
     make_side(flow.backend, rng, false);
-    limit_slow_streams(flow);
     flow.client.send_seed = flow.backend.recv_seed = seed * 2 + static_cast<uint64_t>(i) * 2 + 1;
     flow.backend.send_seed = flow.client.recv_seed = seed * 2 + static_cast<uint64_t>(i) * 2 + 2;
+    limit_slow_streams(flow);
   }
 
   std::vector<Pending> pending;
   std::vector<uint8_t> buffer(256 * 1024), expect(256 * 1024);
   Totals totals;
   int launched = 0, reloads = 0, orphans = 0;
+  std::map<int, int> launches_from;  // client port -> flows launched from it
   bool stop_sent = false;
   int64_t start = now_ms();
   int64_t deadline = start + kDeadlineMs;
@@ -420,7 +463,7 @@ void chaos_flows(void **) {
   auto flow_done = [&](Flow &flow) {
     if (!flow.launched || !flow.client.closed) return false;
     if (flow.backend_seen && !flow.backend.closed) return false;
-    return record.closed(flow.port);
+    return record.closed(flow.port, flow.nth);
   };
 
   while (now_ms() < deadline) {
@@ -438,7 +481,7 @@ void chaos_flows(void **) {
     // ask for the graceful stop once the last flow is under way.
     while (launched < flows_wanted && active < kConcurrency) {
       Flow &flow = flows[static_cast<size_t>(launched)];
-      int fd = connect_to(front_port);
+      int fd = connect_to(front_port, flow.client.rcvbuf);
       if (fd < 0) fail_msg("flow %d: connect: %s", flow.id, std::strerror(errno));
       uint8_t header[8];
       uint64_t id = static_cast<uint64_t>(flow.id);
@@ -448,6 +491,10 @@ void chaos_flows(void **) {
       set_nonblock(fd);
       flow.client.fd = fd;
       flow.port = local_port(fd);
+      // The previous flow from this port has closed its client socket, but
+      // the server may not have seen its connection yet: count launches.
+      flow.nth = launches_from[flow.port]++;
+      flow.idle_logged_before = record.idle_logged(flow.port);
       flow.client.started = now;
       flow.launched = true;
       ++launched;
@@ -476,8 +523,12 @@ void chaos_flows(void **) {
     for (Flow &flow : flows) {
       Side &c = flow.client;
       // A backend that reset makes the server close its client for that
-      // reason instead: the idle client then has nothing left to wait for.
-      if (c.idle && !c.closed && (record.idle_logged(flow.port) || flow.backend.did_reset)) {
+      // reason instead, and a client that had sent its FIN before going
+      // quiet may see its flow end normally once every byte is in its socket:
+      // either way the idle client has nothing left to wait for.
+      if (c.idle && !c.closed &&
+          (record.idle_logged(flow.port) > flow.idle_logged_before || flow.backend.did_reset ||
+           record.closed(flow.port, flow.nth))) {
         c.idle = false;
         c.idle_done = true;
       }
@@ -560,6 +611,7 @@ void chaos_flows(void **) {
   // ---- accounting ----
   std::string all_log;
   for (const std::string &line : record.lines) all_log += line + "\n";
+  int dropped_flows = 0;
   int failures = 0, clean = 0, clean_exact = 0, disrupted = 0, idle = 0, resets = 0, bulk = 0;
   std::map<std::string, int> by_reason;
   auto complain = [&](const Flow &flow, const char *what) {
@@ -583,12 +635,7 @@ void chaos_flows(void **) {
     if (b.mismatch_at != UINT64_MAX) complain(flow, "backend received bytes that the client did not send");
     if (b.received > c.sent || c.received > b.sent) complain(flow, "more bytes arrived than were sent");
     gw::CloseReason reason{};
-    std::vector<gw::CloseReason> reasons;
-    {
-      std::lock_guard<std::mutex> lock(record.mutex);
-      auto it = record.closes.find(flow.port);
-      if (it != record.closes.end()) reasons = it->second;
-    }
+    std::vector<gw::CloseReason> reasons = record.reasons(flow.port, flow.nth);
     if (reasons.size() != 1) {
       complain(flow, reasons.empty() ? "the server never closed it" : "the server closed it more than once");
       continue;
@@ -613,11 +660,18 @@ void chaos_flows(void **) {
     ++disrupted;
     if (c.fate == Fate::idle) ++idle;
     if (c.did_reset || b.did_reset) ++resets;
-    if (c.fate == Fate::idle && b.fate == Fate::normal && reason != gw::CloseReason::idle)
+    if (c.idle_before_shut && b.fate == Fate::normal && reason != gw::CloseReason::idle)
       complain(flow, "an idle client was not closed for idleness");
     // Loss is accounted for by a reset of one of the ends or by a close the
     // server gave another reason than the peer's end.
-    bool explained = c.did_reset || b.did_reset || reason != gw::CloseReason::peer;
+    // A close that had to drop queued output says so in a warning of its own.
+    char dropped[96];
+    std::snprintf(dropped, sizeof dropped, "chaos: 127.0.0.1:%d: ", flow.port);
+    bool dropped_logged = false;
+    for (size_t at = all_log.find(dropped); at != std::string::npos && !dropped_logged; at = all_log.find(dropped, at + 1))
+      dropped_logged = all_log.compare(all_log.find(' ', at + std::strlen(dropped)), 20, " queued bytes could ") == 0;
+    if (dropped_logged) ++dropped_flows;
+    bool explained = c.did_reset || b.did_reset || reason != gw::CloseReason::peer || dropped_logged;
     if ((up_lost || down_lost) && !explained) complain(flow, "bytes lost without a reset or a logged close");
   }
   {
@@ -637,9 +691,9 @@ void chaos_flows(void **) {
     ++failures;
   }
   std::printf("chaos: seed %llu, %d flows (%d bulk, %d clean and byte-exact of %d, %d disrupted: %d idle, %d reset), "
-              "%d reloads, graceful stop, %d orphaned backend connections; %.1f MB up, %.1f MB down, %.1f MB spliced, in %lld ms\n",
+              "%d reloads, graceful stop, %d orphaned backend connections, %d closes that dropped queued output (logged); %.1f MB up, %.1f MB down, %.1f MB spliced, in %lld ms\n",
               static_cast<unsigned long long>(seed), flows_wanted, bulk, clean_exact, clean, disrupted, idle, resets,
-              reloads, orphans, totals.up / 1e6, totals.down / 1e6, server->stats().bytes_spliced.load() / 1e6,
+              reloads, orphans, dropped_flows, totals.up / 1e6, totals.down / 1e6, server->stats().bytes_spliced.load() / 1e6,
               (long long)elapsed);
   std::printf("chaos: server close reasons:");
   for (auto &entry : by_reason) std::printf(" %s %d;", entry.first.c_str(), entry.second);
