@@ -72,7 +72,7 @@ struct Route {
     std::chrono::milliseconds idle_timeout{60'000};  // 0 = disabled
     Framing framing = Framing::raw;
     std::uint32_t max_frame = 65536;      // 1..16 MiB
-    std::chrono::milliseconds frame_timeout{0};      // 0 = no deadline for a started frame
+    std::chrono::milliseconds frame_timeout{30'000};  // framed routes: a started frame's deadline; 0 = none
     std::vector<std::string> allow;       // as written; empty (key absent) = everyone
     std::vector<gw::Cidr> allow_nets;     // parsed by gw::parse_cidr, same order as `allow`
     bool keepalive = true;

@@ -103,7 +103,7 @@ void assert_route_defaults(const Route &r) {
     assert_true(r.splice);
     assert_true(r.allow.empty());
     assert_true(r.allow_nets.empty());
-    assert_int_equal(r.frame_timeout.count(), 0);
+    assert_int_equal(r.frame_timeout.count(), 30000);
 }
 
 // ---- valid files -----------------------------------------------------------------
