@@ -128,6 +128,32 @@ systemctl is-active gateway.service || fail "gateway.service not active after re
 [ "$(systemctl show -p MainPID --value gateway.service)" = "$pid" ] || fail "reload restarted gatewayd"
 ok "reload kept pid $pid"
 
+step "SIGKILL under socket activation: clients keep connecting, systemd restarts gatewayd"
+# 200 clients one after the other, each must get its echo; after the 50th,
+# gatewayd is killed with SIGKILL (between two clients, so no accepted
+# connection dies with it). systemd still holds the listening socket: the next
+# clients wait in its backlog until Restart=on-failure has started a new
+# gatewayd, which takes the same socket. None may be refused or lost.
+restarts_before=$(systemctl show -p NRestarts --value gateway.service)
+served=0; lost=0; t0=$(date +%s%N)
+for i in $(seq 1 200); do
+  if echo_check "client $i"; then served=$((served + 1)); else lost=$((lost + 1)); printf 'client %s: no echo\n' "$i"; fi
+  [ "$i" -eq 50 ] && kill -KILL "$pid"
+done
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+killed=$pid
+pid=$(systemctl show -p MainPID --value gateway.service)
+restarts=$(systemctl show -p NRestarts --value gateway.service)
+printf 'SIGKILL: 200 connects in %s ms: %s echoed, %s refused or lost; gatewayd %s killed, now %s (NRestarts %s -> %s)\n' \
+  "$ms" "$served" "$lost" "$killed" "$pid" "$restarts_before" "$restarts"
+[ "$lost" -eq 0 ] || fail "$lost of 200 clients got no echo across the SIGKILL"
+[ "$pid" != 0 ] && [ "$pid" != "$killed" ] || fail "gatewayd was not restarted after SIGKILL (pid $killed -> $pid)"
+[ "$restarts" -gt "$restarts_before" ] || fail "systemd did not count a restart"
+systemctl is-active gateway.service gateway.socket || fail "units not active after the restart"
+journalctl --no-pager -u gateway.service | grep -q 'Main process exited, code=killed, status=9/KILL' ||
+  fail "the journal does not show the SIGKILL"
+ok "SIGKILL: all 200 clients served; systemd restarted gatewayd (pid $killed -> $pid) on the same socket"
+
 step "upgrade from the signed repository: local configuration kept, running service restarted"
 echo "# local edit (e2e)" >> /etc/gateway/gateway.conf
 use_repo /srv/gateway-apt-next || fail "apt-get update of the next release's repository"
