@@ -127,7 +127,14 @@ void Connection::handle_read() {
       Stats::add(listener_.stats_.bytes_in, static_cast<uint64_t>(n));
       Stats::add(listener_.server_.stats_.bytes_in, static_cast<uint64_t>(n));
       listener_.touch(*this);
-      deliver(scratch, static_cast<size_t>(n));
+      {
+        struct Parsing {
+          bool &flag;
+          explicit Parsing(bool &f) noexcept : flag(f) { flag = true; }
+          ~Parsing() { flag = false; }
+        } parsing(parsing_);
+        deliver(scratch, static_cast<size_t>(n));
+      }
       // A handler that took over the socket (delegate_io) reads it from now on.
       if (state_ != State::open || backpressured_ || user_paused_ || delegate_) return;
       if (static_cast<size_t>(n) < EventLoop::scratch_size) return;
@@ -406,7 +413,9 @@ void Connection::on_io(uint32_t events) {
     finish(CloseReason::reset);
     return;
   }
-  if ((events & EPOLLIN) && (interest_ & EPOLLIN)) {
+  // A callback of ours that dispatches again (nested) sees our input stay
+  // readable: it waits in the kernel until our deliver() is done with in_.
+  if ((events & EPOLLIN) && (interest_ & EPOLLIN) && !parsing_) {
     handle_read();
     if (state_ == State::closed) return;
   }

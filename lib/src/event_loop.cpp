@@ -27,7 +27,7 @@ int EventLoop::create(std::unique_ptr<EventLoop> &out) {
   loop->timer_handler_.action = &EventLoop::run_due_timers;
   if (int rc = loop->add(loop->wake_.get(), EPOLLIN, &loop->wake_handler_)) return rc;
   if (int rc = loop->add(loop->timerfd_.get(), EPOLLIN, &loop->timer_handler_)) return rc;
-  loop->scratch_.reset(new uint8_t[scratch_size]);
+  loop->scratch_.emplace_back(new uint8_t[scratch_size]);
   out = std::move(loop);
   return 0;
 }
@@ -67,6 +67,7 @@ int EventLoop::dispatch(int timeout_ms) {
     explicit Depth(int &d) noexcept : depth(d) { ++depth; }
     ~Depth() { --depth; }
   } depth(dispatch_depth_);
+  if (scratch_.size() < static_cast<size_t>(dispatch_depth_)) scratch_.emplace_back(new uint8_t[scratch_size]);
   for (int i = 0; i < count; ++i) static_cast<IoHandler *>(events[i].data.ptr)->on_io(events[i].events);
   // A nested dispatch must not free what its outer batches may still touch:
   // the outer frame's events[] and the handler running on the stack below us

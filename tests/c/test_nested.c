@@ -30,6 +30,8 @@ typedef struct nest {
     int destroyed;
     int calls_after_destroy; /* callbacks other than on_close after destroy */
     int wait_closes;       /* without destroy: nest until this many closes */
+    int more_fd;           /* > 0: before nesting, this client sends "more\n" */
+    int nested_rounds;     /* > 0: nest for this many dispatches */
 } nest;
 
 static nest N;
@@ -61,9 +63,22 @@ static int enough_closes(nest *n)
     return n->rec.closes >= n->wait_closes;
 }
 
+static int rounds_done(nest *n)
+{
+    return --n->nested_rounds <= 0;
+}
+
 static void do_nest(nest *n)
 {
     n->nested++;
+    if (n->more_fd > 0) {
+        assert_int_equal(write(n->more_fd, "more\n", 5), 5);
+        usleep(20 * 1000);
+    }
+    if (n->nested_rounds > 0) {
+        n->inner_rc = nested_dispatch(n, rounds_done);
+        return;
+    }
     if (n->destroy_in_nested)
         assert_int_equal(gw_server_post(n->srv, destroy_cb, n), 0);
     if (n->nested_run)
@@ -237,6 +252,41 @@ static void test_nested_close_freed_after_outer_batch(void **state)
     close(b);
 }
 
+/* A nested dispatch reads other clients (and its caller's own client) while
+ * the outer deliver() is still parsing: A's "nest\nafter\n" arrived in one
+ * read, and on "nest" the callback dispatches again while B's line and A's
+ * next line ("more", sent from inside the callback) are ready. The outer
+ * frame's unparsed "after" must survive (each frame reads into its own
+ * scratch buffer), and A's "more" must come after it (A is not read again
+ * until its deliver() returns). Before: "after" came back as B's bytes. */
+static void test_nested_dispatch_keeps_outer_input(void **state)
+{
+    (void)state;
+    int port = listen_port();
+    int a = gwt_connect_pump(N.srv, "127.0.0.1", port);
+    int b = gwt_connect_pump(N.srv, "127.0.0.1", port);
+    assert_true(gwt_rec_wait(N.srv, &N.rec, &N.rec.opens, 2, GWT_TIMEOUT_MS));
+    gwt_pump(N.srv, 20);
+    N.more_fd = a;
+    N.nested_rounds = 5;
+    assert_int_equal(gwt_write_all(NULL, a, "nest\nafter\n", 11), 0);
+    usleep(20 * 1000);
+    assert_int_equal(gwt_write_all(NULL, b, "BBBBBBBBBBBBBBBBBBBBBBBB\n", 25), 0);
+    usleep(50 * 1000);
+    assert_int_equal(gw_server_dispatch(N.srv), 0);
+    assert_int_equal(N.nested, 1);
+    char buf[32];
+    const char *want[] = { "nest", "after", "more" };
+    for (int i = 0; i < 3; ++i) {
+        assert_true(gwt_read_line(N.srv, a, buf, sizeof buf, GWT_TIMEOUT_MS) >= 0);
+        assert_string_equal(buf, want[i]);
+    }
+    assert_int_equal(gwt_read_line(N.srv, b, buf, sizeof buf, GWT_TIMEOUT_MS), 24);
+    assert_string_equal(buf, "BBBBBBBBBBBBBBBBBBBBBBBB");
+    close(a);
+    close(b);
+}
+
 #define NEST_TEST(t) cmocka_unit_test_setup_teardown(t, nest_setup, nest_teardown)
 
 int main(void)
@@ -246,6 +296,7 @@ int main(void)
         NEST_TEST(test_destroy_inside_nested_run),
         NEST_TEST(test_destroy_inside_dispatch_nested_in_timer),
         NEST_TEST(test_nested_close_freed_after_outer_batch),
+        NEST_TEST(test_nested_dispatch_keeps_outer_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

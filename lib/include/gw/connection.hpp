@@ -149,7 +149,8 @@ class Connection final : IoHandler {
   bool write_shut_ = false;
   bool shut_when_flushed_ = false;
   bool parked_ = false;
-  bool delivering_fragment_ = false;  // out of epoll: hung up, and nothing to do until the handler acts
+  bool delivering_fragment_ = false;
+  bool parsing_ = false;  // inside deliver(): a nested dispatch must not read into in_ now  // out of epoll: hung up, and nothing to do until the handler acts
   uint32_t interest_ = 0;
   uint64_t last_active_ms_ = 0;
   uint64_t close_deadline_ms_ = 0;

@@ -109,9 +109,11 @@ class EventLoop {
   /// Monotonic milliseconds.
   static uint64_t now_ms() noexcept;
 
-  /// A per-loop read buffer: connections read into it, and copy only the
-  /// unparsed remainder into a buffer of their own.
-  uint8_t *scratch() noexcept { return scratch_.get(); }
+  /// A read buffer of the current dispatch() frame: connections read into it,
+  /// and copy only the unparsed remainder into a buffer of their own. Each
+  /// nesting level has its own, so that a callback that dispatches again (the
+  /// C API allows it) cannot overwrite the bytes its caller is still parsing.
+  uint8_t *scratch() noexcept { return scratch_[dispatch_depth_ > 0 ? dispatch_depth_ - 1 : 0].get(); }
   static constexpr size_t scratch_size = 64 * 1024;
 
  private:
@@ -150,7 +152,7 @@ class EventLoop {
   std::vector<Timer *> heap_;
   uint64_t timer_sequence_ = 0;
   uint64_t armed_deadline_ = 0;
-  std::unique_ptr<uint8_t[]> scratch_;
+  std::vector<std::unique_ptr<uint8_t[]>> scratch_;  // one per nesting level in use so far
 };
 
 }  // namespace gw
