@@ -274,9 +274,38 @@ static void test_per_ip_limit(void **state)
 /* gatewayd with RLIMIT_NOFILE 64 and 200 clients at once: it serves what its
  * fds allow, sheds the rest at once (closed, not left in the backlog), keeps
  * serving those it has, and serves new clients once the load is gone. */
+/* 1 if the gatewayd binary contains UBSan's vptr check. */
+static int gatewayd_has_ubsan_vptr(void)
+{
+    FILE *bin = fopen(gwd_binary(), "rb");
+    if (!bin)
+        return 0;
+    static const char needle[] = "__ubsan_handle_dynamic_type_cache_miss";
+    static char buf[1 << 16];
+    size_t keep = 0, n;
+    int found = 0;
+    while (!found && (n = fread(buf + keep, 1, sizeof buf - keep, bin)) > 0) {
+        n += keep;
+        found = memmem(buf, n, needle, sizeof needle - 1) != NULL;
+        keep = sizeof needle - 1;
+        memmove(buf, buf + n - keep, keep);
+    }
+    fclose(bin);
+    return found;
+}
+
 static void test_fd_limit(void **state)
 {
     gwd_fixture *f = *state;
+    /* UBSan's vptr check proves memory readable through a pipe(): with every
+     * fd of the process in use that pipe fails, and the check reports a bogus
+     * "invalid vptr" in EventLoop::dispatch and aborts (not recoverable, not
+     * suppressible with -fno-sanitize-recover). The native and valgrind runs
+     * cover this case. */
+    if (gatewayd_has_ubsan_vptr()) {
+        printf("hostile nofile: skipped: gatewayd is built with UBSan's vptr check, which needs a free fd\n");
+        skip();
+    }
     int port = gwd_port();
     char conf[512];
     snprintf(conf, sizeof conf,
