@@ -297,15 +297,6 @@ static int gatewayd_has_ubsan_vptr(void)
 static void test_fd_limit(void **state)
 {
     gwd_fixture *f = *state;
-    /* UBSan's vptr check proves memory readable through a pipe(): with every
-     * fd of the process in use that pipe fails, and the check reports a bogus
-     * "invalid vptr" in EventLoop::dispatch and aborts (not recoverable, not
-     * suppressible with -fno-sanitize-recover). The native and valgrind runs
-     * cover this case. */
-    if (gatewayd_has_ubsan_vptr()) {
-        printf("hostile nofile: skipped: gatewayd is built with UBSan's vptr check, which needs a free fd\n");
-        skip();
-    }
     int port = gwd_port();
     char conf[512];
     snprintf(conf, sizeof conf,
@@ -320,6 +311,18 @@ static void test_fd_limit(void **state)
     if (gwd_wrapped())
         opts.rlimit_nofile = 64 + 32;
     gwd_start_conf(&f->proc, &f->dir, conf, &opts);
+    if (gatewayd_has_ubsan_vptr()) {
+        /* UBSan's vptr check verifies a type it has not seen at a call site
+         * by writing the object's memory into a pipe() of its own: with every
+         * fd in use that pipe fails and it reports a bogus "invalid vptr" on
+         * a live Connection (ASan shows it allocated, never freed) and aborts.
+         * One client served first puts Connection's type in UBSan's cache, so
+         * the flood below runs the same code, checked, without that pipe. */
+        int warm = gwd_connect_retry(port, GWD_TIMEOUT_MS);
+        assert_true(warm >= 0);
+        assert_true(gwd_roundtrip(warm, "warm"));
+        close(warm);
+    }
     figures before = measure(f);
     int fds[200], st[200];
     for (int i = 0; i < 200; ++i)
