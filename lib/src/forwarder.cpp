@@ -1,6 +1,8 @@
 #include "gw/forwarder.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -34,6 +36,30 @@ int parse_unix_address(std::string_view text, SocketAddress &out) noexcept {
 
 namespace {
 
+// splice() has no MSG_NOSIGNAL: splicing into a socket whose peer is gone
+// raises SIGPIPE, which kills a program that does not ignore it (gatewayd
+// does; firmware embedding the core may not). So the loop thread blocks
+// SIGPIPE before its first splice, and a SIGPIPE that a splice raised is taken
+// back at once (sigtimedwait without waiting) so that it never stays pending.
+// Only the failing call pays for that; the fast path makes no extra call.
+void block_sigpipe_on_this_thread() noexcept {
+  thread_local bool blocked = false;
+  if (blocked) return;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  blocked = pthread_sigmask(SIG_BLOCK, &set, nullptr) == 0;
+}
+
+void take_back_sigpipe() noexcept {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  timespec no_wait{};
+  while (sigtimedwait(&set, nullptr, &no_wait) == SIGPIPE) {
+  }
+}
+
 /// A kernel pipe between two sockets for splice(), with the count of bytes in it.
 struct SplicePipe {
   Fd read_end, write_end;
@@ -41,6 +67,7 @@ struct SplicePipe {
   size_t capacity = 64 * 1024;  // Linux's default pipe size, until open() grows it
 
   int open() noexcept {
+    block_sigpipe_on_this_thread();
     int fds[2];
     if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return -errno;
     read_end.reset(fds[0]);
@@ -64,7 +91,10 @@ struct SplicePipe {
     if (!held) return 0;
     ssize_t n = ::splice(read_end.get(), nullptr, socket, nullptr, held, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (n > 0) held -= static_cast<size_t>(n);
-    return n < 0 ? -errno : n;
+    if (n >= 0) return n;
+    int error = errno;
+    if (error == EPIPE) take_back_sigpipe();
+    return -error;
   }
 };
 

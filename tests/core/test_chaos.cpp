@@ -715,11 +715,11 @@ void chaos_flows(void **) {
 }  // namespace
 
 int main() {
-  // splice() has no MSG_NOSIGNAL: when a spliced client resets, the loop
-  // thread gets SIGPIPE, which kills a program that does not ignore it
-  // (gatewayd does). This test ignores it like gatewayd; the library itself
-  // does not protect its users yet (reported).
-  signal(SIGPIPE, SIG_IGN);
+  // SIGPIPE keeps its default action (kill) on purpose: splice() has no
+  // MSG_NOSIGNAL, and a spliced client that resets must not kill a program
+  // that embeds the core without ignoring SIGPIPE (the forwarder blocks it on
+  // its loop thread and takes back what splice raised). Every send() of the
+  // test itself uses MSG_NOSIGNAL.
   const CMUnitTest tests[] = {
       cmocka_unit_test(chaos_flows),
   };
