@@ -829,7 +829,7 @@ static void *backend_conn(void *arg)
         for (;;) {
             struct pollfd pfd = {fd, POLLIN, 0};
             int64_t left = end - gwt_now_ms();
-            if (left <= 0 || b->stop)
+            if (left <= 0 || __atomic_load_n(&b->stop, __ATOMIC_ACQUIRE))
                 break;
             if (poll(&pfd, 1, left > 100 ? 100 : (int)left) <= 0)
                 continue;
@@ -883,7 +883,7 @@ static void *backend_conn(void *arg)
 static void *backend_main(void *arg)
 {
     gwd_backend *b = arg;
-    while (!b->stop) {
+    while (!__atomic_load_n(&b->stop, __ATOMIC_ACQUIRE)) {
         struct pollfd pfd = {b->lfd, POLLIN, 0};
         if (poll(&pfd, 1, 50) <= 0)
             continue;
@@ -912,7 +912,7 @@ static void *backend_main(void *arg)
 static int backend_begin(gwd_backend *b)
 {
     pthread_mutex_init(&b->mu, NULL);
-    b->stop = 0;
+    __atomic_store_n(&b->stop, 0, __ATOMIC_RELEASE);
     b->accepted = b->finished = 0;
     for (int i = 0; i < GWD_BACKEND_MAX_CONNS; ++i)
         b->conn_fd[i] = -1;
@@ -970,7 +970,7 @@ int gwd_backend_wait_finished(gwd_backend *b, int n, int timeout_ms)
 
 void gwd_backend_stop(gwd_backend *b)
 {
-    b->stop = 1;
+    __atomic_store_n(&b->stop, 1, __ATOMIC_RELEASE);
     pthread_join(b->th, NULL);
     for (int i = 0; i < b->accepted; ++i) {
         pthread_mutex_lock(&b->mu);

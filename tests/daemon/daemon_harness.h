@@ -215,7 +215,7 @@ typedef struct gwd_backend {
     int port;               /* tcp */
     char path[300];         /* unix */
     pthread_t th;
-    int stop;
+    int stop;               /* set by gwd_backend_stop from the test thread: __atomic_* only */
     pthread_mutex_t mu;
     int accepted;
     int finished;
