@@ -8,6 +8,8 @@
 #   native  host build (RelWithDebInfo, -Werror) and its whole CTest suite
 #   asan    the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   tsan    the same suite under ThreadSanitizer (cross-thread stop, post, wake-up)
+#   valgrind  the gatewayd suites with every gatewayd under valgrind memcheck
+#           (no error, no definite or indirect leak; scripts/valgrind.sh)
 #   fuzz    every libFuzzer target of tests/fuzz for GW_FUZZ_SECONDS (30) each,
 #           from its committed corpus (scripts/fuzz.sh; a long run: fuzz.sh -t 3600)
 #   nosystemd  host build without libsystemd (GW_WITH_SYSTEMD=OFF, preset
@@ -24,7 +26,7 @@ source "$(dirname "$0")/lib/common.sh"
 cd "$GW_ROOT"
 
 stages=("$@")
-((${#stages[@]})) || stages=(native asan tsan nosystemd fuzz cross packages e2e e2e-arm64 e2e-armhf)
+((${#stages[@]})) || stages=(native asan tsan nosystemd valgrind fuzz cross packages e2e e2e-arm64 e2e-armhf)
 jobs=$(nproc)
 packaged=
 
@@ -41,6 +43,7 @@ for stage in "${stages[@]}"; do
   start=$SECONDS
   case $stage in
     native | asan | tsan | nosystemd) run_preset "$stage" ;;
+    valgrind) gw_need_packages valgrind && scripts/valgrind.sh ;;
     fuzz) scripts/fuzz.sh -t "${GW_FUZZ_SECONDS:-30}" ;;
     cross)
       gw_need_packages crossbuild-essential-arm64 crossbuild-essential-armhf qemu-user mmdebstrap debian-archive-keyring
@@ -54,7 +57,7 @@ for stage in "${stages[@]}"; do
     e2e) scripts/e2e-systemd.sh amd64 ${packaged:+--no-build} ;;
     e2e-arm64) scripts/e2e-systemd.sh arm64 ${packaged:+--no-build} ;;
     e2e-armhf) scripts/e2e-systemd.sh armhf ${packaged:+--no-build} ;;
-    *) gw_die "unknown stage '$stage' (native, asan, tsan, nosystemd, fuzz, cross, packages, e2e, e2e-arm64, e2e-armhf)" ;;
+    *) gw_die "unknown stage '$stage' (native, asan, tsan, nosystemd, valgrind, fuzz, cross, packages, e2e, e2e-arm64, e2e-armhf)" ;;
   esac
   gw_say "[$stage] passed in $((SECONDS - start)) s"
 done
