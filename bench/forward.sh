@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Bulk forwarding throughput: iperf3 through gatewayd, systemd-socket-proxyd
 # (splice-based) and socat, each forwarding 127.0.0.1:PORT -> the same iperf3
 # server, measured in the same run and reported as ratios against gatewayd.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Soak test (not part of CI): gatewayd under mixed load for a long time,
 # printing its resident memory and open fds every INTERVAL seconds, failing if
 # either grows past a small bound over its level in the first minute, or if

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The C facade. It only translates: it checks arguments and threads at the
 // edge, converts options to the core's structs, maps C callbacks onto the
 // core's ConnectionHandler, and turns every exception into an error code.

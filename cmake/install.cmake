@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Install rules: the shared library (SONAME libgateway.so.0), the public header,
 # gateway.pc for pkg-config and a CMake package (find_package(gateway) gives
 # gateway::gateway). gatewayd installs itself from service/.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* poll_embed: libgateway inside the firmware's own poll() loop, no thread.
  *
  *   poll_embed [ADDRESS]          (default 127.0.0.1:7071)

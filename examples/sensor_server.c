@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sensor_server: a line-protocol "sensor" built on libgateway.
  *
  *   sensor_server [ADDRESS] [PERIOD_MS]      (default 127.0.0.1:7070, 1000)

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # Writes a signed flat apt repository from the .deb files in a directory.
 #
 #   scripts/apt-repo.sh DIR

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # Runs inside the booted test container (see scripts/e2e-systemd.sh) as
 # systemd.run=: its exit code becomes the container's.
 set -uo pipefail

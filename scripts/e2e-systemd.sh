@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # End-to-end test of the Debian packages on a booted systemd.
 #
 #   scripts/e2e-systemd.sh [amd64|arm64|armhf] [--no-build]

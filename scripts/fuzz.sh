@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Builds the libFuzzer targets (preset fuzz: clang-15, ASan+UBSan) and runs each.
 #
 #   scripts/fuzz.sh                 every target for 30 s (the test.sh stage)
@@ -20,7 +21,7 @@ while getopts "t:lh" opt; do
   case $opt in
     t) seconds=$OPTARG ;;
     l) list=1 ;;
-    h) sed -n '2,12p' "$0"; exit 0 ;;
+    h) sed -n '3,13p' "$0"; exit 0 ;;
     *) exit 2 ;;
   esac
 done

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # Build the Debian packages of gateway.
 #
 #   scripts/package.sh [amd64|arm64|armhf|all]...     (default: amd64)

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Installs what is missing, builds, and runs gatewayd in the foreground on the
 # default configuration (echo on 127.0.0.1:7000). Try it from another shell:
 #   printf 'hi\n' | nc -q1 127.0.0.1 7000

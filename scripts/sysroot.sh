@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # Build (or reuse) a Debian bookworm sysroot for cross-compiling gateway.
 #
 #   scripts/sysroot.sh arm64|armhf      -> prints the sysroot path

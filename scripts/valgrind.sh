@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Runs the gatewayd integration suites (CTest label "daemon") with every
 # gatewayd they start under valgrind memcheck: no error and no definite or
 # indirect leak may remain, or the run fails.

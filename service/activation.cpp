@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Socket activation: see activation.hpp.
 #include "activation.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Socket activation: which inherited socket (from systemd's LISTEN_FDS) serves
 // which route. A pure function over plain values, so it can be tested and
 // fuzzed without systemd, plus the one helper that asks the kernel about a fd.

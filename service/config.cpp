@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // gatewayd configuration: see config.hpp.
 #include "config.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // gatewayd configuration: the TOML file (/etc/gateway/gateway.conf), parsed and
 // validated into plain structs.
 //

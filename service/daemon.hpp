@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Daemon: gatewayd's routes on one gw::Server, fed by systemd or by hand.
 #pragma once
 #include <map>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // gatewayd: the command line. Everything else is in Daemon and the config layer.
 #include <getopt.h>
 #include <signal.h>

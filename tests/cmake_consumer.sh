@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # Installs the project to a temporary prefix and builds/runs a tiny project
 # that uses find_package(gateway) and links gateway::gateway.
 #   cmake_consumer.sh BUILD_DIR SOURCE_DIR CC "CFLAGS"

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Configuration layer of gatewayd (service/config.*): cmocka, from C++.
 # Included by tests/CMakeLists.txt; needs the gatewayd_config target (GW_BUILD_SERVICE).
 if(TARGET gatewayd_config)

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # Installs the project to a temporary prefix, builds examples/ from there with
 # pkg-config only (as firmware would), and runs both examples briefly.
 #   examples_install.sh BUILD_DIR SOURCE_DIR CC "CFLAGS"

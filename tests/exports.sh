@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Fails unless every dynamic symbol defined by libgateway.so starts with gw_.
 set -eu
 lib="$1"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // gatewayd configuration layer (service/config.*): defaults, every error with its
 // exact "PATH:LINE:COL: message", several errors at once, and the parsed forms.
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # arm64 (aarch64) boards: Debian's aarch64-linux-gnu cross compilers plus a
 # bookworm arm64 sysroot (scripts/sysroot.sh arm64). See cross-debian.cmake.
 set(GW_CROSS_TRIPLET aarch64-linux-gnu)

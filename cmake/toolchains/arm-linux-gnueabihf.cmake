@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # armhf (32-bit ARMv7, hard float) boards: Debian's arm-linux-gnueabihf cross
 # compilers plus a bookworm armhf sysroot (scripts/sysroot.sh armhf).
 # See cross-debian.cmake.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Shared part of the Debian cross toolchain files (included by
 # aarch64-linux-gnu.cmake and arm-linux-gnueabihf.cmake, which set
 # GW_CROSS_TRIPLET, GW_CROSS_DEBARCH and GW_CROSS_QEMU first).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "gw/address.hpp"
 
 #include <arpa/inet.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "gw/connection.hpp"
 
 #include <netinet/in.h>

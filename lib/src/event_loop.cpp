@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "gw/event_loop.hpp"
 
 #include <sys/eventfd.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "gw/forwarder.hpp"
 
 #include <fcntl.h>

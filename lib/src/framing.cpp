@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "gw/framing.hpp"
 
 #include <cstring>

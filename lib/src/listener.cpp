@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "gw/listener.hpp"
 
 #include <fcntl.h>

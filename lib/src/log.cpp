@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "gw/log.hpp"
 
 #include <cstdio>

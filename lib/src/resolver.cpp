@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "gw/resolver.hpp"
 
 #include <netdb.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "gw/server.hpp"
 
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "gw/signals.hpp"
 
 #include <signal.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "gw/systemd.hpp"
 
 #include <cerrno>

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Shared by the scripts in scripts/: sourced, never run.
 
 # The repository's root, whatever the caller's working directory.

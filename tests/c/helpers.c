@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Shared helpers for the C API test suites; see helpers.h. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Shared helpers for the C API test suites (C99, cmocka).
  *
  * Two ways to drive a server:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* gw_listener_adopt: a listening socket works; wrong kinds of fd give a clear
  * error and stay the caller's. */
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* gw_listener_adopt and gw_listener_create_systemd when a step fails after
  * the socket passed every check (getsockname, epoll_ctl): the header says
  * the caller still owns the fd after a failed adopt, so the library must

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Version, errors, close-reason names, option versions, argument checks. */
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Backpressure: a client that does not read. The server stops reading it past
  * high_water (memory stays bounded), gw_conn_send returns GW_EAGAIN beyond
  * max_output with nothing queued, on_drain fires once the client reads, and

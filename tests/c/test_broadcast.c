@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* gw_listener_broadcast: every open connection of that listener (and no
  * other) gets the message in the listener's framing; a connection whose queue
  * cannot take it is closed with GW_CLOSE_LIMIT. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* API calls made from inside callbacks: send, close this or another
  * connection, stop the server, destroy the server after a stop (ASan must be
  * clean); per-connection user data, ids, listener, peer. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Embedding: the firmware's own poll() loop on gw_server_fd() plus
  * gw_server_dispatch(), no thread. The fd is readable exactly when there is
  * work (I/O, a due timer, a cross-thread post or stop), and not otherwise. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* EMFILE under a lowered RLIMIT_NOFILE: pending clients are accepted and
  * closed at once (counted as refused), the loop does not spin, and the server
  * serves again once descriptors are free. */

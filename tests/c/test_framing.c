@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Framing: line, u16be, u32be and raw; split frames (one byte per write),
  * coalesced frames (several per write), empty and binary frames, the
  * max_frame limit on input and on output. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* idle_timeout_ms: a silent client is closed with GW_CLOSE_IDLE within a
  * bounded time; a client that keeps sending is not; 0 disables it. */
 #include <stdarg.h>

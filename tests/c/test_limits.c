@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* max_clients (server-wide and per listener), max_clients_per_ip and the
  * allow list: excess clients are accepted and closed at once (EOF), counted
  * in gw_stats.refused, never reach on_open; the others are unaffected. */

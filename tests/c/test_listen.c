@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Binding: specific addresses, ephemeral and fixed ports, IPv6, v6-only,
  * dual stack, bad address strings, address in use, backlog. */
 #include <stdarg.h>

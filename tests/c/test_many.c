@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Many concurrent clients, each echoing, with the loop on its own thread
  * (gw_server_run) and the clients on the test thread. */
 #include <stdarg.h>

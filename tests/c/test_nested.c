@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Nested dispatch: a callback may call gw_server_dispatch() (or
  * gw_server_run()), and a callback inside that nested call may call
  * gw_server_destroy(). The server is then freed exactly once, by the

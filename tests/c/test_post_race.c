@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* gw_server_post racing gw_server_stop: a post that returned 0 runs exactly
  * once, on the loop thread, before gw_server_run() returns; one that returned
  * GW_ESTATE never runs. There is no third outcome.

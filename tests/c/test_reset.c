@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Peer reset (SO_LINGER 0) -> GW_CLOSE_RESET; half-close (SHUT_WR after
  * sending) -> the echo is still delivered, then GW_CLOSE_PEER; a write to a
  * reset peer never raises SIGPIPE. */

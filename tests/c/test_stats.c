@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Counters: clients, accepted, refused, bytes_in, bytes_out, per server and
  * per listener; gw_conn_id unique and never reused. */
 #include <stdarg.h>

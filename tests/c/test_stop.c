@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Graceful stop: stop accepting, stop reading, flush queued output (nothing
  * lost for a client that reads), then GW_CLOSE_STOPPING; bounded by
  * stop_timeout_ms for a client that does not; idempotent; GW_ESTATE after. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* gw_listener_create_systemd: inherited sockets by name (LISTEN_FDS protocol,
  * simulated in this process), and the fallback to options->address.
  * Built with GW_WITH_SYSTEMD=OFF (GWT_WITH_SYSTEMD 0), the documented

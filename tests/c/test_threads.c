@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Threads: gw_server_stop and gw_server_post from other threads; loop-thread
  * functions called from another thread return GW_EWRONGTHREAD and do nothing. */
 #include <stdarg.h>

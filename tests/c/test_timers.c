@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Timers: one-shot, periodic, stop, restart, start and destroy from the own
  * callback, ordering, zero delay, timers left alive at destroy. */
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* gw_server_wakeup(): from another thread it makes gw_server_fd() readable
  * once and gw_server_dispatch() then returns 0 with nothing else done; from
  * a signal handler (async-signal-safe) it wakes the firmware's own poll loop

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Links against gateway::gateway from find_package(gateway): checks that the
  * header and the library agree and that a listener can be created. */
 #include <gateway/gateway.h>

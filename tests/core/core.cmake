@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Core suites: C++ tests of lib/ itself (things the C API does not show).
 foreach(suite forwarder chaos resolver)
   add_executable(test_core_${suite} ${CMAKE_CURRENT_LIST_DIR}/test_${suite}.cpp)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Chaos test of the forwarder: hundreds of flows through a gw::Server with a
 // Forwarder, to a backend that this test runs itself, with clients and
 // backends that misbehave at random (slow or stalled readers, bulk or trickle

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The core's forwarder, tested in C++ against the library itself: bytes pass
 // intact both ways, a bulk flow switches to splice() (and only a bulk flow),
 // and `splice = false` keeps every byte in user space.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The resolver and named backends, against the library itself with injected
 // lookups: a 3 s lookup does not hold up other clients, every address is tried
 // in order (refused, or silent past the connect timeout), an unresolvable name

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # gatewayd integration suites: cmocka C programs that drive the real daemon
 # binary (passed as argv[1]) over loopback and Unix sockets they create.
 add_library(gwd_harness STATIC ${CMAKE_CURRENT_LIST_DIR}/daemon_harness.c)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* See daemon_harness.h. */
 #include "daemon_harness.h"
 

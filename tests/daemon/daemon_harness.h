@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Harness for the gatewayd integration suites (C99 + _GNU_SOURCE, cmocka).
  *
  * Drives the real daemon binary (path from argv[1], set by CTest from

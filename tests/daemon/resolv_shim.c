@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Test-only LD_PRELOAD shim: name resolution for host names under the reserved
  * suffix ".gwtest", without any network, for the gatewayd DNS tests.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Socket activation: systemd-socket-activate with one and several named fds,
  * an unnamed fd matched by the route's listen address, a fd that matches no
  * route, and (passing LISTEN_* ourselves) a listening and a non-listening fd.

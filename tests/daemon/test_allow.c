@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fail closed, through the real binary: a setting --check-config accepts is one
  * the daemon applies, and one it cannot apply stops startup or rejects the
  * reload instead of being dropped. The allow-list inputs that used to pass the

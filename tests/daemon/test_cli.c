@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* gatewayd's command line: --version, --help, --check-config (exit 0 / 78 and
  * the exact messages), and a bad config at startup. */
 #include "daemon_harness.h"

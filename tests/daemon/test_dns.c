@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tcp://NAME backends: names are resolved off the loop, a name that does not
  * resolve at start is a warning (and served once it resolves), every address
  * is tried, and an unchanged name is not looked up again on reload.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* gatewayd's echo backend end to end: raw and line framing, several clients,
  * a client's EOF, the per-connection log lines. */
 #include "daemon_harness.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Faults around a forwarding route of the real gatewayd: a tcp backend that
  * is down when a client comes, that dies in the middle of a stream, and that
  * comes back (served again without a restart); and SIGTERM while bulk data

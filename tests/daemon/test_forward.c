@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* gatewayd forwarding to tcp:// and unix: backends that the test runs itself:
  * both directions, half-close, 8 MiB each way checksummed, connect failures. */
 #include "daemon_harness.h"

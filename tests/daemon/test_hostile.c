@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Hostile load against the real gatewayd: connection floods against the
  * client limits, a per-address limit while other addresses are served, an fd
  * limit far below the load, a client that never reads, per-frame deadlines,

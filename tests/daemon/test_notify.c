@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sd_notify on a test NOTIFY_SOCKET: READY, STATUS, WATCHDOG (from
  * WATCHDOG_USEC/WATCHDOG_PID), RELOADING around SIGHUP, STOPPING on SIGTERM.
  * Built with GW_WITH_SYSTEMD=OFF (GWT_WITH_SYSTEMD 0): the daemon works the

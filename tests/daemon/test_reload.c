@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* SIGHUP reloads leave nothing behind: a removed route's listener gives up its
  * sockets at once and is freed once its last client has closed; a reload that
  * is rolled back frees what it had created. Checked by counting gatewayd's

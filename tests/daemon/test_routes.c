@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* gatewayd's per-route settings through the real binary and a config file:
  * allow, max_clients, max_clients_per_ip, idle_timeout, IPv6 and dual-stack
  * listen addresses, u16be framing with max_frame. Refused clients see EOF at

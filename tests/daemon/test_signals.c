@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* SIGHUP reload with clients connected, and SIGTERM with data in flight. */
 #include "daemon_harness.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Fuzz target: matching inherited sockets to routes (match_inherited), with
 // arbitrary route sets, names, addresses and listening flags.
 //

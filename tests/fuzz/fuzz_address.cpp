@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Fuzz target: the address parsers (gw::parse_listen_address, parse_cidr,
 // parse_backend_address, parse_ip_port), differentially against the
 // configuration check.

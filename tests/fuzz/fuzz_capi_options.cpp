@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Fuzz target: the C API's option validation (gw_server_create,
 // gw_listener_create, gw_listener_adopt, gw_listener_create_systemd), through
 // the public header only, as firmware would call it.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Fuzz target: gatewayd's configuration parser (parse_config) on arbitrary bytes.
 // Built twice, as `config` (the build's own NDEBUG setting: assertions on in
 // the fuzz preset) and `config_ndebug` (config.cpp compiled with NDEBUG), since

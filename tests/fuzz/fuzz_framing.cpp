@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Fuzz target: the frame decoders (gw::scan_frame) in every mode, fed in
 // arbitrary chunks, against the same bytes scanned in one piece.
 //

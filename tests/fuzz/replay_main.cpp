@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A main() for fuzz targets outside libFuzzer: runs LLVMFuzzerTestOneInput once
 // on every file named on the command line, or found in a directory named there.
 // Used by the CTest tests fuzz_replay_NAME, so committed seeds and every crash

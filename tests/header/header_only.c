@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Compiled with -fsyntax-only as strict C99 and as C++ (see tests/CMakeLists.txt):
  * the public header must stand alone, and its _INIT macros must initialise
  * every field (-Wmissing-field-initializers). */

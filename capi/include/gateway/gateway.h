@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * gateway: an embeddable TCP server for embedded Linux boards.
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Socket addresses: parsing the "host:port" forms the project accepts,
 // formatting peers, and CIDR allow lists.
 //

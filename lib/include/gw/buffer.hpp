@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Buffer: bytes waiting to be parsed or written.
 #pragma once
 #include <cstddef>

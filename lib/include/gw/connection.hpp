@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Connection: one accepted client socket and its queues.
 #pragma once
 #include <sys/uio.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Error codes of the core. Every function that can fail returns int: 0 on
 // success or a negative code: a negated errno (-EINVAL ...) or one of the
 // codes below. The numbers are part of the C ABI: <gateway/gateway.h> defines

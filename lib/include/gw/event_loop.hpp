@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // EventLoop: one thread's epoll loop, its timers and its cross-thread queue.
 #pragma once
 #include <sys/epoll.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Fd: the single owner of one file descriptor.
 #pragma once
 #include <unistd.h>

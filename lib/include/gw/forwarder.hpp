@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Backends for a listener's clients: echo, and forwarding to a local service
 // over TCP (by address or host name) or a Unix socket.
 #pragma once

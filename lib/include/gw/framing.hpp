@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Framing: cutting a TCP byte stream into the messages firmware wants.
 #pragma once
 #include <cstddef>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Listener: one listening socket, which only accepts, and the clients it accepted.
 #pragma once
 #include <cstddef>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Logger: where the core's one-line event messages go.
 #pragma once
 #include <cstdarg>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Host-name lookups that never block the loop: a Resolver runs them on worker
 // threads and answers on the loop thread; a ResolvedName keeps one backend
 // name resolved in the background for a Forwarder.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Server: one event loop, its listeners and the stop sequence.
 #pragma once
 #include <atomic>

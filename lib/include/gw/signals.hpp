@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // SignalWatcher: Unix signals delivered as loop events (signalfd).
 #pragma once
 #include <functional>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Stats: counters that any thread may read while the loop thread updates them.
 #pragma once
 #include <atomic>

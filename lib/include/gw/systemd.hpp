@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The systemd glue: the one module that talks to systemd, used by gatewayd and
 // by the C API. Built on libsystemd's sd-daemon; without GW_WITH_SYSTEMD every
 // function returns -ENOSYS (a board without systemd has nothing to talk to).
