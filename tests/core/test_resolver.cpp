@@ -25,6 +25,8 @@ extern "C" {
 #include <cmocka.h>
 }
 
+#include "core_helpers.hpp"
+
 #include "gw/forwarder.hpp"
 #include "gw/resolver.hpp"
 #include "gw/server.hpp"
@@ -81,15 +83,7 @@ struct Fixture {
   }
 };
 
-int connect_to(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  assert_int_equal(connect(fd, reinterpret_cast<sockaddr *>(&address), sizeof address), 0);
-  return fd;
-}
+using gwc::connect_to;
 
 // Sends `text`, expects it back within timeout_ms. False on EOF or timeout.
 bool round_trip(int fd, const char *text, int timeout_ms = 5000) {
