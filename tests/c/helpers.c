@@ -333,6 +333,20 @@ void gwt_close_reset(int fd)
     close(fd);
 }
 
+int gwt_tcp_socket(int do_listen)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) != 0 || (do_listen && listen(s, 16) != 0)) {
+        perror("gwt_tcp_socket"); /* the test cannot go on without it */
+        abort();
+    }
+    return s;
+}
+
 int gwt_local_port(int fd)
 {
     struct sockaddr_storage ss;

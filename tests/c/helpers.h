@@ -86,6 +86,9 @@ void gwt_set_rcvbuf(int fd, int bytes);
 void gwt_close_reset(int fd);
 /* Local port of a socket. */
 int gwt_local_port(int fd);
+/* A TCP socket bound to 127.0.0.1 on a port the kernel picks, listening
+ * (backlog 16) if do_listen; aborts the test otherwise. The caller owns it. */
+int gwt_tcp_socket(int do_listen);
 
 /* Writes everything (blocking or not: retries on EAGAIN while pumping srv,
  * srv may be NULL). Returns 0 or -1. */

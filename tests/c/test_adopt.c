@@ -19,15 +19,7 @@
 
 static int tcp_socket_bound(int do_listen)
 {
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof a), 0);
-    if (do_listen)
-        assert_int_equal(listen(s, 16), 0);
-    return s;
+    return gwt_tcp_socket(do_listen);
 }
 
 static int fd_is_open(int fd)

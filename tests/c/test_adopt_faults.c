@@ -106,14 +106,7 @@ static void faults_off(void)
 
 static int listening_socket(void)
 {
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(listen(s, 16), 0);
-    return s;
+    return gwt_tcp_socket(1);
 }
 
 static int is_listening(int fd)

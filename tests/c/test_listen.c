@@ -94,12 +94,7 @@ static void test_specific_address_is_specific(void **state)
 
 static int free_port(void)
 {
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(s, (struct sockaddr *)&a, sizeof a);
+    int s = gwt_tcp_socket(0);
     int port = gwt_local_port(s);
     close(s);
     return port;

@@ -32,13 +32,7 @@ static int listening_on_fd(int target)
 {
     if (fcntl(target, F_GETFD) >= 0)
         return -1; /* taken: the test cannot simulate systemd here */
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(listen(s, 16), 0);
+    int s = gwt_tcp_socket(1);
     int port = gwt_local_port(s);
     if (s != target) {
         assert_int_equal(dup2(s, target), target);
