@@ -269,9 +269,11 @@ void Server::begin_stop() {
   state_ = State::stopping;
   // stop_requested_ is already set (only stop() calls this): no store here,
   // so that stop_now()'s read-modify-write stays chained to every stop().
+  // Listeners close before the line is logged, so that whoever reads it (a
+  // person, a test) can rely on no new client being accepted from then on.
+  for (auto &listener : listeners_) listener->stop_accepting();
   config_.logger.log(LogLevel::info, "stopping: %llu clients to drain",
                      static_cast<unsigned long long>(stats_.clients.load()));
-  for (auto &listener : listeners_) listener->stop_accepting();
   std::vector<Connection *> closing_now;
   for (auto &listener : listeners_) {
     for (auto &conn : listener->connections_)

@@ -8,7 +8,9 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
@@ -31,10 +33,20 @@ void collect(const std::string &path, std::vector<std::string> &files) {
     return;
   }
   DIR *dir = opendir(path.c_str());
-  if (!dir) return;
+  if (!dir) {
+    std::fprintf(stderr, "fuzz replay: cannot open %s: %s\n", path.c_str(), std::strerror(errno));
+    std::exit(2);
+  }
   std::vector<std::string> names;
-  while (dirent *entry = readdir(dir))
+  errno = 0;
+  while (dirent *entry = readdir(dir)) {
     if (entry->d_name[0] != '.') names.push_back(path + "/" + entry->d_name);
+    errno = 0;
+  }
+  if (errno != 0) {
+    std::fprintf(stderr, "fuzz replay: cannot read %s: %s\n", path.c_str(), std::strerror(errno));
+    std::exit(2);
+  }
   closedir(dir);
   std::sort(names.begin(), names.end());
   for (const std::string &name : names) collect(name, files);
