@@ -676,6 +676,14 @@ void duplicate_listens(void **) {
     parse_ok(two_listens(":7000", "127.0.0.1:7000"));
     parse_ok(two_listens("127.0.0.1:0", "127.0.0.1:0"));
     parse_ok(two_listens("[fe80::1%lo]:7000", "[fe80::2%lo]:7000"));
+    // The same link-local address on two interfaces is two sockets. Only "lo"
+    // is sure to exist here, so the second interface is set by its index.
+    gw::ListenAddress on_lo, on_other;
+    assert_int_equal(gw::parse_listen_address("[fe80::1%lo]:7000", on_lo), 0);
+    on_other = on_lo;
+    reinterpret_cast<sockaddr_in6 *>(&on_other.address.storage)->sin6_scope_id = 2;
+    assert_false(on_lo.conflicts_with(on_other));
+    assert_true(on_lo.conflicts_with(on_lo));
     // An interface by name or by index is the same socket.
     expect_error(two_listens("[fe80::1%lo]:7000", "[fe80::1%1]:7000"),
                  "gw.conf:8:10: duplicate listen address \"[fe80::1%1]:7000\" (same as \"[fe80::1%lo]:7000\" of "
