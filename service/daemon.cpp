@@ -155,7 +155,7 @@ int Daemon::start(const Config &config) {
               name.c_str(), name.c_str(), name.c_str());
       return 1;
     }
-    int rc = server_->listen(state.listener, state.route.listen->text, listener_config(state.route), state.handler);
+    int rc = server_->listen(state.listener, state.route.listen->address, listener_config(state.route), state.handler);
     if (rc != 0) {
       log.log(gw::LogLevel::error, "route \"%s\": cannot listen on %s: %s", name.c_str(),
               state.route.listen->text.c_str(), gw::err::describe(rc));
@@ -286,7 +286,7 @@ void Daemon::reload() {
                 route.name.c_str());
         return reject("a new route has no socket");
       }
-      int rc = server_->listen(state.listener, route.listen->text, listener_config(route), state.handler);
+      int rc = server_->listen(state.listener, route.listen->address, listener_config(route), state.handler);
       if (rc != 0) {
         rollback();
         log.log(gw::LogLevel::error, "route \"%s\": cannot listen on %s: %s", route.name.c_str(), route.listen->text.c_str(),

@@ -53,10 +53,15 @@ Server::~Server() {
 }
 
 int Server::listen(Listener *&out, std::string_view address, const ListenerConfig &config, std::shared_ptr<ConnectionHandler> handler) {
-  if (state_ != State::running) return err::bad_state;
-  if (config.backlog < 1) return -EINVAL;
   ListenAddress where;
   if (int rc = parse_listen_address(address, where)) return rc;
+  return listen(out, where, config, std::move(handler));
+}
+
+int Server::listen(Listener *&out, ListenAddress where, const ListenerConfig &config, std::shared_ptr<ConnectionHandler> handler) {
+  if (state_ != State::running) return err::bad_state;
+  if (config.backlog < 1) return -EINVAL;
+  const std::string shown = where.to_string();
   SocketAddress &bind_to = where.address;
   Fd fd(::socket(bind_to.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd && where.dual_stack && errno == EAFNOSUPPORT) {
@@ -79,15 +84,14 @@ int Server::listen(Listener *&out, std::string_view address, const ListenerConfi
   }
   if (::bind(fd.get(), bind_to.get(), bind_to.length) != 0) {
     int error = errno;
-    config_.logger.log(LogLevel::error, "cannot bind %.*s: %s", static_cast<int>(address.size()), address.data(),
-                       std::strerror(error));
+    config_.logger.log(LogLevel::error, "cannot bind %s: %s", shown.c_str(), std::strerror(error));
     return -error;
   }
   int limit = somaxconn();
   if (limit > 0 && config.backlog > limit) {
     config_.logger.log(LogLevel::warning,
-                       "%.*s: backlog %d exceeds net.core.somaxconn (%d); the kernel uses %d (raise it with sysctl)",
-                       static_cast<int>(address.size()), address.data(), config.backlog, limit, limit);
+                       "%s: backlog %d exceeds net.core.somaxconn (%d); the kernel uses %d (raise it with sysctl)",
+                       shown.c_str(), config.backlog, limit, limit);
   }
   if (::listen(fd.get(), config.backlog) != 0) return -errno;
   return add_listener(out, std::move(fd), config, std::move(handler));

@@ -33,6 +33,9 @@ class Server {
   /// Binds `address` (see parse_listen_address) and listens. Returns 0 or a
   /// negative code; *out is owned by the server.
   int listen(Listener *&out, std::string_view address, const ListenerConfig &config, std::shared_ptr<ConnectionHandler> handler);
+  /// The same for an address parsed already (the daemon's config stores one):
+  /// what was checked is what is bound, without a second parse.
+  int listen(Listener *&out, ListenAddress where, const ListenerConfig &config, std::shared_ptr<ConnectionHandler> handler);
   /// Takes over a listening SOCK_STREAM socket; on success the server owns fd.
   /// On failure fd is untouched: open, the same socket, its flags restored,
   /// and still the caller's to close.
