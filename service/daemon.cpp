@@ -270,8 +270,10 @@ void Daemon::reload() {
       reused.insert(old->first);
     } else {
       for (auto &[old_name, old_state] : routes_) {
+        // Structured bindings cannot be captured in C++17 (clang refuses): name it.
+        const std::string &removed = old_name;
         bool kept_by_name = std::any_of(loaded.config->routes.begin(), loaded.config->routes.end(),
-                                        [&](const Route &r) { return r.name == old_name; });
+                                        [&](const Route &r) { return r.name == removed; });
         if (!kept_by_name && !reused.count(old_name) && !old_state.inherited && same_listen(old_state)) {
           state.listener = old_state.listener;
           reused.insert(old_name);
