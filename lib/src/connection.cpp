@@ -109,9 +109,9 @@ void Connection::handle_write() {
   if (out_.empty() && state_ == State::closing) {
     begin_linger();
     if (state_ == State::closed) return;
-  } else if (out_.empty() && shut_when_flushed_ && !write_shut_) {
+  } else if (out_.empty() && half_close_pending_ && !half_closed_) {
     ::shutdown(fd_.get(), SHUT_WR);
-    write_shut_ = true;
+    half_closed_ = true;
   }
   after_output_change();
 }
@@ -142,7 +142,7 @@ void Connection::handle_read() {
       continue;
     }
     if (n == 0) {
-      on_peer_eof();
+      handle_peer_eof();
       return;
     }
     if (errno == EINTR) continue;
@@ -216,7 +216,7 @@ void Connection::on_frame_timeout() {
   close(CloseReason::idle);
 }
 
-void Connection::on_peer_eof() {
+void Connection::handle_peer_eof() {
   peer_eof_ = true;
   // Nothing more can arrive: an incomplete frame is not a slow one.
   if (frame_timer_) frame_timer_->stop();
@@ -230,7 +230,7 @@ void Connection::on_peer_eof() {
       delivering_fragment_ = false;
       if (state_ != State::open) return;
     }
-    if (handler().on_peer_shutdown(*this)) {
+    if (handler().on_peer_eof(*this)) {
       update_interest();  // nothing more to read; output may go on
       return;
     }
@@ -272,9 +272,9 @@ void Connection::begin_linger() {
   // Half-close and read until the peer's FIN: closing a socket that still has
   // unread input makes the kernel send a reset, which can destroy the output we
   // just queued before the peer reads it.
-  if (!write_shut_) {
+  if (!half_closed_) {
     ::shutdown(fd_.get(), SHUT_WR);
-    write_shut_ = true;
+    half_closed_ = true;
   }
   update_interest();
 }
@@ -313,12 +313,12 @@ void Connection::finish(CloseReason reason) {
 
 // ---- readiness -------------------------------------------------------------
 
-void Connection::shutdown_write() {
-  if (state_ != State::open || write_shut_) return;
-  shut_when_flushed_ = true;
+void Connection::half_close() {
+  if (state_ != State::open || half_closed_) return;
+  half_close_pending_ = true;
   if (out_.empty()) {
     ::shutdown(fd_.get(), SHUT_WR);
-    write_shut_ = true;
+    half_closed_ = true;
   }
 }
 

@@ -168,9 +168,9 @@ class BackendLink final : IoHandler, IoDelegate {
   }
 
   /// The client sent EOF: pass it on once its bytes are delivered.
-  void client_shut_down() {
+  void on_client_eof() {
     client_eof_ = true;
-    if (!connecting_ && out_.empty() && to_backend_.held == 0) shut_backend();
+    if (!connecting_ && out_.empty() && to_backend_.held == 0) half_close_backend();
     close_if_done();
   }
 
@@ -208,7 +208,7 @@ class BackendLink final : IoHandler, IoDelegate {
       if (::getpeername(fd_.get(), peer.get(), &peer.length) != 0) return;
       connecting_ = false;
       connect_timer_.stop();
-      if (client_eof_ && out_.empty()) shut_backend();
+      if (client_eof_ && out_.empty()) half_close_backend();
     }
     if (spliced_) return pump();
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
@@ -297,7 +297,7 @@ class BackendLink final : IoHandler, IoDelegate {
       }
       if (n == 0) {
         backend_eof_ = true;
-        client_->shutdown_write();
+        client_->half_close();
         close_if_done();
         return;
       }
@@ -320,7 +320,7 @@ class BackendLink final : IoHandler, IoDelegate {
     }
     if (out_.size() < client_->config().low_water) client_->resume_reading();
     if (out_.empty() && client_eof_) {
-      shut_backend();
+      half_close_backend();
       close_if_done();
     }
   }
@@ -386,7 +386,7 @@ class BackendLink final : IoHandler, IoDelegate {
           progress += static_cast<size_t>(n);
         } else if (n == 0) {
           client_eof_ = true;
-          client.note_peer_eof();
+          client.mark_peer_eof();
         } else if (n != -EAGAIN) {
           return broken(client, static_cast<int>(-n));
         }
@@ -411,9 +411,9 @@ class BackendLink final : IoHandler, IoDelegate {
       }
       if (!progress) break;
     }
-    if (client_eof_ && to_backend_.held == 0) shut_backend();
-    if (backend_eof_ && to_client_.held == 0) client.shutdown_write();
-    if (backend_eof_ && to_client_.held == 0 && client_eof_ && backend_shut_) {
+    if (client_eof_ && to_backend_.held == 0) half_close_backend();
+    if (backend_eof_ && to_client_.held == 0) client.half_close();
+    if (backend_eof_ && to_client_.held == 0 && client_eof_ && backend_half_closed_) {
       client.close(CloseReason::peer);
       return;
     }
@@ -429,15 +429,15 @@ class BackendLink final : IoHandler, IoDelegate {
   }
 
   // ---- both modes ----
-  void shut_backend() {
-    if (backend_shut_) return;
+  void half_close_backend() {
+    if (backend_half_closed_) return;
     ::shutdown(fd_.get(), SHUT_WR);
-    backend_shut_ = true;
+    backend_half_closed_ = true;
   }
 
   // Both directions have ended: the client closes once its output is sent.
   void close_if_done() {
-    if (client_ && backend_eof_ && backend_shut_ && client_->peer_shut_down()) client_->close(CloseReason::peer);
+    if (client_ && backend_eof_ && backend_half_closed_ && client_->peer_eof()) client_->close(CloseReason::peer);
   }
 
   void fail(int error) {
@@ -485,7 +485,7 @@ class BackendLink final : IoHandler, IoDelegate {
   bool connecting_ = true;
   bool client_eof_ = false;
   bool backend_eof_ = false;
-  bool backend_shut_ = false;
+  bool backend_half_closed_ = false;
   bool paused_for_client_ = false;
   bool want_splice_ = false;
   bool spliced_ = false;
@@ -548,8 +548,8 @@ void Forwarder::on_message(Connection &conn, const uint8_t *data, size_t length)
   if (encode_frame(framing, data, length, frame)) link->forward(frame.parts, frame.count);
 }
 
-bool Forwarder::on_peer_shutdown(Connection &conn) {
-  if (BackendLink *link = link_of(conn)) link->client_shut_down();
+bool Forwarder::on_peer_eof(Connection &conn) {
+  if (BackendLink *link = link_of(conn)) link->on_client_eof();
   return true;
 }
 

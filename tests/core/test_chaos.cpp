@@ -144,7 +144,7 @@ class RecordingForwarder final : public gw::ConnectionHandler {
   void on_message(gw::Connection &conn, const uint8_t *data, size_t length) override {
     forwarder_.on_message(conn, data, length);
   }
-  bool on_peer_shutdown(gw::Connection &conn) override { return forwarder_.on_peer_shutdown(conn); }
+  bool on_peer_eof(gw::Connection &conn) override { return forwarder_.on_peer_eof(conn); }
   void on_drain(gw::Connection &conn) override { forwarder_.on_drain(conn); }
   bool on_stop(gw::Connection &conn) override { return forwarder_.on_stop(conn); }
   void on_close(gw::Connection &conn, gw::CloseReason reason) override {

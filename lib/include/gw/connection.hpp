@@ -71,7 +71,7 @@ class Connection final : IoHandler {
 
   /// Sends FIN once the queued output is flushed, and keeps reading: the
   /// other half of a proxied half-close.
-  void shutdown_write();
+  void half_close();
   /// Hands socket I/O to `delegate` (see IoDelegate); only while nothing is
   /// buffered in this connection. Returns 0 or err::bad_state.
   int delegate_io(IoDelegate &delegate, uint32_t interest);
@@ -86,14 +86,14 @@ class Connection final : IoHandler {
   /// pipes without touching user space (the backend side of a splice).
   void account_spliced(size_t bytes) noexcept;
   /// A delegate saw the peer's EOF.
-  void note_peer_eof() noexcept { peer_eof_ = true; }
+  void mark_peer_eof() noexcept { peer_eof_ = true; }
   /// Closes at once, discarding queued output (a broken socket).
   void abort(CloseReason reason) { finish(reason); }
 
   /// Counts as activity for the idle timeout (traffic the handler saw on the
   /// client's behalf, such as a backend's answer).
   void mark_active() noexcept;
-  bool peer_shut_down() const noexcept { return peer_eof_; }
+  bool peer_eof() const noexcept { return peer_eof_; }
   /// True during the on_message of a last line that the peer ended with EOF
   /// instead of '\n' (line framing): a proxy forwards it without adding one.
   bool message_unterminated() const noexcept { return delivering_fragment_; }
@@ -121,7 +121,7 @@ class Connection final : IoHandler {
   void handle_read();
   void handle_write();
   void deliver(const uint8_t *data, size_t length);
-  void on_peer_eof();
+  void handle_peer_eof();
   void begin_linger();
   void update_interest();
   void apply_interest(uint32_t want);
@@ -147,8 +147,8 @@ class Connection final : IoHandler {
   bool backpressured_ = false;  // output passed high water: input paused until low water
   bool user_paused_ = false;
   bool peer_eof_ = false;
-  bool write_shut_ = false;
-  bool shut_when_flushed_ = false;
+  bool half_closed_ = false;
+  bool half_close_pending_ = false;
   bool parked_ = false;
   bool delivering_fragment_ = false;
   bool parsing_ = false;  // inside deliver(): a nested dispatch must not read into in_ now  // out of epoll: hung up, and nothing to do until the handler acts

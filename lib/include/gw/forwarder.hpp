@@ -56,7 +56,7 @@ class Forwarder final : public ConnectionHandler {
 
   void on_open(Connection &conn) override;
   void on_message(Connection &conn, const uint8_t *data, size_t length) override;
-  bool on_peer_shutdown(Connection &conn) override;
+  bool on_peer_eof(Connection &conn) override;
   void on_drain(Connection &conn) override;
   bool on_stop(Connection &conn) override;
   void on_close(Connection &conn, CloseReason reason) override;

@@ -52,7 +52,7 @@ class ConnectionHandler {
   /// close gracefully with CloseReason::peer; return true to keep the
   /// connection open for output (a proxy that must still deliver the other
   /// side's answer), and call close() later.
-  virtual bool on_peer_shutdown(Connection &) { return false; }
+  virtual bool on_peer_eof(Connection &) { return false; }
   /// The server is stopping gracefully. Return false (the default) to close
   /// the connection now (flushing its output); return true to let it finish
   /// on its own (a proxied exchange in flight) until the stop deadline.
