@@ -6,6 +6,8 @@
 #include <time.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 
 namespace gw {
 
@@ -13,6 +15,12 @@ uint64_t EventLoop::now_ms() noexcept {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
+}
+
+void EventLoop::abort_off_loop_thread(const char *where) noexcept {
+  // A threading bug is not recoverable: report it where it happened.
+  std::fprintf(stderr, "gateway: %s called off the loop thread (it is loop-thread only)\n", where);
+  std::abort();
 }
 
 int EventLoop::create(std::unique_ptr<EventLoop> &out) {
@@ -55,6 +63,7 @@ int EventLoop::modify(int fd, uint32_t events, IoHandler *handler) noexcept {
 void EventLoop::remove(int fd) noexcept { epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr); }
 
 int EventLoop::dispatch(int timeout_ms) {
+  assert_in_loop_thread("EventLoop::dispatch");
   epoll_event events[64];
   int count = epoll_wait(epoll_.get(), events, 64, timeout_ms);
   if (count < 0) {
@@ -134,7 +143,10 @@ void EventLoop::wake() noexcept {
   [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof one);
 }
 
-void EventLoop::defer(std::function<void()> fn) { deferred_.push_back(std::move(fn)); }
+void EventLoop::defer(std::function<void()> fn) {
+  assert_in_loop_thread("EventLoop::defer");
+  deferred_.push_back(std::move(fn));
+}
 
 void EventLoop::run_posted() {
   uint64_t count;

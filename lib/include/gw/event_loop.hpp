@@ -105,6 +105,18 @@ class EventLoop {
 
   int poll_fd() const noexcept { return epoll_.get(); }
   bool in_loop_thread() const noexcept { return owner_.load(std::memory_order_relaxed) == std::this_thread::get_id(); }
+  /// The loop-thread-only entry points of the core call this first, as
+  /// muduo's assertInLoopThread() does: with GW_CHECK_THREADS (debug and
+  /// sanitizer builds) a call from another thread aborts with `where` named;
+  /// otherwise it compiles to nothing. The C API checks the thread itself
+  /// and returns GW_EWRONGTHREAD before it reaches the core.
+  void assert_in_loop_thread(const char *where) const noexcept {
+#if GW_CHECK_THREADS
+    if (!in_loop_thread()) abort_off_loop_thread(where);
+#else
+    (void)where;
+#endif
+  }
   void bind_to_current_thread() noexcept { owner_.store(std::this_thread::get_id(), std::memory_order_relaxed); }
 
   /// Monotonic milliseconds.
@@ -120,6 +132,7 @@ class EventLoop {
  private:
   friend class Timer;
   EventLoop() = default;
+  [[noreturn]] static void abort_off_loop_thread(const char *where) noexcept;
   void schedule(Timer *timer);
   void unschedule(Timer *timer) noexcept;
   void arm_timerfd() noexcept;
