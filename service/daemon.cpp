@@ -81,29 +81,50 @@ int Daemon::make_handler(const Route &route, std::shared_ptr<gw::ConnectionHandl
 }
 
 int Daemon::start(const Config &config) {
+  if (!create_server(config.service) || !create_routes(config.routes) || !adopt_inherited(config.routes) ||
+      !bind_remaining_routes())
+    return 1;
+  announce_ready();
+  return 0;
+}
+
+// The server (its loop and logger, which every later step uses) and the
+// signal watcher on its loop. Both belong to the Daemon until it is destroyed.
+// Before the server exists, an error can only go to stderr.
+bool Daemon::create_server(const ServiceSection &service) {
   gw::ServerConfig server_config;
-  server_config.stop_timeout_ms = static_cast<uint64_t>(config.service.stop_timeout.count());
-  server_config.logger.max_level = core_level(config.service.log_level);
+  server_config.stop_timeout_ms = static_cast<uint64_t>(service.stop_timeout.count());
+  server_config.logger.max_level = core_level(service.log_level);
   if (int rc = gw::Server::create(server_, server_config)) {
     std::fprintf(stderr, "<3>cannot create the event loop: %s\n", std::strerror(-rc));
-    return 1;
+    return false;
   }
-  const gw::Logger &log = server_->logger();
   if (int rc = gw::SignalWatcher::create(signals_, server_->loop(), {SIGTERM, SIGINT, SIGHUP},
                                          [this](int signal) { on_signal(signal); })) {
-    log.log(gw::LogLevel::error, "cannot watch signals: %s", std::strerror(-rc));
-    return 1;
+    server_->logger().log(gw::LogLevel::error, "cannot watch signals: %s", std::strerror(-rc));
+    return false;
   }
+  return true;
+}
 
-  for (const Route &route : config.routes) {
+// A RouteState per route, with its handler and no listener yet: the next two
+// steps give each route its socket.
+bool Daemon::create_routes(const std::vector<Route> &routes) {
+  for (const Route &route : routes) {
     RouteState state;
     state.route = route;
-    if (make_handler(route, state.handler) != 0) return 1;
+    if (make_handler(route, state.handler) != 0) return false;
     routes_.emplace(route.name, std::move(state));
   }
+  return true;
+}
 
-  // Sockets from systemd first: by FileDescriptorName=, else by the address
-  // they are bound to.
+// Sockets from systemd first: by FileDescriptorName=, else by the address
+// they are bound to (match_inherited). Every passed fd is ours once taken from
+// systemd's pool: it is adopted by the server or closed here. All are tried,
+// so that every unusable one is logged, before this fails.
+bool Daemon::adopt_inherited(const std::vector<Route> &routes) {
+  const gw::Logger &log = server_->logger();
   if (gw::sd::collect_listen_fds() == -ENOSYS && std::getenv("LISTEN_FDS")) {
     log.log(gw::LogLevel::warning,
             "LISTEN_FDS is set, but this gatewayd was built without systemd support: the passed sockets are not "
@@ -112,64 +133,80 @@ int Daemon::start(const Config &config) {
   std::vector<gw::sd::ListenFd> inherited = gw::sd::take_all_listen_fds();
   std::vector<InheritedSocket> sockets;
   for (const gw::sd::ListenFd &passed : inherited) sockets.push_back(inspect_inherited(passed.fd, passed.name));
-  ActivationPlan plan = match_inherited(config.routes, sockets);
+  ActivationPlan plan = match_inherited(routes, sockets);
   for (const std::string &error : plan.errors) log.log(gw::LogLevel::error, "%s", error.c_str());
   int failures = static_cast<int>(plan.errors.size());
   for (std::size_t i = 0; i < inherited.size(); ++i) {
-    gw::sd::ListenFd &passed = inherited[i];
     if (plan.route_of[i] < 0) {
-      ::close(passed.fd);
+      ::close(inherited[i].fd);
       continue;
     }
-    RouteState *target = &routes_.at(config.routes[static_cast<std::size_t>(plan.route_of[i])].name);
-    const std::string shown_name = printable_line(passed.name);
-    gw::Listener *listener = nullptr;
-    int rc = server_->adopt(listener, passed.fd, listener_config(target->route), target->handler);
-    if (rc != 0) {
-      log.log(gw::LogLevel::error, "route \"%s\": inherited socket fd %d (FileDescriptorName=%s) is unusable: %s",
-              target->route.name.c_str(), passed.fd, shown_name.c_str(), gw::err::describe(rc));
-      // A failed adopt leaves the fd untouched and ours (it has left systemd's
-      // pool): closed here, exactly once.
-      ::close(passed.fd);
-      ++failures;
-      continue;
-    }
-    target->listener = listener;
-    target->inherited = true;
-    log.log(gw::LogLevel::info, "route \"%s\": serving the socket systemd passed as fd %d (%s)",
-            target->route.name.c_str(), passed.fd, shown_name.c_str());
+    RouteState &target = routes_.at(routes[static_cast<std::size_t>(plan.route_of[i])].name);
+    if (!adopt_socket(inherited[i], target)) ++failures;
   }
-  if (failures) return 1;
+  return failures == 0;
+}
 
+// The one place a passed socket is handed to the server, for `target`. The fd
+// is ours on entry; adopted, it is the server's.
+bool Daemon::adopt_socket(const gw::sd::ListenFd &passed, RouteState &target) {
+  const gw::Logger &log = server_->logger();
+  const int fd = passed.fd;
+  const std::string shown_name = printable_line(passed.name);
+  gw::Listener *listener = nullptr;
+  int rc = server_->adopt(listener, fd, listener_config(target.route), target.handler);
+  if (rc != 0) {
+    log.log(gw::LogLevel::error, "route \"%s\": inherited socket fd %d (FileDescriptorName=%s) is unusable: %s",
+            target.route.name.c_str(), fd, shown_name.c_str(), gw::err::describe(rc));
+    // A failed adopt leaves the fd untouched and ours (it has left systemd's
+    // pool): closed here, exactly once.
+    ::close(fd);
+    return false;
+  }
+  target.listener = listener;
+  target.inherited = true;
+  log.log(gw::LogLevel::info, "route \"%s\": serving the socket systemd passed as fd %d (%s)",
+          target.route.name.c_str(), fd, shown_name.c_str());
+  return true;
+}
+
+// Binds the listen address of every route no inherited socket serves. Stops
+// at the first route that cannot listen, logged with the fix.
+bool Daemon::bind_remaining_routes() {
+  const gw::Logger &log = server_->logger();
   for (auto &[name, state] : routes_) {
     if (state.listener) continue;
     if (!state.route.listen && !gw::sd::available()) {
       log.log(gw::LogLevel::error, "route \"%s\" has no listen address: add listen = \"IP:PORT\" (this gatewayd "
               "was built without systemd support, so no socket can be passed to it)", name.c_str());
-      return 1;
+      return false;
     }
     if (!state.route.listen) {
       log.log(gw::LogLevel::error,
               "route \"%s\" has no listen address and systemd passed no socket named \"%s\": add listen = "
               "\"IP:PORT\" or FileDescriptorName=%s to the socket unit",
               name.c_str(), name.c_str(), name.c_str());
-      return 1;
+      return false;
     }
     int rc = server_->listen(state.listener, state.route.listen->address, listener_config(state.route), state.handler);
     if (rc != 0) {
       log.log(gw::LogLevel::error, "route \"%s\": cannot listen on %s: %s", name.c_str(),
               state.route.listen->text.c_str(), gw::err::describe(rc));
-      return 1;
+      return false;
     }
   }
+  return true;
+}
 
+// Every route is accepting: start the watchdog and the status updates (timers
+// on the loop, owned by the Daemon), then tell systemd READY=1.
+void Daemon::announce_ready() {
   start_watchdog();
   status_timer_ = std::make_unique<gw::Timer>(server_->loop(), [this] { update_status(); });
   status_timer_->start(5000, 5000);
-  log.log(gw::LogLevel::info, "ready: %zu routes", routes_.size());
+  server_->logger().log(gw::LogLevel::info, "ready: %zu routes", routes_.size());
   gw::sd::notify("READY=1");
   update_status();
-  return 0;
 }
 
 void Daemon::start_watchdog() {

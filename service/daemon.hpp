@@ -4,11 +4,13 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "config.hpp"
 #include "gw/resolver.hpp"
 #include "gw/server.hpp"
 #include "gw/signals.hpp"
+#include "gw/systemd.hpp"
 
 namespace gw::service {
 
@@ -35,6 +37,14 @@ class Daemon {
     std::shared_ptr<gw::ConnectionHandler> handler;
     bool inherited = false;
   };
+
+  // start(), step by step; each returns false after logging why.
+  bool create_server(const ServiceSection &service);
+  bool create_routes(const std::vector<Route> &routes);
+  bool adopt_inherited(const std::vector<Route> &routes);
+  bool adopt_socket(const gw::sd::ListenFd &passed, RouteState &target);
+  bool bind_remaining_routes();
+  void announce_ready();
 
   void on_signal(int signal);
   void reload();
