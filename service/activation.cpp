@@ -22,47 +22,49 @@ std::string unmatched_error(const InheritedSocket &socket) {
            where + "\"";
 }
 
+// Why a socket serves no route, and how to fix that.
+std::string unassigned_error(const InheritedSocket &socket) {
+    if (!socket.listening)
+        return printable_line(label(socket) + " is not a listening stream socket: give its socket unit "
+                                              "ListenStream= and Accept=no");
+    return printable_line(unmatched_error(socket));
+}
+
+// Gives each socket that has no route yet the first free route, in file
+// order, that fits(socket, route).
+template <typename Fits>
+void assign_first_fit(ActivationPlan &plan, std::vector<bool> &taken, Fits fits) {
+    for (std::size_t s = 0; s < plan.route_of.size(); ++s) {
+        if (plan.route_of[s] >= 0) continue;
+        for (std::size_t r = 0; r < taken.size(); ++r) {
+            if (!taken[r] && fits(s, r)) {
+                plan.route_of[s] = static_cast<int>(r);
+                taken[r] = true;
+                break;
+            }
+        }
+    }
+}
+
 }  // namespace
 
 ActivationPlan match_inherited(const std::vector<Route> &routes, const std::vector<InheritedSocket> &sockets) {
     ActivationPlan plan;
     plan.route_of.assign(sockets.size(), -1);
     std::vector<bool> taken(routes.size(), false);
-    auto take = [&](std::size_t socket, std::size_t route) {
-        plan.route_of[socket] = static_cast<int>(route);
-        taken[route] = true;
-    };
     // A socket that matches is assigned even when it is not listening: adopting
     // it then fails with the kernel's precise reason (not listening, not a
     // stream socket), which names the route it was meant for.
     //
     // By name first, so that a named socket is never lost to an unnamed one
     // that happens to match the same route's address.
+    assign_first_fit(plan, taken, [&](std::size_t s, std::size_t r) { return routes[r].name == sockets[s].name; });
+    assign_first_fit(plan, taken, [&](std::size_t s, std::size_t r) {
+        const std::optional<gw::SocketAddress> &local = sockets[s].local;
+        return local && routes[r].listen && routes[r].listen->address.matches(*local);
+    });
     for (std::size_t s = 0; s < sockets.size(); ++s) {
-        for (std::size_t r = 0; r < routes.size(); ++r) {
-            if (!taken[r] && routes[r].name == sockets[s].name) {
-                take(s, r);
-                break;
-            }
-        }
-    }
-    for (std::size_t s = 0; s < sockets.size(); ++s) {
-        if (plan.route_of[s] >= 0 || !sockets[s].local) continue;
-        for (std::size_t r = 0; r < routes.size(); ++r) {
-            if (!taken[r] && routes[r].listen && routes[r].listen->address.matches(*sockets[s].local)) {
-                take(s, r);
-                break;
-            }
-        }
-    }
-    for (std::size_t s = 0; s < sockets.size(); ++s) {
-        if (plan.route_of[s] >= 0) continue;
-        if (!sockets[s].listening)
-            plan.errors.push_back(printable_line(label(sockets[s]) +
-                                                 " is not a listening stream socket: give its socket unit "
-                                                 "ListenStream= and Accept=no"));
-        else
-            plan.errors.push_back(printable_line(unmatched_error(sockets[s])));
+        if (plan.route_of[s] < 0) plan.errors.push_back(unassigned_error(sockets[s]));
     }
     return plan;
 }

@@ -3,6 +3,7 @@
 #include "config.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cerrno>
 #include <climits>
@@ -115,14 +116,9 @@ constexpr std::int64_t max_clients_limit = 1'000'000;
 constexpr std::size_t max_name_length = 255;  // systemd FileDescriptorName
 constexpr std::size_t max_unix_path = sizeof(sockaddr_un{}.sun_path) - 1;
 
-constexpr std::string_view top_keys[] = {"service"sv, "route"sv};
-constexpr std::string_view service_keys[] = {"log_level"sv, "stop_timeout"sv};
-constexpr std::string_view route_keys[] = {
-    "name"sv,        "listen"sv,      "backend"sv,   "backlog"sv,
-    "max_clients"sv, "max_clients_per_ip"sv,        "idle_timeout"sv,
-    "framing"sv,     "max_frame"sv,   "allow"sv,     "keepalive"sv,
-    "splice"sv,      "frame_timeout"sv,
-};
+// In the order of their enums: get_enum stores the index, to_string reads it.
+constexpr std::string_view log_level_names[] = {"error"sv, "warning"sv, "info"sv, "debug"sv};
+constexpr std::string_view framing_names[] = {"raw"sv, "line"sv, "u16be"sv, "u32be"sv};
 
 // ---- small text helpers ----------------------------------------------------
 
@@ -236,6 +232,22 @@ SourcePos pos_of(const toml::source_region &r) {
                      static_cast<std::uint32_t>(r.begin.column)};
 }
 
+// The struct a pointer to data member belongs to, and the member's type: Route
+// and int for &Route::backlog. Lets a field handler name only the field.
+template <typename Member>
+struct member_traits;
+template <typename Section, typename Value>
+struct member_traits<Value Section::*> {
+    using section = Section;
+    using value = Value;
+};
+template <auto field>
+using section_of = typename member_traits<decltype(field)>::section;
+template <auto field>
+using value_of = typename member_traits<decltype(field)>::value;
+
+// Checks one file. Single-use and single-threaded: run() once per Checker;
+// it borrows the path for as long as it lives.
 class Checker {
 public:
     explicit Checker(const std::string &path) : path_(path) {}
@@ -243,6 +255,29 @@ public:
     ConfigResult run(std::string_view text);
 
 private:
+    // The file as far as it has been checked: the config it gives, and for
+    // each route where its name and listen address are written (the
+    // duplicate check cites them).
+    struct ParsedFile {
+        Config config;
+        std::vector<SourcePos> name_pos, listen_pos;
+    };
+
+    // A key of a TOML table and the handler that checks its value and stores
+    // it in `Section` (a ParsedFile for the top level, the ServiceSection, a
+    // Route). A section's array of Keys is the only list of its keys:
+    // check_keys dispatches through it and suggests from it, so a key is
+    // known exactly when it has a handler. Its order is the order of
+    // "valid keys: ..." in messages, and suggest() prefers the earlier key.
+    template <typename Section>
+    struct Key {
+        std::string_view name;
+        void (Checker::*check)(const toml::node &value, std::string_view key, Section &out);
+    };
+    static const Key<ParsedFile> top_keys[];
+    static const Key<ServiceSection> service_keys[];
+    static const Key<Route> route_keys[];
+
     const std::string &path_;
     std::vector<Error> errors_;
 
@@ -254,6 +289,9 @@ private:
     }
     void error(const toml::node &n, std::string message) { error(pos_of(n.source()), std::move(message)); }
 
+    template <typename Section, std::size_t N>
+    void check_keys(const toml::table &table, const Key<Section> (&keys)[N], const std::string &context,
+                    Section &out);
     void unknown_key(const toml::key &k, const std::string &context, const std::string_view *first,
                      const std::string_view *last);
     void type_error(const toml::node &n, std::string_view key, const char *expected) {
@@ -263,20 +301,86 @@ private:
     bool get_string(const toml::node &n, std::string_view key, std::string &out);
     bool get_int(const toml::node &n, std::string_view key, std::int64_t lo, std::int64_t hi,
                  std::int64_t &out);
+    bool get_seconds(const toml::node &n, std::string_view key, std::int64_t seconds, milliseconds &out);
     bool get_duration(const toml::node &n, std::string_view key, milliseconds &out);
     template <typename Enum, std::size_t N>
     bool get_enum(const toml::node &n, std::string_view key, const std::string_view (&names)[N],
                   Enum &out);
 
-    void check_service(const toml::node &n, ServiceSection &svc);
+    // Handlers of a value stored as it is in one field of its section, such
+    // as &Route::backlog: a key of one of these kinds is one line in its table.
+    template <auto field, std::int64_t lo, std::int64_t hi>
+    void integer_field(const toml::node &value, std::string_view key, section_of<field> &out);
+    template <auto field>
+    void duration_field(const toml::node &value, std::string_view key, section_of<field> &out);
+    template <auto field>
+    void boolean_field(const toml::node &value, std::string_view key, section_of<field> &out);
+    template <auto field, const auto &names>
+    void enum_field(const toml::node &value, std::string_view key, section_of<field> &out);
+
+    // Handlers with checks of their own.
+    void check_service(const toml::node &value, std::string_view key, ParsedFile &out);
+    void check_routes(const toml::node &value, std::string_view key, ParsedFile &out);
+    void check_name(const toml::node &value, std::string_view key, Route &route);
+    void check_listen(const toml::node &value, std::string_view key, Route &route);
+    void check_backend(const toml::node &value, std::string_view key, Route &route);
+    void check_allow(const toml::node &value, std::string_view key, Route &route);
+
     bool check_route(const toml::node &n, std::size_t index, Route &route,
                      SourcePos &name_pos, SourcePos &listen_pos);
-    bool check_listen(const toml::node &n, ListenAddress &out);
-    bool check_backend(const toml::node &n, Backend &out);
-    bool check_allow(const toml::node &n, Route &route);
+    bool check_allow_entries(const toml::array &entries, std::vector<std::string> &texts,
+                             std::vector<gw::Cidr> &nets);
     void check_duplicates(const std::vector<Route> &routes, const std::vector<SourcePos> &name_pos,
                           const std::vector<SourcePos> &listen_pos);
 };
+
+// The keys of each section. A new key is a line here plus, unless it is a
+// plain integer, duration, boolean or enum field, a handler of its own.
+const Checker::Key<Checker::ParsedFile> Checker::top_keys[] = {
+    {"service"sv, &Checker::check_service},
+    {"route"sv, &Checker::check_routes},
+};
+
+const Checker::Key<ServiceSection> Checker::service_keys[] = {
+    {"log_level"sv, &Checker::enum_field<&ServiceSection::log_level, log_level_names>},
+    {"stop_timeout"sv, &Checker::duration_field<&ServiceSection::stop_timeout>},
+};
+
+const Checker::Key<Route> Checker::route_keys[] = {
+    {"name"sv, &Checker::check_name},
+    {"listen"sv, &Checker::check_listen},
+    {"backend"sv, &Checker::check_backend},
+    {"backlog"sv, &Checker::integer_field<&Route::backlog, 1, 65535>},
+    {"max_clients"sv, &Checker::integer_field<&Route::max_clients, 0, max_clients_limit>},
+    {"max_clients_per_ip"sv, &Checker::integer_field<&Route::max_clients_per_ip, 0, max_clients_limit>},
+    {"idle_timeout"sv, &Checker::duration_field<&Route::idle_timeout>},
+    {"framing"sv, &Checker::enum_field<&Route::framing, framing_names>},
+    {"max_frame"sv, &Checker::integer_field<&Route::max_frame, 1, max_frame_limit>},
+    {"allow"sv, &Checker::check_allow},
+    {"keepalive"sv, &Checker::boolean_field<&Route::keepalive>},
+    {"splice"sv, &Checker::boolean_field<&Route::splice>},
+    {"frame_timeout"sv, &Checker::duration_field<&Route::frame_timeout>},
+};
+
+// Every key of `table` goes to its handler in `keys`; any other is reported
+// with the closest known one. `context` follows the key in that message
+// (" in [service]"); empty, it is a top-level key.
+template <typename Section, std::size_t N>
+void Checker::check_keys(const toml::table &table, const Key<Section> (&keys)[N], const std::string &context,
+                         Section &out) {
+    for (auto &&[k, v] : table) {
+        const std::string_view name = k.str();
+        const Key<Section> *known =
+            std::find_if(std::begin(keys), std::end(keys), [name](const Key<Section> &key) { return key.name == name; });
+        if (known != std::end(keys)) {
+            (this->*known->check)(v, name, out);
+            continue;
+        }
+        std::array<std::string_view, N> names;
+        std::transform(std::begin(keys), std::end(keys), names.begin(), [](const Key<Section> &key) { return key.name; });
+        unknown_key(k, context, names.data(), names.data() + N);
+    }
+}
 
 void Checker::unknown_key(const toml::key &k, const std::string &context,
                           const std::string_view *first, const std::string_view *last) {
@@ -315,22 +419,27 @@ bool Checker::get_int(const toml::node &n, std::string_view key, std::int64_t lo
     return true;
 }
 
-bool Checker::get_duration(const toml::node &n, std::string_view key, milliseconds &out) {
-    const std::string too_long = quote_key(key) + " must be at most " +
-                                 format_duration(milliseconds(max_duration_ms)) + " (got ";
-    if (auto *i = n.as_integer()) {
-        const std::int64_t v = i->get();
-        if (v < 0) {
-            error(n, quote_key(key) + " must not be negative (got " + std::to_string(v) + ")");
-            return false;
-        }
-        if (v > max_duration_ms / 1000) {
-            error(n, too_long + std::to_string(v) + ")");
-            return false;
-        }
-        out = milliseconds(v * 1000);
-        return true;
+// The start of the message for a duration above max_duration_ms, up to "(got ".
+std::string too_long(std::string_view key) {
+    return quote_key(key) + " must be at most " + format_duration(milliseconds(max_duration_ms)) + " (got ";
+}
+
+// A duration written as an integer: a number of seconds.
+bool Checker::get_seconds(const toml::node &n, std::string_view key, std::int64_t seconds, milliseconds &out) {
+    if (seconds < 0) {
+        error(n, quote_key(key) + " must not be negative (got " + std::to_string(seconds) + ")");
+        return false;
     }
+    if (seconds > max_duration_ms / 1000) {
+        error(n, too_long(key) + std::to_string(seconds) + ")");
+        return false;
+    }
+    out = milliseconds(seconds * 1000);
+    return true;
+}
+
+bool Checker::get_duration(const toml::node &n, std::string_view key, milliseconds &out) {
+    if (auto *i = n.as_integer()) return get_seconds(n, key, i->get(), out);
     auto *s = n.as_string();
     if (!s) {
         type_error(n, key, "a duration string or an integer number of seconds");
@@ -346,7 +455,7 @@ bool Checker::get_duration(const toml::node &n, std::string_view key, millisecon
         return false;
     }
     if (d.count() > max_duration_ms) {
-        error(n, too_long + quote(text) + ")");
+        error(n, too_long(key) + quote(text) + ")");
         return false;
     }
     out = d;
@@ -368,24 +477,37 @@ bool Checker::get_enum(const toml::node &n, std::string_view key, const std::str
     return false;
 }
 
-constexpr std::string_view log_level_names[] = {"error"sv, "warning"sv, "info"sv, "debug"sv};
-constexpr std::string_view framing_names[] = {"raw"sv, "line"sv, "u16be"sv, "u32be"sv};
+template <auto field, std::int64_t lo, std::int64_t hi>
+void Checker::integer_field(const toml::node &value, std::string_view key, section_of<field> &out) {
+    std::int64_t i = 0;
+    if (get_int(value, key, lo, hi, i)) out.*field = static_cast<value_of<field>>(i);
+}
 
-void Checker::check_service(const toml::node &n, ServiceSection &svc) {
-    auto *tbl = n.as_table();
+template <auto field>
+void Checker::duration_field(const toml::node &value, std::string_view key, section_of<field> &out) {
+    get_duration(value, key, out.*field);
+}
+
+template <auto field>
+void Checker::boolean_field(const toml::node &value, std::string_view key, section_of<field> &out) {
+    if (auto *b = value.as_boolean())
+        out.*field = b->get();
+    else
+        type_error(value, key, "a boolean");
+}
+
+template <auto field, const auto &names>
+void Checker::enum_field(const toml::node &value, std::string_view key, section_of<field> &out) {
+    get_enum(value, key, names, out.*field);
+}
+
+void Checker::check_service(const toml::node &value, std::string_view key, ParsedFile &out) {
+    auto *tbl = value.as_table();
     if (!tbl) {
-        type_error(n, "service", "a table ([service])");
+        type_error(value, key, "a table ([service])");
         return;
     }
-    for (auto &&[k, v] : *tbl) {
-        const std::string_view key = k.str();
-        if (key == "log_level")
-            get_enum(v, key, log_level_names, svc.log_level);
-        else if (key == "stop_timeout")
-            get_duration(v, key, svc.stop_timeout);
-        else
-            unknown_key(k, " in [service]", std::begin(service_keys), std::end(service_keys));
-    }
+    check_keys(*tbl, service_keys, " in [service]", out.config.service);
 }
 
 // The message for a listen address or tcp backend that gw's parser refused,
@@ -419,22 +541,21 @@ std::string host_port_problem(const gw::AddressIssue &issue, const char *example
     }
 }
 
-bool Checker::check_listen(const toml::node &n, ListenAddress &out) {
+void Checker::check_listen(const toml::node &n, std::string_view, Route &route) {
     std::string text;
-    if (!get_string(n, "listen", text)) return false;
+    if (!get_string(n, "listen", text)) return;
     gw::ListenAddress parsed;
     gw::AddressIssue issue;
     if (gw::parse_listen_address(text, parsed, &issue) != 0) {
         const char *example = R"(ADDRESS:PORT such as "127.0.0.1:7000", "[::1]:7000" or ":7000")";
         error(n, "'listen' " + host_port_problem(issue, example, "0 and 65535", true) + " (got " + quote(text) + ")");
-        return false;
+        return;
     }
     ListenAddress la;
     la.address = parsed;
     la.canonical = parsed.to_string();
     la.text = std::move(text);
-    out = std::move(la);
-    return true;
+    route.listen = std::move(la);
 }
 
 std::string unix_problem(const gw::AddressIssue &issue) {
@@ -449,33 +570,32 @@ std::string unix_problem(const gw::AddressIssue &issue) {
     }
 }
 
-bool Checker::check_backend(const toml::node &n, Backend &out) {
+// The message for a backend that gw's parser refused, after the key name and
+// before "(got ...)": in the terms of the scheme it was written with.
+std::string backend_problem(const gw::AddressIssue &issue, std::string_view text) {
+    if (issue.error == gw::AddressError::backend_scheme) return "must be echo, tcp://HOST:PORT or unix:/PATH";
+    if (text.substr(0, 6) == "tcp://")
+        return host_port_problem(issue, R"(tcp://HOST:PORT, e.g. "tcp://127.0.0.1:502" or "tcp://[::1]:502")",
+                                 "1 and 65535", false);
+    if (text.substr(0, 5) == "unix:") return unix_problem(issue);
+    return gw::describe(issue.error);
+}
+
+void Checker::check_backend(const toml::node &n, std::string_view, Route &route) {
     std::string text;
-    if (!get_string(n, "backend", text)) return false;
+    if (!get_string(n, "backend", text)) return;
     Backend b;
     if (text == "echo") {
         b.kind = Backend::Kind::echo;
         b.text = std::move(text);
-        out = std::move(b);
-        return true;
+        route.backend = std::move(b);
+        return;
     }
     gw::BackendAddress parsed;
     gw::AddressIssue issue;
     if (gw::parse_backend_address(text, parsed, &issue) != 0) {
-        const bool tcp = std::string_view(text).substr(0, 6) == "tcp://";
-        const bool unix_socket = std::string_view(text).substr(0, 5) == "unix:";
-        std::string what;
-        if (issue.error == gw::AddressError::backend_scheme)
-            what = "must be echo, tcp://HOST:PORT or unix:/PATH";
-        else if (tcp)
-            what = host_port_problem(issue, R"(tcp://HOST:PORT, e.g. "tcp://127.0.0.1:502" or "tcp://[::1]:502")",
-                                     "1 and 65535", false);
-        else if (unix_socket)
-            what = unix_problem(issue);
-        else
-            what = gw::describe(issue.error);
-        error(n, "'backend' " + what + " (got " + quote(text) + ")");
-        return false;
+        error(n, "'backend' " + backend_problem(issue, text) + " (got " + quote(text) + ")");
+        return;
     }
     const bool unix_socket = parsed.kind == gw::BackendAddress::Kind::unix_socket;
     b.kind = unix_socket ? Backend::Kind::unix_socket : Backend::Kind::tcp;
@@ -484,8 +604,7 @@ bool Checker::check_backend(const toml::node &n, Backend &out) {
     b.path = std::move(parsed.path);
     if (parsed.resolved) b.address = parsed.address;
     b.text = std::move(text);
-    out = std::move(b);
-    return true;
+    route.backend = std::move(b);
 }
 
 // One `allow` entry, by the runtime's parser; false (and `why` set) on error.
@@ -518,22 +637,31 @@ bool check_cidr(const std::string &text, gw::Cidr &out, std::string &why) {
     return false;
 }
 
-bool Checker::check_allow(const toml::node &n, Route &route) {
+void Checker::check_allow(const toml::node &n, std::string_view, Route &route) {
     auto *arr = n.as_array();
     if (!arr) {
         std::string msg = "'allow' must be an array of strings (got " + std::string(type_name(n.type()));
         if (auto *s = n.as_string()) msg += "; write allow = [" + quote(s->get()) + "]";
         error(n, msg + ")");
-        return false;
+        return;
     }
     if (arr->empty()) {
         error(n, "'allow' must not be empty (leave it out to allow every client)");
-        return false;
+        return;
     }
-    bool ok = true;
     std::vector<std::string> texts;
     std::vector<gw::Cidr> nets;
-    for (const toml::node &e : *arr) {
+    if (!check_allow_entries(*arr, texts, nets)) return;
+    route.allow = std::move(texts);
+    route.allow_nets = std::move(nets);
+}
+
+// Every entry of a non-empty `allow` array, as written and parsed, in order.
+// False when any is wrong; each wrong one is reported.
+bool Checker::check_allow_entries(const toml::array &entries, std::vector<std::string> &texts,
+                                  std::vector<gw::Cidr> &nets) {
+    bool ok = true;
+    for (const toml::node &e : entries) {
         auto *s = e.as_string();
         if (!s) {
             error(e, "'allow' entries must be strings (got " + std::string(type_name(e.type())) + ")");
@@ -550,10 +678,25 @@ bool Checker::check_allow(const toml::node &n, Route &route) {
         texts.push_back(s->get());
         nets.push_back(std::move(c));
     }
-    if (!ok) return false;
-    route.allow = std::move(texts);
-    route.allow_nets = std::move(nets);
-    return true;
+    return ok;
+}
+
+void Checker::check_name(const toml::node &value, std::string_view key, Route &route) {
+    std::string name;
+    if (!get_string(value, key, name)) return;
+    if (name.empty()) {
+        error(value, "'name' must not be empty");
+    } else if (name.size() > max_name_length) {
+        error(value, "'name' is " + std::to_string(name.size()) + " characters long; at most " +
+                         std::to_string(max_name_length) + " are allowed");
+    } else if (!std::all_of(name.begin(), name.end(), [](char c) {
+                   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                          (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+               })) {
+        error(value, "'name' may only contain letters, digits, '_', '.' and '-' (got " + quote(name) + ")");
+    } else {
+        route.name = std::move(name);
+    }
 }
 
 bool Checker::check_route(const toml::node &n, std::size_t index, Route &route, SourcePos &name_pos,
@@ -571,65 +714,11 @@ bool Checker::check_route(const toml::node &n, std::size_t index, Route &route, 
     std::string label = "route #" + std::to_string(index + 1);
     if (auto *nm = tbl->get("name"); nm && nm->is_string()) label = "route " + quote(nm->as_string()->get());
 
-    for (auto &&[k, v] : *tbl) {
-        const std::string_view key = k.str();
-        std::int64_t i = 0;
-        if (key == "name") {
-            std::string name;
-            if (!get_string(v, key, name)) continue;
-            name_pos = pos_of(v.source());
-            if (name.empty()) {
-                error(v, "'name' must not be empty");
-            } else if (name.size() > max_name_length) {
-                error(v, "'name' is " + std::to_string(name.size()) + " characters long; at most " +
-                             std::to_string(max_name_length) + " are allowed");
-            } else if (!std::all_of(name.begin(), name.end(), [](char c) {
-                           return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                                  (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
-                       })) {
-                error(v, "'name' may only contain letters, digits, '_', '.' and '-' (got " + quote(name) + ")");
-            } else {
-                route.name = std::move(name);
-            }
-        } else if (key == "listen") {
-            ListenAddress la;
-            if (check_listen(v, la)) {
-                route.listen = std::move(la);
-                listen_pos = pos_of(v.source());
-            }
-        } else if (key == "backend") {
-            check_backend(v, route.backend);
-        } else if (key == "backlog") {
-            if (get_int(v, key, 1, 65535, i)) route.backlog = static_cast<int>(i);
-        } else if (key == "max_clients") {
-            if (get_int(v, key, 0, max_clients_limit, i)) route.max_clients = static_cast<std::uint32_t>(i);
-        } else if (key == "max_clients_per_ip") {
-            if (get_int(v, key, 0, max_clients_limit, i))
-                route.max_clients_per_ip = static_cast<std::uint32_t>(i);
-        } else if (key == "idle_timeout") {
-            get_duration(v, key, route.idle_timeout);
-        } else if (key == "frame_timeout") {
-            get_duration(v, key, route.frame_timeout);
-        } else if (key == "framing") {
-            get_enum(v, key, framing_names, route.framing);
-        } else if (key == "max_frame") {
-            if (get_int(v, key, 1, max_frame_limit, i)) route.max_frame = static_cast<std::uint32_t>(i);
-        } else if (key == "allow") {
-            check_allow(v, route);
-        } else if (key == "keepalive") {
-            if (auto *b = v.as_boolean())
-                route.keepalive = b->get();
-            else
-                type_error(v, key, "a boolean");
-        } else if (key == "splice") {
-            if (auto *b = v.as_boolean())
-                route.splice = b->get();
-            else
-                type_error(v, key, "a boolean");
-        } else {
-            unknown_key(k, " in " + label, std::begin(route_keys), std::end(route_keys));
-        }
-    }
+    check_keys(*tbl, route_keys, " in " + label, route);
+    // Read by check_duplicates only for a valid name or listen address, which
+    // is then set and written in this table.
+    if (!route.name.empty()) name_pos = pos_of(tbl->get("name")->source());
+    if (route.listen) listen_pos = pos_of(tbl->get("listen")->source());
     if (!tbl->contains("name"))
         error(route.where, label + ": missing required key 'name' (a unique name, also the systemd "
                                    "FileDescriptorName of its socket)");
@@ -701,6 +790,22 @@ bool parse_toml(std::string_view text, const std::string &path, toml::table &out
     return true;
 }
 
+void Checker::check_routes(const toml::node &value, std::string_view key, ParsedFile &out) {
+    auto *arr = value.as_array();
+    if (!arr) {
+        type_error(value, key, "an array of tables: write [[route]], not [route]");
+        return;
+    }
+    for (std::size_t i = 0; i < arr->size(); ++i) {
+        Route r;
+        SourcePos np, lp;
+        check_route(*arr->get(i), i, r, np, lp);
+        out.config.routes.push_back(std::move(r));
+        out.name_pos.push_back(np);
+        out.listen_pos.push_back(lp);
+    }
+}
+
 ConfigResult Checker::run(std::string_view text) {
     ConfigResult result;
     toml::table root;
@@ -713,34 +818,12 @@ ConfigResult Checker::run(std::string_view text) {
         return result;
     }
 
-    Config cfg;
-    std::vector<SourcePos> name_pos, listen_pos;
-    for (auto &&[k, v] : root) {
-        const std::string_view key = k.str();
-        if (key == "service") {
-            check_service(v, cfg.service);
-        } else if (key == "route") {
-            auto *arr = v.as_array();
-            if (!arr) {
-                type_error(v, key, "an array of tables: write [[route]], not [route]");
-                continue;
-            }
-            for (std::size_t i = 0; i < arr->size(); ++i) {
-                Route r;
-                SourcePos np, lp;
-                check_route(*arr->get(i), i, r, np, lp);
-                cfg.routes.push_back(std::move(r));
-                name_pos.push_back(np);
-                listen_pos.push_back(lp);
-            }
-        } else {
-            unknown_key(k, "", std::begin(top_keys), std::end(top_keys));
-        }
-    }
-    check_duplicates(cfg.routes, name_pos, listen_pos);
+    ParsedFile file;
+    check_keys(root, top_keys, "", file);
+    check_duplicates(file.config.routes, file.name_pos, file.listen_pos);
 
     if (errors_.empty()) {
-        result.config = std::move(cfg);
+        result.config = std::move(file.config);
         return result;
     }
     // Tables are visited in key order, not file order: report by position.

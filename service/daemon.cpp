@@ -81,29 +81,50 @@ int Daemon::make_handler(const Route &route, std::shared_ptr<gw::ConnectionHandl
 }
 
 int Daemon::start(const Config &config) {
+  if (!create_server(config.service) || !create_routes(config.routes) || !adopt_inherited(config.routes) ||
+      !bind_remaining_routes())
+    return 1;
+  announce_ready();
+  return 0;
+}
+
+// The server (its loop and logger, which every later step uses) and the
+// signal watcher on its loop. Both belong to the Daemon until it is destroyed.
+// Before the server exists, an error can only go to stderr.
+bool Daemon::create_server(const ServiceSection &service) {
   gw::ServerConfig server_config;
-  server_config.stop_timeout_ms = static_cast<uint64_t>(config.service.stop_timeout.count());
-  server_config.logger.max_level = core_level(config.service.log_level);
+  server_config.stop_timeout_ms = static_cast<uint64_t>(service.stop_timeout.count());
+  server_config.logger.max_level = core_level(service.log_level);
   if (int rc = gw::Server::create(server_, server_config)) {
     std::fprintf(stderr, "<3>cannot create the event loop: %s\n", std::strerror(-rc));
-    return 1;
+    return false;
   }
-  const gw::Logger &log = server_->logger();
   if (int rc = gw::SignalWatcher::create(signals_, server_->loop(), {SIGTERM, SIGINT, SIGHUP},
                                          [this](int signal) { on_signal(signal); })) {
-    log.log(gw::LogLevel::error, "cannot watch signals: %s", std::strerror(-rc));
-    return 1;
+    server_->logger().log(gw::LogLevel::error, "cannot watch signals: %s", std::strerror(-rc));
+    return false;
   }
+  return true;
+}
 
-  for (const Route &route : config.routes) {
+// A RouteState per route, with its handler and no listener yet: the next two
+// steps give each route its socket.
+bool Daemon::create_routes(const std::vector<Route> &routes) {
+  for (const Route &route : routes) {
     RouteState state;
     state.route = route;
-    if (make_handler(route, state.handler) != 0) return 1;
+    if (make_handler(route, state.handler) != 0) return false;
     routes_.emplace(route.name, std::move(state));
   }
+  return true;
+}
 
-  // Sockets from systemd first: by FileDescriptorName=, else by the address
-  // they are bound to.
+// Sockets from systemd first: by FileDescriptorName=, else by the address
+// they are bound to (match_inherited). Every passed fd is ours once taken from
+// systemd's pool: it is adopted by the server or closed here. All are tried,
+// so that every unusable one is logged, before this fails.
+bool Daemon::adopt_inherited(const std::vector<Route> &routes) {
+  const gw::Logger &log = server_->logger();
   if (gw::sd::collect_listen_fds() == -ENOSYS && std::getenv("LISTEN_FDS")) {
     log.log(gw::LogLevel::warning,
             "LISTEN_FDS is set, but this gatewayd was built without systemd support: the passed sockets are not "
@@ -112,64 +133,80 @@ int Daemon::start(const Config &config) {
   std::vector<gw::sd::ListenFd> inherited = gw::sd::take_all_listen_fds();
   std::vector<InheritedSocket> sockets;
   for (const gw::sd::ListenFd &passed : inherited) sockets.push_back(inspect_inherited(passed.fd, passed.name));
-  ActivationPlan plan = match_inherited(config.routes, sockets);
+  ActivationPlan plan = match_inherited(routes, sockets);
   for (const std::string &error : plan.errors) log.log(gw::LogLevel::error, "%s", error.c_str());
   int failures = static_cast<int>(plan.errors.size());
   for (std::size_t i = 0; i < inherited.size(); ++i) {
-    gw::sd::ListenFd &passed = inherited[i];
     if (plan.route_of[i] < 0) {
-      ::close(passed.fd);
+      ::close(inherited[i].fd);
       continue;
     }
-    RouteState *target = &routes_.at(config.routes[static_cast<std::size_t>(plan.route_of[i])].name);
-    const std::string shown_name = printable_line(passed.name);
-    gw::Listener *listener = nullptr;
-    int rc = server_->adopt(listener, passed.fd, listener_config(target->route), target->handler);
-    if (rc != 0) {
-      log.log(gw::LogLevel::error, "route \"%s\": inherited socket fd %d (FileDescriptorName=%s) is unusable: %s",
-              target->route.name.c_str(), passed.fd, shown_name.c_str(), gw::err::describe(rc));
-      // A failed adopt leaves the fd untouched and ours (it has left systemd's
-      // pool): closed here, exactly once.
-      ::close(passed.fd);
-      ++failures;
-      continue;
-    }
-    target->listener = listener;
-    target->inherited = true;
-    log.log(gw::LogLevel::info, "route \"%s\": serving the socket systemd passed as fd %d (%s)",
-            target->route.name.c_str(), passed.fd, shown_name.c_str());
+    RouteState &target = routes_.at(routes[static_cast<std::size_t>(plan.route_of[i])].name);
+    if (!adopt_socket(inherited[i], target)) ++failures;
   }
-  if (failures) return 1;
+  return failures == 0;
+}
 
+// The one place a passed socket is handed to the server, for `target`. The fd
+// is ours on entry; adopted, it is the server's.
+bool Daemon::adopt_socket(const gw::sd::ListenFd &passed, RouteState &target) {
+  const gw::Logger &log = server_->logger();
+  const int fd = passed.fd;
+  const std::string shown_name = printable_line(passed.name);
+  gw::Listener *listener = nullptr;
+  int rc = server_->adopt(listener, fd, listener_config(target.route), target.handler);
+  if (rc != 0) {
+    log.log(gw::LogLevel::error, "route \"%s\": inherited socket fd %d (FileDescriptorName=%s) is unusable: %s",
+            target.route.name.c_str(), fd, shown_name.c_str(), gw::err::describe(rc));
+    // A failed adopt leaves the fd untouched and ours (it has left systemd's
+    // pool): closed here, exactly once.
+    ::close(fd);
+    return false;
+  }
+  target.listener = listener;
+  target.inherited = true;
+  log.log(gw::LogLevel::info, "route \"%s\": serving the socket systemd passed as fd %d (%s)",
+          target.route.name.c_str(), fd, shown_name.c_str());
+  return true;
+}
+
+// Binds the listen address of every route no inherited socket serves. Stops
+// at the first route that cannot listen, logged with the fix.
+bool Daemon::bind_remaining_routes() {
+  const gw::Logger &log = server_->logger();
   for (auto &[name, state] : routes_) {
     if (state.listener) continue;
     if (!state.route.listen && !gw::sd::available()) {
       log.log(gw::LogLevel::error, "route \"%s\" has no listen address: add listen = \"IP:PORT\" (this gatewayd "
               "was built without systemd support, so no socket can be passed to it)", name.c_str());
-      return 1;
+      return false;
     }
     if (!state.route.listen) {
       log.log(gw::LogLevel::error,
               "route \"%s\" has no listen address and systemd passed no socket named \"%s\": add listen = "
               "\"IP:PORT\" or FileDescriptorName=%s to the socket unit",
               name.c_str(), name.c_str(), name.c_str());
-      return 1;
+      return false;
     }
     int rc = server_->listen(state.listener, state.route.listen->address, listener_config(state.route), state.handler);
     if (rc != 0) {
       log.log(gw::LogLevel::error, "route \"%s\": cannot listen on %s: %s", name.c_str(),
               state.route.listen->text.c_str(), gw::err::describe(rc));
-      return 1;
+      return false;
     }
   }
+  return true;
+}
 
+// Every route is accepting: start the watchdog and the status updates (timers
+// on the loop, owned by the Daemon), then tell systemd READY=1.
+void Daemon::announce_ready() {
   start_watchdog();
   status_timer_ = std::make_unique<gw::Timer>(server_->loop(), [this] { update_status(); });
   status_timer_->start(5000, 5000);
-  log.log(gw::LogLevel::info, "ready: %zu routes", routes_.size());
+  server_->logger().log(gw::LogLevel::info, "ready: %zu routes", routes_.size());
   gw::sd::notify("READY=1");
   update_status();
-  return 0;
 }
 
 void Daemon::start_watchdog() {
@@ -216,110 +253,164 @@ void Daemon::on_signal(int signal) {
 }
 
 void Daemon::reload() {
-  const gw::Logger &log = server_->logger();
+  announce_reloading();
+  ConfigResult loaded = load_config(config_path_);
+  if (!loaded.ok()) {
+    for (const std::string &error : loaded.errors) server_->logger().log(gw::LogLevel::error, "%s", error.c_str());
+    return reject_reload("configuration errors");
+  }
+  if (!commit_reload(plan_reload(routes_, loaded.config->routes))) return;
+  server_->set_log_level(core_level(loaded.config->service.log_level));
+  server_->logger().log(gw::LogLevel::info, "reloaded: %zu routes", routes_.size());
+  gw::sd::notify("READY=1");
+  update_status();
+}
+
+void Daemon::announce_reloading() {
   timespec now{};
   clock_gettime(CLOCK_MONOTONIC, &now);
   char reloading[64];
   std::snprintf(reloading, sizeof reloading, "RELOADING=1\nMONOTONIC_USEC=%llu",
                 static_cast<unsigned long long>(now.tv_sec) * 1000000ull + static_cast<unsigned long long>(now.tv_nsec) / 1000);
   gw::sd::notify(reloading);
-  log.log(gw::LogLevel::info, "SIGHUP: reloading %s", config_path_.c_str());
+  server_->logger().log(gw::LogLevel::info, "SIGHUP: reloading %s", config_path_.c_str());
+}
 
-  auto reject = [&](const char *why) {
-    log.log(gw::LogLevel::error, "reload rejected (%s); the running configuration stays", why);
-    gw::sd::notify("READY=1\nSTATUS=reload rejected: see the journal");
-  };
-  ConfigResult loaded = load_config(config_path_);
-  if (!loaded.ok()) {
-    for (const std::string &error : loaded.errors) log.log(gw::LogLevel::error, "%s", error.c_str());
-    reject("configuration errors");
-    return;
+// The running routes stay as they are; systemd hears READY again, with a
+// STATUS that sends a person to the journal.
+void Daemon::reject_reload(const char *why) {
+  server_->logger().log(gw::LogLevel::error, "reload rejected (%s); the running configuration stays", why);
+  gw::sd::notify("READY=1\nSTATUS=reload rejected: see the journal");
+}
+
+// An unchanged backend keeps its handler (and a name its resolved addresses:
+// no lookup); a changed one gets a new handler for new clients, while
+// established clients keep theirs. No side effects: it only decides.
+Daemon::ReloadPlan Daemon::plan_reload(const std::map<std::string, RouteState> &running,
+                                       const std::vector<Route> &routes) {
+  ReloadPlan plan;
+  std::set<std::string> taken;  // running routes whose listener a new route keeps
+  for (const Route &route : routes) {
+    ReloadPlan::Step step;
+    step.route = &route;
+    auto same_name = running.find(route.name);
+    if (same_name != running.end() && same_name->second.route.backend.text == route.backend.text)
+      step.handler_from = &same_name->second;
+    step.listener_from = listener_to_keep(running, routes, route, taken);
+    plan.steps.push_back(step);
   }
+  for (const auto &[name, state] : running) {
+    if (!taken.count(name)) plan.retired.push_back(name);
+  }
+  return plan;
+}
 
-  // Prepare everything that can fail before changing anything: handlers and
-  // the sockets of new routes. A route keeps its listener when its name is
-  // kept and its listen address is unchanged (or came from systemd), or when a
-  // removed route had the same listen address.
+// A route keeps its listener when its name is kept and its listen address is
+// unchanged (or came from systemd), or takes over the listener of a removed
+// route with the same listen address. Null: it needs a new one. Each listener
+// is kept at most once: `taken` holds the running routes already chosen.
+const Daemon::RouteState *Daemon::listener_to_keep(const std::map<std::string, RouteState> &running,
+                                                   const std::vector<Route> &routes, const Route &route,
+                                                   std::set<std::string> &taken) {
+  auto same_listen = [&](const RouteState &old) {
+    return old.inherited || (old.route.listen && route.listen && old.route.listen->canonical == route.listen->canonical);
+  };
+  auto old = running.find(route.name);
+  if (old != running.end() && same_listen(old->second)) {
+    taken.insert(old->first);
+    return &old->second;
+  }
+  for (const auto &[old_name, old_state] : running) {
+    // Structured bindings cannot be captured in C++17 (clang refuses): name it.
+    const std::string &removed = old_name;
+    bool kept_by_name =
+        std::any_of(routes.begin(), routes.end(), [&](const Route &r) { return r.name == removed; });
+    if (!kept_by_name && !taken.count(old_name) && !old_state.inherited && same_listen(old_state)) {
+      taken.insert(old_name);
+      return &old_state;
+    }
+  }
+  return nullptr;
+}
+
+// Applies the plan in two phases. First everything that can fail, before
+// changing anything: the new handlers and the sockets of new routes. If one
+// fails, what was created is rolled back, the reload is rejected and the
+// running routes stay. Then the switch, which cannot fail.
+bool Daemon::commit_reload(const ReloadPlan &plan) {
   std::map<std::string, RouteState> next;
   std::vector<gw::Listener *> created;
-  std::set<std::string> reused;
-  // A rolled-back listener never accepted: retire() frees it after this batch.
-  auto rollback = [&] {
-    for (gw::Listener *listener : created) server_->retire(*listener);
-  };
-  for (const Route &route : loaded.config->routes) {
+  for (const ReloadPlan::Step &step : plan.steps) {
     RouteState state;
-    state.route = route;
-    // An unchanged backend keeps its handler (and a name its resolved
-    // addresses: no lookup); a changed one gets a new handler for new
-    // clients, while established clients keep theirs.
-    auto same_backend = routes_.find(route.name);
-    if (same_backend != routes_.end() && same_backend->second.route.backend.text == route.backend.text) {
-      state.handler = same_backend->second.handler;
-    } else if (make_handler(route, state.handler) != 0) {
-      rollback();
-      return reject("a backend is unusable");
+    if (const char *why = prepare_route(step, state, created)) {
+      reject_reload(why);
+      return false;
     }
-    auto same_listen = [&](const RouteState &old) {
-      return old.inherited || (old.route.listen && route.listen && old.route.listen->canonical == route.listen->canonical);
-    };
-    auto old = routes_.find(route.name);
-    if (old != routes_.end() && same_listen(old->second)) {
-      state.listener = old->second.listener;
-      state.inherited = old->second.inherited;
-      reused.insert(old->first);
-    } else {
-      for (auto &[old_name, old_state] : routes_) {
-        // Structured bindings cannot be captured in C++17 (clang refuses): name it.
-        const std::string &removed = old_name;
-        bool kept_by_name = std::any_of(loaded.config->routes.begin(), loaded.config->routes.end(),
-                                        [&](const Route &r) { return r.name == removed; });
-        if (!kept_by_name && !reused.count(old_name) && !old_state.inherited && same_listen(old_state)) {
-          state.listener = old_state.listener;
-          reused.insert(old_name);
-          break;
-        }
-      }
-    }
-    if (!state.listener) {
-      if (!route.listen) {
-        rollback();
-        log.log(gw::LogLevel::error, "route \"%s\" has no listen address, and sockets from systemd cannot be added by a reload",
-                route.name.c_str());
-        return reject("a new route has no socket");
-      }
-      int rc = server_->listen(state.listener, route.listen->address, listener_config(route), state.handler);
-      if (rc != 0) {
-        rollback();
-        log.log(gw::LogLevel::error, "route \"%s\": cannot listen on %s: %s", route.name.c_str(), route.listen->text.c_str(),
-                gw::err::describe(rc));
-        return reject("a new route cannot listen");
-      }
-      created.push_back(state.listener);
-    }
-    next.emplace(route.name, std::move(state));
+    next.emplace(step.route->name, std::move(state));
   }
+  switch_routes(plan, std::move(next), created);
+  return true;
+}
 
-  // Commit: removed routes stop accepting (their clients stay), kept ones get
-  // the new settings for new clients.
-  for (auto &[name, state] : routes_) {
-    if (!reused.count(name)) {
-      log.log(gw::LogLevel::info, "route \"%s\" removed: no longer accepting; %zu clients stay", name.c_str(),
-              state.listener->client_count());
-      // Its sockets close now; the server frees it once its last client has closed.
-      server_->retire(*state.listener);
-      state.listener = nullptr;
-    }
+// The new RouteState of one step: its handler and listener, kept or created
+// (a created listener is added to `created`). On failure it rolls back all
+// that `created` holds, logs what is wrong with the route, if more than the
+// reason says, and returns the reason for "reload rejected (...)".
+const char *Daemon::prepare_route(const ReloadPlan::Step &step, RouteState &state,
+                                  std::vector<gw::Listener *> &created) {
+  const Route &route = *step.route;
+  state.route = route;
+  if (step.handler_from) {
+    state.handler = step.handler_from->handler;
+  } else if (make_handler(route, state.handler) != 0) {
+    roll_back(created);
+    return "a backend is unusable";
+  }
+  if (step.listener_from) {
+    state.listener = step.listener_from->listener;
+    state.inherited = step.listener_from->inherited;
+    return nullptr;
+  }
+  const gw::Logger &log = server_->logger();
+  if (!route.listen) {
+    roll_back(created);
+    log.log(gw::LogLevel::error, "route \"%s\" has no listen address, and sockets from systemd cannot be added by a reload",
+            route.name.c_str());
+    return "a new route has no socket";
+  }
+  int rc = server_->listen(state.listener, route.listen->address, listener_config(route), state.handler);
+  if (rc != 0) {
+    roll_back(created);
+    log.log(gw::LogLevel::error, "route \"%s\": cannot listen on %s: %s", route.name.c_str(), route.listen->text.c_str(),
+            gw::err::describe(rc));
+    return "a new route cannot listen";
+  }
+  created.push_back(state.listener);
+  return nullptr;
+}
+
+// A rolled-back listener never accepted: retire() frees it after this batch.
+void Daemon::roll_back(const std::vector<gw::Listener *> &created) {
+  for (gw::Listener *listener : created) server_->retire(*listener);
+}
+
+// Removed routes stop accepting (their clients stay), kept ones get the new
+// settings for new clients; then `next` is the running set.
+void Daemon::switch_routes(const ReloadPlan &plan, std::map<std::string, RouteState> next,
+                           const std::vector<gw::Listener *> &created) {
+  for (const std::string &name : plan.retired) {
+    RouteState &state = routes_.at(name);
+    server_->logger().log(gw::LogLevel::info, "route \"%s\" removed: no longer accepting; %zu clients stay",
+                          name.c_str(), state.listener->client_count());
+    // Its sockets close now; the server frees it once its last client has closed.
+    server_->retire(*state.listener);
+    state.listener = nullptr;
   }
   for (auto &[name, state] : next) {
     if (std::find(created.begin(), created.end(), state.listener) == created.end())
       state.listener->reconfigure(listener_config(state.route), state.handler);
   }
   routes_ = std::move(next);
-  server_->set_log_level(core_level(loaded.config->service.log_level));
-  log.log(gw::LogLevel::info, "reloaded: %zu routes", routes_.size());
-  gw::sd::notify("READY=1");
-  update_status();
 }
 
 int Daemon::run() {

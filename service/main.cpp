@@ -36,20 +36,25 @@ void usage(FILE *out) {
                gw::service::default_config_path);
 }
 
-}  // namespace
-
-int main(int argc, char **argv) {
+// What the command line asks for.
+struct Options {
   std::string config_path = gw::service::default_config_path;
   bool check_only = false;
-  static const option options[] = {{"config", required_argument, nullptr, 'c'},
-                                   {"check-config", no_argument, nullptr, 'C'},
-                                   {"help", no_argument, nullptr, 'h'},
-                                   {"version", no_argument, nullptr, 'V'},
-                                   {nullptr, 0, nullptr, 0}};
-  for (int opt; (opt = getopt_long(argc, argv, "c:hV", options, nullptr)) != -1;) {
+};
+
+// Parses the command line into `options`. Returns -1 to go on, or the exit
+// code when it is already decided: 0 after --help or --version, 2 on a usage
+// error (which is printed with the usage).
+int parse_options(int argc, char **argv, Options &options) {
+  static const option long_options[] = {{"config", required_argument, nullptr, 'c'},
+                                        {"check-config", no_argument, nullptr, 'C'},
+                                        {"help", no_argument, nullptr, 'h'},
+                                        {"version", no_argument, nullptr, 'V'},
+                                        {nullptr, 0, nullptr, 0}};
+  for (int opt; (opt = getopt_long(argc, argv, "c:hV", long_options, nullptr)) != -1;) {
     switch (opt) {
-      case 'c': config_path = optarg; break;
-      case 'C': check_only = true; break;
+      case 'c': options.config_path = optarg; break;
+      case 'C': options.check_only = true; break;
       case 'h': usage(stdout); return 0;
       case 'V':
         std::printf("gatewayd %s (systemd: %s)\n", GW_PROJECT_VERSION,
@@ -63,6 +68,16 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
+  return -1;
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+  Options options;
+  if (int rc = parse_options(argc, argv, options); rc >= 0) return rc;
+  const std::string &config_path = options.config_path;
+  const bool check_only = options.check_only;
 
   gw::service::ConfigResult loaded = gw::service::load_config(config_path);
   if (!loaded.ok()) {

@@ -10,6 +10,7 @@ if(TARGET gatewayd_config)
   target_compile_definitions(test_config PRIVATE
     GWT_DEFAULT_CONF="${PROJECT_SOURCE_DIR}/service/gateway.conf")
   target_link_libraries(test_config PRIVATE gatewayd_config PkgConfig::CMOCKA)
+  # The CTest name is "config", as it was before the suite moved to tests/service/.
   add_test(NAME config COMMAND test_config)
   set_tests_properties(config PROPERTIES TIMEOUT 60 LABELS "service")
 endif()
