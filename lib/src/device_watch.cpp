@@ -72,6 +72,7 @@ int DeviceWatch::create(std::unique_ptr<DeviceWatch> &out, EventLoop &loop, cons
 }
 
 DeviceWatch::~DeviceWatch() {
+  loop_.assert_in_loop_thread("DeviceWatch::~DeviceWatch");
   stop();
   loop_.remove(inotify_.get());
 }

@@ -109,7 +109,9 @@ int SerialPort::take_device(const SerialSettings &settings, std::string &why) {
   if (!fd_) {
     const int rc = -errno;
     why = "cannot open serial device " + device_ + ": " + errno_text(rc) +
-          (rc == -EACCES ? " (the service user needs the dialout group, and DeviceAllow= under systemd)" : "");
+          (rc == -EACCES  ? " (the service user needs the dialout group, and DeviceAllow= under systemd)"
+           : rc == -EBUSY ? " (another program has it open exclusively, TIOCEXCL; fuser names it)"
+                          : "");
     return rc;
   }
   struct stat st;

@@ -117,8 +117,9 @@ int UucpLock::acquire(std::unique_ptr<UucpLock> &out, const std::string &lock_di
   return rc;
 }
 
+// A forked child that destroys its copy leaves its parent's lock alone.
 UucpLock::~UucpLock() {
-  if (read_holder(file_) == pid_) ::unlink(file_.c_str());
+  if (pid_ == ::getpid() && read_holder(file_) == pid_) ::unlink(file_.c_str());
 }
 
 }  // namespace gw

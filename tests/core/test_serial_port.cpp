@@ -306,7 +306,8 @@ void raw_bytes_pass_unchanged(void **) {
   Pty pty = open_pty();
   std::unique_ptr<gw::SerialPort> port;
   std::string why;
-  assert_int_equal(gw::SerialPort::open(port, pty.slave, line(115200, 8, gw::Parity::none, 1), locks_in(locks), why), 0);
+  const gw::SerialSettings settings = line(115200, 8, gw::Parity::none, 1);
+  assert_int_equal(gw::SerialPort::open(port, pty.slave, settings, locks_in(locks), why), 0);
   // CR, LF, ^C, ^D, ^S and 0xff: a cooked tty would translate, signal or eat them.
   const unsigned char bytes[] = {'a', '\r', '\n', 0x03, 0x04, 0x13, 0xff, 0x00};
   assert_int_equal(write(pty.master.get(), bytes, sizeof bytes), sizeof bytes);
@@ -692,6 +693,31 @@ void device_watch_waits_for_missing_directories(void **) {
   assert_int_equal(f.calls, 1);
   f.run_for(100);
   assert_int_equal(f.calls, 1);
+  // udev removes /dev/serial/by-id with the last adapter: the watch falls
+  // back to the nearest parent left and follows the tree as it comes back.
+  struct stat st;
+  assert_int_equal(stat(pty.slave.c_str(), &st), 0);
+  gw::DeviceNode gone;
+  gone.dev = st.st_dev, gone.ino = st.st_ino, gone.rdev = st.st_rdev;
+  gone.ctime_ns = static_cast<int64_t>(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec;
+  assert_int_equal(f.watch->start_after(gone, why), 0);
+  f.run_for(50);
+  assert_int_equal(f.calls, 1);  // the node it was given does not count
+  assert_int_equal(unlink(path.c_str()), 0);
+  assert_int_equal(unlink((by_id + "/unrelated").c_str()), 0);
+  assert_int_equal(rmdir(by_id.c_str()), 0);
+  assert_int_equal(rmdir((dir / "serial").c_str()), 0);
+  f.run_for(50);
+  watched = f.watch->watched_directories();
+  assert_int_equal(watched.size(), 1);
+  assert_string_equal(watched[0].c_str(), dir.path.c_str());
+  assert_int_equal(f.calls, 1);
+  assert_int_equal(mkdir((dir / "serial").c_str(), 0755), 0);
+  assert_int_equal(mkdir(by_id.c_str(), 0755), 0);
+  Pty replugged = open_pty();
+  assert_int_equal(symlink(replugged.slave.c_str(), path.c_str()), 0);
+  f.run_until(2);
+  assert_int_equal(f.calls, 2);
 }
 
 double cpu_seconds() {

@@ -18,8 +18,12 @@
 //    lock file that minicom, picocom and ser2net respect, sets TIOCEXCL,
 //    saves the device's previous settings, then applies raw mode and the line
 //    settings through termios2 (BOTHER for rates without a B constant) and
-//    checks what the driver accepted. Destroying it restores what it changed
-//    and releases the lock. It does not read or write for you: the backend
+//    reads them back: a setting the driver dropped is an error naming it (a
+//    rate is accepted within 2%). One exception: a pseudo-terminal's driver
+//    always forces CS8 and clears PARENB (it has no line to put bits on), so
+//    on a pty data bits and parity are not checked, and read_settings()
+//    shows 8N1 there. Destroying the port restores what it changed and
+//    releases the lock. It does not read or write for you: the backend
 //    registers fd() with its EventLoop and reads and writes it non-blocking.
 //
 //  * DeviceWatch (device_watch.hpp): inotify on the directories along the
