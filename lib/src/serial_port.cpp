@@ -71,7 +71,7 @@ int SerialPort::open(std::unique_ptr<SerialPort> &out, const std::string &path, 
   std::unique_ptr<SerialPort> port(new SerialPort());
   port->path_ = path;
   port->settings_ = settings;
-  if (int rc = port->open_device(path, why)) return rc;
+  if (int rc = port->resolve_device(path, why)) return rc;
   // The lock is taken before the device is opened: opening a UART raises
   // DTR and RTS, which must not disturb a port another program holds.
   if (!options.lock_dir.empty()) {
@@ -84,7 +84,7 @@ int SerialPort::open(std::unique_ptr<SerialPort> &out, const std::string &path, 
 
 // Resolves the path (symlinks anew each time) and checks it names a
 // character device; the open itself waits for the lock (see open()).
-int SerialPort::open_device(const std::string &path, std::string &why) {
+int SerialPort::resolve_device(const std::string &path, std::string &why) {
   char resolved[PATH_MAX];
   struct stat st;
   if (!::realpath(path.c_str(), resolved) || ::stat(resolved, &st) < 0) {
@@ -122,14 +122,14 @@ int SerialPort::take_device(const SerialSettings &settings, std::string &why) {
   node_ = node_of(st);
   // Keeps other (non-root) programs from opening it while we have it; root
   // is not stopped by this, which is what the lock file is for.
-  if (::ioctl(fd_.get(), TIOCEXCL) < 0 || tty::save_line(fd_.get(), saved_->line) < 0) {
-    const int rc = -errno;
+  int rc = ::ioctl(fd_.get(), TIOCEXCL) < 0 ? -errno : tty::save_line(fd_.get(), saved_->line);
+  if (rc < 0) {
     why = "cannot take serial device " + device_ + ": " + errno_text(rc);
     return rc;
   }
   saved_->line_saved = true;
-  if (int rc = tty::apply_line(fd_.get(), settings, is_pseudo_terminal(), device_, why)) return rc;
-  if (int rc = apply_modem_lines(settings, why)) return rc;
+  if ((rc = tty::apply_line(fd_.get(), settings, is_pseudo_terminal(), device_, why))) return rc;
+  if ((rc = apply_modem_lines(settings, why))) return rc;
   return apply_rs485(settings.rs485, why);
 }
 

@@ -257,7 +257,7 @@ class SerialPort {
  private:
   struct Saved;
   SerialPort();
-  int open_device(const std::string &path, std::string &why);
+  int resolve_device(const std::string &path, std::string &why);
   int take_device(const SerialSettings &settings, std::string &why);
   int apply_modem_lines(const SerialSettings &settings, std::string &why);
   int apply_rs485(const Rs485Settings &rs485, std::string &why);
