@@ -6,3 +6,9 @@ foreach(suite forwarder chaos resolver)
   add_test(NAME core_${suite} COMMAND test_core_${suite})
   set_tests_properties(core_${suite} PROPERTIES TIMEOUT 60 LABELS "core")
 endforeach()
+
+# The serial device layer (issue 9): pseudo-terminals stand in for UARTs.
+add_executable(test_core_serial_port ${CMAKE_CURRENT_LIST_DIR}/test_serial_port.cpp)
+target_link_libraries(test_core_serial_port PRIVATE gw_core PkgConfig::CMOCKA Threads::Threads)
+add_test(NAME core_serial_port COMMAND test_core_serial_port)
+set_tests_properties(core_serial_port PROPERTIES TIMEOUT 60 LABELS "core")
