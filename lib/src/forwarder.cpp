@@ -22,19 +22,6 @@ void EchoHandler::on_message(Connection &conn, const uint8_t *data, size_t lengt
   conn.send_message(data, length);
 }
 
-int parse_unix_address(std::string_view text, SocketAddress &out) noexcept {
-  constexpr std::string_view prefix = "unix:";
-  if (text.substr(0, prefix.size()) != prefix) return err::bad_address;
-  std::string_view path = text.substr(prefix.size());
-  auto *un = reinterpret_cast<sockaddr_un *>(&out.storage);
-  if (path.empty() || path.front() != '/' || path.size() >= sizeof un->sun_path) return err::bad_address;
-  out = SocketAddress{};
-  un->sun_family = AF_UNIX;
-  std::memcpy(un->sun_path, path.data(), path.size());
-  out.length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
-  return 0;
-}
-
 namespace {
 
 // splice() has no MSG_NOSIGNAL: splicing into a socket whose peer is gone
