@@ -14,72 +14,11 @@
 
 #include "gw/errors.hpp"
 #include "gw/server.hpp"
+#include "splice_pipe.hpp"
 
 namespace gw {
 
 namespace {
-
-// splice() has no MSG_NOSIGNAL: splicing into a socket whose peer is gone
-// raises SIGPIPE, which kills a program that does not ignore it (gatewayd
-// does; firmware embedding the core may not). So the loop thread blocks
-// SIGPIPE before its first splice, and a SIGPIPE that a splice raised is taken
-// back at once (sigtimedwait without waiting) so that it never stays pending.
-// Only the failing call pays for that; the fast path makes no extra call.
-void block_sigpipe_on_this_thread() noexcept {
-  thread_local bool blocked = false;
-  if (blocked) return;
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGPIPE);
-  blocked = pthread_sigmask(SIG_BLOCK, &set, nullptr) == 0;
-}
-
-void take_back_sigpipe() noexcept {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGPIPE);
-  timespec no_wait{};
-  while (sigtimedwait(&set, nullptr, &no_wait) == SIGPIPE) {
-  }
-}
-
-/// A kernel pipe between two sockets for splice(), with the count of bytes in it.
-struct SplicePipe {
-  Fd read_end, write_end;
-  size_t held = 0;
-  size_t capacity = 64 * 1024;  // Linux's default pipe size, until open() grows it
-
-  int open() noexcept {
-    block_sigpipe_on_this_thread();
-    int fds[2];
-    if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return -errno;
-    read_end.reset(fds[0]);
-    write_end.reset(fds[1]);
-    // Bigger pipes mean fewer wake-ups per megabyte on a bulk flow; the pages
-    // are only allocated while data sits in the pipe. Refused (an unprivileged
-    // user over fs.pipe-user-pages-soft): keep the default.
-    int size = ::fcntl(write_end.get(), F_SETPIPE_SZ, 256 * 1024);
-    if (size > 0) capacity = static_cast<size_t>(size);
-    return 0;
-  }
-  size_t room() const noexcept { return capacity - held; }
-  // socket -> pipe: > 0 moved, 0 EOF, -EAGAIN, or a negated errno.
-  ssize_t fill_from(int socket) noexcept {
-    ssize_t n = ::splice(socket, nullptr, write_end.get(), nullptr, room(), SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-    if (n > 0) held += static_cast<size_t>(n);
-    return n < 0 ? -errno : n;
-  }
-  // pipe -> socket: >= 0 moved, -EAGAIN, or a negated errno.
-  ssize_t drain_to(int socket) noexcept {
-    if (!held) return 0;
-    ssize_t n = ::splice(read_end.get(), nullptr, socket, nullptr, held, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-    if (n > 0) held -= static_cast<size_t>(n);
-    if (n >= 0) return n;
-    int error = errno;
-    if (error == EPIPE) take_back_sigpipe();
-    return -error;
-  }
-};
 
 /// The backend side of one forwarded client. Owns the backend socket and what
 /// is in flight between the two. Bytes pass through user space (the client's
@@ -152,7 +91,7 @@ class BackendLink final : IoHandler, IoDelegate {
   /// The client sent EOF: pass it on once its bytes are delivered.
   void on_client_eof() {
     client_eof_ = true;
-    if (!connecting_ && out_.empty() && to_backend_.held == 0) half_close_backend();
+    if (!connecting_ && out_.empty() && to_backend_.held() == 0) half_close_backend();
     close_if_done();
   }
 
@@ -335,16 +274,15 @@ class BackendLink final : IoHandler, IoDelegate {
     // goes in scratch-sized pieces; each is queued before the next is read.
     spliced_ = false;
     uint8_t *scratch = loop_.scratch();
-    while (to_client_.held) {
-      size_t piece = to_client_.held < EventLoop::scratch_size ? to_client_.held : EventLoop::scratch_size;
-      ssize_t n = ::read(to_client_.read_end.get(), scratch, piece);
+    while (to_client_.held()) {
+      size_t piece = to_client_.held() < EventLoop::scratch_size ? to_client_.held() : EventLoop::scratch_size;
+      ssize_t n = to_client_.read_into(scratch, piece);
       if (n <= 0) break;
-      to_client_.held -= static_cast<size_t>(n);
       if (conn.send(scratch, static_cast<size_t>(n)) != 0) {
         // Only when max_output is set below the pipe's size: say what is lost.
         conn.listener().server().logger().log(
             LogLevel::warning, "%s: %s: %zu bytes from the backend could not be queued (max_output)",
-            conn.config().name.c_str(), conn.peer().to_string().c_str(), static_cast<size_t>(n) + to_client_.held);
+            conn.config().name.c_str(), conn.peer().to_string().c_str(), static_cast<size_t>(n) + to_client_.held());
         break;
       }
     }
@@ -393,14 +331,14 @@ class BackendLink final : IoHandler, IoDelegate {
       }
       if (!progress) break;
     }
-    if (client_eof_ && to_backend_.held == 0) half_close_backend();
-    if (backend_eof_ && to_client_.held == 0) client.half_close();
-    if (backend_eof_ && to_client_.held == 0 && client_eof_ && backend_half_closed_) {
+    if (client_eof_ && to_backend_.held() == 0) half_close_backend();
+    if (backend_eof_ && to_client_.held() == 0) client.half_close();
+    if (backend_eof_ && to_client_.held() == 0 && client_eof_ && backend_half_closed_) {
       client.close(CloseReason::peer);
       return;
     }
     client.set_delegated_interest((!client_eof_ && to_backend_.room() ? EPOLLIN : 0u) |
-                                  (to_client_.held ? EPOLLOUT : 0u));
+                                  (to_client_.held() ? EPOLLOUT : 0u));
     update_interest();
   }
 
@@ -437,7 +375,7 @@ class BackendLink final : IoHandler, IoDelegate {
     if (connecting_) {
       want = EPOLLOUT;
     } else if (spliced_) {
-      if (to_backend_.held) want |= EPOLLOUT;
+      if (to_backend_.held()) want |= EPOLLOUT;
       if (!backend_eof_ && to_client_.room()) want |= EPOLLIN;
     } else {
       if (!out_.empty()) want |= EPOLLOUT;
