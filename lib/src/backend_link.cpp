@@ -12,6 +12,33 @@
 #include "gw/server.hpp"
 
 namespace gw {
+namespace {
+
+// The epoll interest of one socket in splice mode: readable while it has not
+// reached EOF and its outgoing pipe has room, writable while its incoming
+// pipe holds bytes for it.
+uint32_t splice_interest(bool eof, const SplicePipe &outgoing, const SplicePipe &incoming) noexcept {
+  return (!eof && outgoing.room() ? EPOLLIN : 0u) | (incoming.held() ? EPOLLOUT : 0u);
+}
+
+// Connection::account_in or Connection::account_out.
+using Account = void (Connection::*)(size_t) noexcept;
+
+// Settles the result `n` of one splice on a socket: the bytes moved are added
+// to `moved` and, on the client's socket (`client` set), counted with
+// `account` and as spliced. Returns false for a failure other than EAGAIN
+// (then -n is the errno).
+bool settle_splice(ssize_t n, Connection *client, Account account, size_t &moved) noexcept {
+  if (n < 0) return n == -EAGAIN;
+  if (n > 0 && client) {
+    (client->*account)(static_cast<size_t>(n));
+    client->account_spliced(static_cast<size_t>(n));
+  }
+  moved += static_cast<size_t>(n);
+  return true;
+}
+
+}  // namespace
 
 BackendLink::BackendLink(Forwarder &forwarder, Connection &client, uint64_t connect_timeout_ms)
     : forwarder_(forwarder),
@@ -36,11 +63,7 @@ void BackendLink::wait_for_name() {
 void BackendLink::give_up(const std::string &why) {
   if (!client_) return;
   connect_timer_.stop();
-  client_->listener().server().logger().log(LogLevel::warning, "%s: %s: backend %s: %s; closing the client",
-                                             client_->config().name.c_str(), client_->peer().to_string().c_str(),
-                                             forwarder_.label().c_str(), why.c_str());
-  out_.release();
-  client_->close(CloseReason::local);
+  close_client(why.c_str(), CloseReason::local);
 }
 
 void BackendLink::forward(const iovec *parts, int count) {
@@ -123,7 +146,7 @@ void BackendLink::connect_next() {
     note_failure(backend, error);
   }
   unreachable_ = true;
-  if (!addresses_ || addresses_->size() <= 1) return fail(last_error_ ? last_error_ : EHOSTUNREACH);
+  if (!addresses_ || addresses_->size() <= 1) return backend_failed(last_error_ ? last_error_ : EHOSTUNREACH);
   give_up("every address failed (" + tried_ + ")");
 }
 
@@ -192,7 +215,7 @@ void BackendLink::read_backend() {
     }
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-    return fail(errno);
+    return backend_failed(errno);
   }
 }
 
@@ -205,7 +228,7 @@ void BackendLink::write_backend() {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-    return fail(errno);
+    return backend_failed(errno);
   }
   if (out_.size() < client_->config().low_water) client_->resume_reading();
   if (out_.empty() && client_eof_) {
@@ -261,55 +284,69 @@ void BackendLink::on_delegate_end(Connection &conn) {
 // epoll calls again for whatever is still ready.
 void BackendLink::pump() {
   Connection &client = *client_;
-  int client_fd = client.fd();
+  SpliceEnd client_end{client.fd(), client_eof_, &client};
+  SpliceEnd backend_end{fd_.get(), backend_eof_, nullptr};
   for (int round = 0; round < 8; ++round) {
-    size_t progress = 0;
-    // client -> pipe -> backend
-    if (!client_eof_ && to_backend_.room()) {
-      ssize_t n = to_backend_.fill_from(client_fd);
-      if (n > 0) {
-        client.account_in(static_cast<size_t>(n));
-        client.account_spliced(static_cast<size_t>(n));
-        progress += static_cast<size_t>(n);
-      } else if (n == 0) {
-        client_eof_ = true;
-        client.mark_peer_eof();
-      } else if (n != -EAGAIN) {
-        return broken(client, static_cast<int>(-n));
-      }
-    }
-    ssize_t moved = to_backend_.drain_to(fd_.get());
-    if (moved > 0) progress += static_cast<size_t>(moved);
-    else if (moved < 0 && moved != -EAGAIN) return fail(static_cast<int>(-moved));
-    // backend -> pipe -> client
-    if (!backend_eof_ && to_client_.room()) {
-      ssize_t n = to_client_.fill_from(fd_.get());
-      if (n > 0) progress += static_cast<size_t>(n);
-      else if (n == 0) backend_eof_ = true;
-      else if (n != -EAGAIN) return fail(static_cast<int>(-n));
-    }
-    moved = to_client_.drain_to(client_fd);
-    if (moved > 0) {
-      client.account_out(static_cast<size_t>(moved));
-      client.account_spliced(static_cast<size_t>(moved));
-      progress += static_cast<size_t>(moved);
-    } else if (moved < 0 && moved != -EAGAIN) {
-      return broken(client, static_cast<int>(-moved));
-    }
-    if (!progress) break;
+    size_t moved = 0;
+    if (!shovel(client_end, to_backend_, backend_end, moved)) return;
+    if (!shovel(backend_end, to_client_, client_end, moved)) return;
+    if (!moved) break;
   }
-  if (client_eof_ && to_backend_.held() == 0) half_close_backend();
-  if (backend_eof_ && to_client_.held() == 0) client.half_close();
+  propagate_half_close(client_end, to_backend_, backend_end);
+  propagate_half_close(backend_end, to_client_, client_end);
   if (backend_eof_ && to_client_.held() == 0 && client_eof_ && backend_half_closed_) {
     client.close(CloseReason::peer);
     return;
   }
-  client.set_delegated_interest((!client_eof_ && to_backend_.room() ? EPOLLIN : 0u) |
-                                (to_client_.held() ? EPOLLOUT : 0u));
+  client.set_delegated_interest(splice_interest(client_eof_, to_backend_, to_client_));
   update_interest();
 }
 
-void BackendLink::broken(Connection &client, int error) {
+// One direction of the pump, the same code for both (as systemd-socket-proxyd's
+// connection_shovel): fills `pipe` from `from` while it has room and `from`
+// has not reached EOF, then drains it into `to`. Adds the bytes moved each way
+// to `moved`. Returns false when a failed splice closed or aborted the client:
+// the pump must then stop at once.
+bool BackendLink::shovel(SpliceEnd from, SplicePipe &pipe, SpliceEnd to, size_t &moved) {
+  if (!from.eof && pipe.room()) {
+    ssize_t n = pipe.fill_from(from.fd);
+    if (n == 0) {
+      from.eof = true;
+      if (from.client) from.client->mark_peer_eof();
+    } else if (!settle_splice(n, from.client, &Connection::account_in, moved)) {
+      return splice_failed(from, static_cast<int>(-n));
+    }
+  }
+  ssize_t n = pipe.drain_to(to.fd);
+  if (!settle_splice(n, to.client, &Connection::account_out, moved)) return splice_failed(to, static_cast<int>(-n));
+  return true;
+}
+
+// The source of a direction has reached EOF and its pipe is empty: pass the
+// EOF on as a half-close of the destination.
+void BackendLink::propagate_half_close(SpliceEnd from, const SplicePipe &pipe, SpliceEnd to) {
+  if (!from.eof || pipe.held() != 0) return;
+  if (to.client)
+    to.client->half_close();
+  else
+    half_close_backend();
+}
+
+// A splice on `end` failed with `error`. On the client's socket nothing more
+// can reach the client: abort it. On the backend's: close the client as for
+// any backend failure. Returns false, for shovel() to pass on.
+bool BackendLink::splice_failed(SpliceEnd end, int error) {
+  if (end.client)
+    abort_client(error);
+  else
+    backend_failed(error);
+  return false;
+}
+
+// The client's socket failed under a splice: nothing more can be sent to it,
+// so abort it, logging the reason at info level.
+void BackendLink::abort_client(int error) {
+  Connection &client = *client_;
   client.listener().server().logger().log(LogLevel::info, "%s: %s: %s", client.config().name.c_str(),
                                            client.peer().to_string().c_str(), std::strerror(error));
   client.abort(CloseReason::reset);
@@ -326,13 +363,23 @@ void BackendLink::close_if_done() {
   if (client_ && backend_eof_ && backend_half_closed_ && client_->peer_eof()) client_->close(CloseReason::peer);
 }
 
-void BackendLink::fail(int error) {
+// The backend failed with `error` (connect, read, write or splice): close
+// the client, with CloseReason::local while still connecting (no exchange had
+// begun) and CloseReason::reset once one had.
+void BackendLink::backend_failed(int error) {
   if (!client_) return;
+  close_client(std::strerror(error), connecting_ ? CloseReason::local : CloseReason::reset);
+}
+
+// Logs why this client loses its backend, drops the bytes queued for the
+// backend, and closes the client: gracefully, so what it was already sent
+// still reaches it. `client_` must be set.
+void BackendLink::close_client(const char *why, CloseReason reason) {
   client_->listener().server().logger().log(LogLevel::warning, "%s: %s: backend %s: %s; closing the client",
                                              client_->config().name.c_str(), client_->peer().to_string().c_str(),
-                                             forwarder_.label().c_str(), std::strerror(error));
+                                             forwarder_.label().c_str(), why);
   out_.release();
-  client_->close(connecting_ ? CloseReason::local : CloseReason::reset);
+  client_->close(reason);
 }
 
 void BackendLink::update_interest() {
@@ -341,8 +388,7 @@ void BackendLink::update_interest() {
   if (connecting_) {
     want = EPOLLOUT;
   } else if (spliced_) {
-    if (to_backend_.held()) want |= EPOLLOUT;
-    if (!backend_eof_ && to_client_.room()) want |= EPOLLIN;
+    want = splice_interest(backend_eof_, to_client_, to_backend_);
   } else {
     if (!out_.empty()) want |= EPOLLOUT;
     if (!backend_eof_ && !paused_for_client_) want |= EPOLLIN;

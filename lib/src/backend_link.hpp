@@ -48,7 +48,7 @@ class BackendLink final : IoHandler, IoDelegate {
   void on_client_eof();
   /// The client's output queue went below low water: read the backend again.
   void client_drained();
-  /// The client is gone: close the backend socket now, free this after the batch.
+  /// The client has closed: close the backend socket now, free this after the batch.
   void release();
 
  private:
@@ -70,13 +70,25 @@ class BackendLink final : IoHandler, IoDelegate {
   void maybe_splice();
   void on_delegated_io(Connection &, uint32_t) override;
   void on_delegate_end(Connection &conn) override;
+  // One socket of a spliced flow, as the pump sees it. Only the client's end
+  // is counted (its counters and idle timeout) and reports its EOF to its
+  // Connection; a failure on it aborts the client.
+  struct SpliceEnd {
+    int fd;              // owned by the Connection or by this link, not by this view
+    bool &eof;           // this socket's peer EOF: client_eof_ or backend_eof_
+    Connection *client;  // the client when this is its socket; null for the backend's
+  };
   void pump();
-  void broken(Connection &client, int error);
+  bool shovel(SpliceEnd from, SplicePipe &pipe, SpliceEnd to, size_t &moved);
+  void propagate_half_close(SpliceEnd from, const SplicePipe &pipe, SpliceEnd to);
+  bool splice_failed(SpliceEnd end, int error);
+  void abort_client(int error);
 
   // both modes
   void half_close_backend();
   void close_if_done();
-  void fail(int error);
+  void backend_failed(int error);
+  void close_client(const char *why, CloseReason reason);
   void update_interest();
 
   Forwarder &forwarder_;
