@@ -26,7 +26,11 @@ Forwarder::Forwarder(std::unique_ptr<ResolvedName> name, std::string label, Forw
   name_->start();
 }
 
+// on_open and on_message come only from the loop's own I/O (an accept, a
+// read), so they check the thread; on_close does not, since a server that is
+// destroyed closes its connections on the destroying thread.
 void Forwarder::on_open(Connection &conn) {
+  conn.listener().server().loop().assert_in_loop_thread("Forwarder::on_open");
   auto *link = new BackendLink(*this, conn, options_.connect_timeout_ms);
   conn.set_user_data(link);
   if (!name_) return link->start(fixed_);
@@ -59,6 +63,7 @@ void Forwarder::on_name_change() {
 }
 
 void Forwarder::on_message(Connection &conn, const uint8_t *data, size_t length) {
+  conn.listener().server().loop().assert_in_loop_thread("Forwarder::on_message");
   BackendLink *link = link_of(conn);
   if (!link) return;
   // The framing checked the message (max_frame); the backend gets it as the
