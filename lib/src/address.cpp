@@ -9,7 +9,6 @@
 #include <cstring>
 
 #include "gw/errors.hpp"
-#include "gw/forwarder.hpp"
 
 namespace gw {
 namespace {
@@ -369,7 +368,8 @@ int parse_unix_backend(std::string_view text, std::string_view path, BackendAddr
   if (path.size() >= sizeof(sockaddr_un{}.sun_path)) return refuse(issue, AddressError::unix_too_long, path);
   BackendAddress parsed;
   parsed.kind = BackendAddress::Kind::unix_socket;
-  // The forwarder's own builder makes the sockaddr_un, so both agree on it.
+  // The one builder of the sockaddr_un (parse_unix_address, below), so a
+  // checked backend and a forwarder's connect agree on it.
   if (parse_unix_address(text, parsed.address) != 0) return refuse(issue, AddressError::unix_not_absolute, path);
   parsed.path = std::string(path);
   parsed.resolved = true;
@@ -386,6 +386,19 @@ int parse_backend_address(std::string_view text, BackendAddress &out, AddressIss
   if (text.substr(0, unix_prefix.size()) == unix_prefix)
     return parse_unix_backend(text, text.substr(unix_prefix.size()), out, issue);
   return refuse(issue, AddressError::backend_scheme, text);
+}
+
+int parse_unix_address(std::string_view text, SocketAddress &out) noexcept {
+  constexpr std::string_view prefix = "unix:";
+  if (text.substr(0, prefix.size()) != prefix) return err::bad_address;
+  std::string_view path = text.substr(prefix.size());
+  auto *un = reinterpret_cast<sockaddr_un *>(&out.storage);
+  if (path.empty() || path.front() != '/' || path.size() >= sizeof un->sun_path) return err::bad_address;
+  out = SocketAddress{};
+  un->sun_family = AF_UNIX;
+  std::memcpy(un->sun_path, path.data(), path.size());
+  out.length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
+  return 0;
 }
 
 IpKey ip_key(const SocketAddress &address) noexcept {

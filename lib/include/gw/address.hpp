@@ -122,6 +122,9 @@ struct BackendAddress {
 /// Parses a backend address as above. Returns 0 or err::bad_address.
 int parse_backend_address(std::string_view text, BackendAddress &out, AddressIssue *issue = nullptr);
 
+/// Parses "unix:/ABSOLUTE/PATH" into an AF_UNIX address. Returns 0 or err::bad_address.
+int parse_unix_address(std::string_view text, SocketAddress &out) noexcept;
+
 /// An IP address as 16 bytes: IPv4 as IPv4-mapped IPv6, so one key serves both
 /// families (and a v4 client of a dual-stack socket counts as that v4 address).
 using IpKey = std::array<uint8_t, 16>;

@@ -1,0 +1,401 @@
+// SPDX-License-Identifier: MIT
+#include "backend_link.hpp"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <utility>
+
+#include "gw/forwarder.hpp"
+#include "gw/server.hpp"
+
+namespace gw {
+namespace {
+
+// The epoll interest of one socket in splice mode: readable while it has not
+// reached EOF and its outgoing pipe has room, writable while its incoming
+// pipe holds bytes for it.
+uint32_t splice_interest(bool eof, const SplicePipe &outgoing, const SplicePipe &incoming) noexcept {
+  return (!eof && outgoing.room() ? EPOLLIN : 0u) | (incoming.held() ? EPOLLOUT : 0u);
+}
+
+// Connection::account_in or Connection::account_out.
+using Account = void (Connection::*)(size_t) noexcept;
+
+// Settles the result `n` of one splice on a socket: the bytes moved are added
+// to `moved` and, on the client's socket (`client` set), counted with
+// `account` and as spliced. Returns false for a failure other than EAGAIN
+// (then -n is the errno).
+bool settle_splice(ssize_t n, Connection *client, Account account, size_t &moved) noexcept {
+  if (n < 0) return n == -EAGAIN;
+  if (n > 0 && client) {
+    (client->*account)(static_cast<size_t>(n));
+    client->account_spliced(static_cast<size_t>(n));
+  }
+  moved += static_cast<size_t>(n);
+  return true;
+}
+
+}  // namespace
+
+BackendLink::BackendLink(Forwarder &forwarder, Connection &client, uint64_t connect_timeout_ms)
+    : forwarder_(forwarder),
+      client_(&client),
+      loop_(client.listener().server().loop()),
+      connect_timeout_ms_(connect_timeout_ms),
+      connect_timer_(loop_, [this] { on_connect_timeout(); }) {}
+
+void BackendLink::start(ResolvedName::Addresses addresses) {
+  waiting_for_name_ = false;
+  addresses_ = std::move(addresses);
+  next_ = 0;
+  tried_.clear();
+  connect_next();
+}
+
+void BackendLink::wait_for_name() {
+  waiting_for_name_ = true;
+  connect_timer_.start(connect_timeout_ms_);
+}
+
+void BackendLink::give_up(const std::string &why) {
+  if (!client_) return;
+  connect_timer_.stop();
+  close_client(why.c_str(), CloseReason::local);
+}
+
+void BackendLink::forward(const iovec *parts, int count) {
+  size_t total = 0;
+  for (int i = 0; i < count; ++i) total += parts[i].iov_len;
+  if (total >= EventLoop::scratch_size) want_splice_ = true;
+  size_t written = 0;
+  if (!connecting_ && out_.empty()) {
+    msghdr message{};
+    message.msg_iov = const_cast<iovec *>(parts);
+    message.msg_iovlen = static_cast<size_t>(count);
+    ssize_t n = ::sendmsg(fd_.get(), &message, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) written = static_cast<size_t>(n);
+    // An error is seen again (EPOLLERR) once the rest is queued.
+  }
+  out_.append_parts(parts, count, written);
+  if (out_.size() > client_->config().high_water) client_->pause_reading();
+  update_interest();
+  maybe_splice();
+}
+
+void BackendLink::on_client_eof() {
+  client_eof_ = true;
+  if (!connecting_ && out_.empty() && to_backend_.held() == 0) half_close_backend();
+  close_if_done();
+}
+
+void BackendLink::client_drained() {
+  if (paused_for_client_) {
+    paused_for_client_ = false;
+    update_interest();
+  }
+  maybe_splice();
+}
+
+void BackendLink::release() {
+  client_ = nullptr;
+  connect_timer_.stop();
+  if (watched_) loop_.remove(fd_.get());
+  fd_.reset();
+  loop_.defer([this] { delete this; });
+}
+
+void BackendLink::on_io(uint32_t events) {
+  if (!client_) return;  // released earlier in this batch
+  if (connecting_) {
+    int error = 0;
+    socklen_t length = sizeof error;
+    getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &error, &length);
+    if (error) return connect_failed(error);
+    if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+    // The event may be a late one of the previous address's socket, read in
+    // the same batch: only a peer proves that this socket is connected.
+    SocketAddress peer;
+    peer.length = sizeof peer.storage;
+    if (::getpeername(fd_.get(), peer.get(), &peer.length) != 0) return;
+    connecting_ = false;
+    connect_timer_.stop();
+    if (client_eof_ && out_.empty()) half_close_backend();
+  }
+  if (spliced_) return pump();
+  if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+    read_backend();
+    if (!client_) return;
+  }
+  if ((events & EPOLLOUT) || !out_.empty()) write_backend();
+  if (!client_) return;
+  update_interest();
+  maybe_splice();
+}
+
+void BackendLink::connect_next() {
+  while (addresses_ && next_ < addresses_->size()) {
+    const SocketAddress &backend = (*addresses_)[next_++];
+    int error = open_attempt(backend);
+    if (error == 0) {
+      connect_timer_.start(connect_timeout_ms_);
+      return;
+    }
+    note_failure(backend, error);
+  }
+  unreachable_ = true;
+  if (!addresses_ || addresses_->size() <= 1) return backend_failed(last_error_ ? last_error_ : EHOSTUNREACH);
+  give_up("every address failed (" + tried_ + ")");
+}
+
+// 0 once the connect is under way, or why it could not start.
+int BackendLink::open_attempt(const SocketAddress &backend) {
+  fd_.reset(::socket(backend.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd_) return errno;
+  if (::connect(fd_.get(), backend.get(), backend.length) != 0 && errno != EINPROGRESS) return errno;
+  interest_ = EPOLLOUT;  // writable = connected (or failed: SO_ERROR says which)
+  if (int rc = loop_.add(fd_.get(), interest_, this)) return -rc;
+  watched_ = true;
+  return 0;
+}
+
+void BackendLink::connect_failed(int error) {
+  note_failure((*addresses_)[next_ - 1], error);
+  connect_next();
+}
+
+void BackendLink::on_connect_timeout() {
+  if (!client_) return;
+  if (waiting_for_name_) {
+    return give_up("no address yet: the name is still being resolved after " +
+                   std::to_string(connect_timeout_ms_) + " ms");
+  }
+  if (connecting_) connect_failed(ETIMEDOUT);
+}
+
+// Closes the socket of a failed attempt and remembers why, for the log line.
+void BackendLink::note_failure(const SocketAddress &backend, int error) {
+  if (watched_) loop_.remove(fd_.get());
+  watched_ = false;
+  fd_.reset();
+  connect_timer_.stop();
+  last_error_ = error;
+  if (!tried_.empty()) tried_ += ", ";
+  tried_ += backend.to_string() + ": " + std::strerror(error);
+}
+
+void BackendLink::read_backend() {
+  uint8_t *scratch = loop_.scratch();
+  const ListenerConfig &config = client_->config();
+  for (int round = 0; round < 4 && !backend_eof_ && !paused_for_client_; ++round) {
+    // Never read more than the client's queue can take: what is read is
+    // already out of the kernel, and must not be dropped.
+    size_t queued = client_->queued_output();
+    size_t room = config.max_output > queued ? config.max_output - queued : 0;
+    if (room == 0) {
+      paused_for_client_ = true;
+      return;
+    }
+    ssize_t n = ::recv(fd_.get(), scratch, room < EventLoop::scratch_size ? room : EventLoop::scratch_size, 0);
+    if (n > 0) {
+      client_->mark_active();
+      if (client_->send(scratch, static_cast<size_t>(n)) != 0) return;  // the client is closing: nobody to tell
+      if (client_->queued_output() > config.high_water) paused_for_client_ = true;
+      if (static_cast<size_t>(n) < EventLoop::scratch_size) return;
+      want_splice_ = true;  // a full buffer in one read: this flow is bulk
+      continue;
+    }
+    if (n == 0) {
+      backend_eof_ = true;
+      client_->half_close();
+      close_if_done();
+      return;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+    return backend_failed(errno);
+  }
+}
+
+void BackendLink::write_backend() {
+  while (!out_.empty()) {
+    ssize_t n = ::send(fd_.get(), out_.data(), out_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      out_.consume(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    return backend_failed(errno);
+  }
+  if (out_.size() < client_->config().low_water) client_->resume_reading();
+  if (out_.empty() && client_eof_) {
+    half_close_backend();
+    close_if_done();
+  }
+}
+
+void BackendLink::maybe_splice() {
+  if (!want_splice_ || spliced_ || !client_ || connecting_ || backend_eof_ || client_eof_) return;
+  // Splicing bypasses the frame checks: only raw routes may leave user space.
+  if (!client_->config().splice || client_->config().framing != Framing::raw) return;
+  if (!out_.empty() || client_->queued_output() || !client_->is_open()) return;
+  if (to_client_.open() != 0 || to_backend_.open() != 0) {
+    want_splice_ = false;  // out of fds for pipes: stay buffered
+    return;
+  }
+  if (client_->delegate_io(*this, EPOLLIN) != 0) {
+    want_splice_ = false;
+    return;
+  }
+  spliced_ = true;
+  paused_for_client_ = false;
+  update_interest();
+}
+
+void BackendLink::on_delegated_io(Connection &, uint32_t) { pump(); }
+
+void BackendLink::on_delegate_end(Connection &conn) {
+  // Bytes already spliced out of the backend belong to the client: read
+  // them back out of the pipe into its queue, which flushes them. The pipe
+  // (up to 256 KiB) is larger than the scratch buffer (64 KiB), so this
+  // goes in scratch-sized pieces; each is queued before the next is read.
+  spliced_ = false;
+  uint8_t *scratch = loop_.scratch();
+  while (to_client_.held()) {
+    size_t piece = to_client_.held() < EventLoop::scratch_size ? to_client_.held() : EventLoop::scratch_size;
+    ssize_t n = to_client_.read_into(scratch, piece);
+    if (n <= 0) break;
+    if (conn.send(scratch, static_cast<size_t>(n)) != 0) {
+      // Only when max_output is set below the pipe's size: say what is lost.
+      conn.listener().server().logger().log(
+          LogLevel::warning, "%s: %s: %zu bytes from the backend could not be queued (max_output)",
+          conn.config().name.c_str(), conn.peer().to_string().c_str(), static_cast<size_t>(n) + to_client_.held());
+      break;
+    }
+  }
+}
+
+// Moves what can be moved in both directions, a few rounds while bytes keep
+// flowing (fewer trips through epoll on a bulk flow, yet bounded so other
+// clients get their turn), then updates both interests. Level-triggered
+// epoll calls again for whatever is still ready.
+void BackendLink::pump() {
+  Connection &client = *client_;
+  SpliceEnd client_end{client.fd(), client_eof_, &client};
+  SpliceEnd backend_end{fd_.get(), backend_eof_, nullptr};
+  for (int round = 0; round < 8; ++round) {
+    size_t moved = 0;
+    if (!shovel(client_end, to_backend_, backend_end, moved)) return;
+    if (!shovel(backend_end, to_client_, client_end, moved)) return;
+    if (!moved) break;
+  }
+  propagate_half_close(client_end, to_backend_, backend_end);
+  propagate_half_close(backend_end, to_client_, client_end);
+  if (backend_eof_ && to_client_.held() == 0 && client_eof_ && backend_half_closed_) {
+    client.close(CloseReason::peer);
+    return;
+  }
+  client.set_delegated_interest(splice_interest(client_eof_, to_backend_, to_client_));
+  update_interest();
+}
+
+// One direction of the pump, the same code for both (as systemd-socket-proxyd's
+// connection_shovel): fills `pipe` from `from` while it has room and `from`
+// has not reached EOF, then drains it into `to`. Adds the bytes moved each way
+// to `moved`. Returns false when a failed splice closed or aborted the client:
+// the pump must then stop at once.
+bool BackendLink::shovel(SpliceEnd from, SplicePipe &pipe, SpliceEnd to, size_t &moved) {
+  if (!from.eof && pipe.room()) {
+    ssize_t n = pipe.fill_from(from.fd);
+    if (n == 0) {
+      from.eof = true;
+      if (from.client) from.client->mark_peer_eof();
+    } else if (!settle_splice(n, from.client, &Connection::account_in, moved)) {
+      return splice_failed(from, static_cast<int>(-n));
+    }
+  }
+  ssize_t n = pipe.drain_to(to.fd);
+  if (!settle_splice(n, to.client, &Connection::account_out, moved)) return splice_failed(to, static_cast<int>(-n));
+  return true;
+}
+
+// The source of a direction has reached EOF and its pipe is empty: pass the
+// EOF on as a half-close of the destination.
+void BackendLink::propagate_half_close(SpliceEnd from, const SplicePipe &pipe, SpliceEnd to) {
+  if (!from.eof || pipe.held() != 0) return;
+  if (to.client)
+    to.client->half_close();
+  else
+    half_close_backend();
+}
+
+// A splice on `end` failed with `error`. On the client's socket nothing more
+// can reach the client: abort it. On the backend's: close the client as for
+// any backend failure. Returns false, for shovel() to pass on.
+bool BackendLink::splice_failed(SpliceEnd end, int error) {
+  if (end.client)
+    abort_client(error);
+  else
+    backend_failed(error);
+  return false;
+}
+
+// The client's socket failed under a splice: nothing more can be sent to it,
+// so abort it, logging the reason at info level.
+void BackendLink::abort_client(int error) {
+  Connection &client = *client_;
+  client.listener().server().logger().log(LogLevel::info, "%s: %s: %s", client.config().name.c_str(),
+                                           client.peer().to_string().c_str(), std::strerror(error));
+  client.abort(CloseReason::reset);
+}
+
+void BackendLink::half_close_backend() {
+  if (backend_half_closed_) return;
+  ::shutdown(fd_.get(), SHUT_WR);
+  backend_half_closed_ = true;
+}
+
+// Both directions have ended: the client closes once its output is sent.
+void BackendLink::close_if_done() {
+  if (client_ && backend_eof_ && backend_half_closed_ && client_->peer_eof()) client_->close(CloseReason::peer);
+}
+
+// The backend failed with `error` (connect, read, write or splice): close
+// the client, with CloseReason::local while still connecting (no exchange had
+// begun) and CloseReason::reset once one had.
+void BackendLink::backend_failed(int error) {
+  if (!client_) return;
+  close_client(std::strerror(error), connecting_ ? CloseReason::local : CloseReason::reset);
+}
+
+// Logs why this client loses its backend, drops the bytes queued for the
+// backend, and closes the client: gracefully, so what it was already sent
+// still reaches it. `client_` must be set.
+void BackendLink::close_client(const char *why, CloseReason reason) {
+  client_->listener().server().logger().log(LogLevel::warning, "%s: %s: backend %s: %s; closing the client",
+                                             client_->config().name.c_str(), client_->peer().to_string().c_str(),
+                                             forwarder_.label().c_str(), why);
+  out_.release();
+  client_->close(reason);
+}
+
+void BackendLink::update_interest() {
+  if (!watched_ || !client_) return;
+  uint32_t want = 0;
+  if (connecting_) {
+    want = EPOLLOUT;
+  } else if (spliced_) {
+    want = splice_interest(backend_eof_, to_client_, to_backend_);
+  } else {
+    if (!out_.empty()) want |= EPOLLOUT;
+    if (!backend_eof_ && !paused_for_client_) want |= EPOLLIN;
+  }
+  if (want == interest_) return;
+  interest_ = want;
+  loop_.modify(fd_.get(), want, this);
+}
+
+}  // namespace gw

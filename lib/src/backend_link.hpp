@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: MIT
+// BackendLink: the backend side of one forwarded client. Private to lib/:
+// only the Forwarder (forwarder.cpp) makes them.
+#pragma once
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "gw/buffer.hpp"
+#include "gw/connection.hpp"
+#include "gw/event_loop.hpp"
+#include "gw/fd.hpp"
+#include "gw/resolver.hpp"
+#include "splice_pipe.hpp"
+
+namespace gw {
+
+class Forwarder;
+
+/// The backend side of one forwarded client. Owns the backend socket and what
+/// is in flight between the two. Bytes pass through user space (the client's
+/// queue and ours) until the flow turns bulk: then, at the first moment when
+/// nothing is queued, both directions switch to splice() through two pipes,
+/// and the bytes no longer leave the kernel. Owned by its client (user_data)
+/// and freed after the batch in which the client closed. Loop thread only.
+class BackendLink final : IoHandler, IoDelegate {
+ public:
+  BackendLink(Forwarder &forwarder, Connection &client, uint64_t connect_timeout_ms);
+
+  /// Connects to `addresses`, one after the other until one answers: the
+  /// next after a refusal, an error or the connect timeout. Bytes the client
+  /// sends meanwhile are queued.
+  void start(ResolvedName::Addresses addresses);
+  /// The backend name has no answer yet: wait for start() or give_up(), at
+  /// most the connect timeout.
+  void wait_for_name();
+  /// No address to try: closes the client, saying why.
+  void give_up(const std::string &why);
+  /// True once every address was tried in vain.
+  bool unreachable() const noexcept { return unreachable_; }
+
+  /// Bytes from the client for the backend (buffered mode): one message,
+  /// framed again as the client framed it.
+  void forward(const iovec *parts, int count);
+  /// The client sent EOF: pass it on once its bytes are delivered.
+  void on_client_eof();
+  /// The client's output queue went below low water: read the backend again.
+  void client_drained();
+  /// The client has closed: close the backend socket now, free this after the batch.
+  void release();
+
+ private:
+  // events of the backend socket
+  void on_io(uint32_t events) override;
+
+  // connecting
+  void connect_next();
+  int open_attempt(const SocketAddress &backend);
+  void connect_failed(int error);
+  void on_connect_timeout();
+  void note_failure(const SocketAddress &backend, int error);
+
+  // buffered mode
+  void read_backend();
+  void write_backend();
+
+  // splice mode
+  void maybe_splice();
+  void on_delegated_io(Connection &, uint32_t) override;
+  void on_delegate_end(Connection &conn) override;
+  // One socket of a spliced flow, as the pump sees it. Only the client's end
+  // is counted (its counters and idle timeout) and reports its EOF to its
+  // Connection; a failure on it aborts the client.
+  struct SpliceEnd {
+    int fd;              // owned by the Connection or by this link, not by this view
+    bool &eof;           // this socket's peer EOF: client_eof_ or backend_eof_
+    Connection *client;  // the client when this is its socket; null for the backend's
+  };
+  void pump();
+  bool shovel(SpliceEnd from, SplicePipe &pipe, SpliceEnd to, size_t &moved);
+  void propagate_half_close(SpliceEnd from, const SplicePipe &pipe, SpliceEnd to);
+  bool splice_failed(SpliceEnd end, int error);
+  void abort_client(int error);
+
+  // both modes
+  void half_close_backend();
+  void close_if_done();
+  void backend_failed(int error);
+  void close_client(const char *why, CloseReason reason);
+  void update_interest();
+
+  Forwarder &forwarder_;
+  Connection *client_;
+  EventLoop &loop_;
+  uint64_t connect_timeout_ms_;
+  Timer connect_timer_;  // the current connect attempt, or the wait for the name
+  ResolvedName::Addresses addresses_;  // what this client tries, in order
+  size_t next_ = 0;
+  std::string tried_;  // "ADDRESS: error, ..." of the failed attempts
+  int last_error_ = 0;
+  bool waiting_for_name_ = false;
+  bool unreachable_ = false;
+  Fd fd_;
+  Buffer out_;  // buffered mode: client -> backend bytes the backend has not taken yet
+  SplicePipe to_backend_, to_client_;  // splice mode
+  uint32_t interest_ = 0;
+  bool watched_ = false;
+  bool connecting_ = true;
+  bool client_eof_ = false;
+  bool backend_eof_ = false;
+  bool backend_half_closed_ = false;
+  bool paused_for_client_ = false;
+  bool want_splice_ = false;
+  bool spliced_ = false;
+};
+
+}  // namespace gw

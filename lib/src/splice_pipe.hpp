@@ -1,0 +1,41 @@
+// SPDX-License-Identifier: MIT
+// SplicePipe: the kernel pipe through which splice() moves bytes from one
+// socket to another. Private to lib/: only the forwarder's BackendLink uses it.
+#pragma once
+#include <sys/types.h>
+
+#include <cstddef>
+
+#include "gw/fd.hpp"
+
+namespace gw {
+
+/// A kernel pipe between two sockets for splice(), with the count of bytes in
+/// it. Owns both ends of the pipe (gw::Fd each); the bytes it holds are kernel
+/// pages, allocated only while they sit there. Loop thread only: open() blocks
+/// SIGPIPE on the calling thread, which must be the thread that splices.
+class SplicePipe {
+ public:
+  /// Makes the pipe (non-blocking, close-on-exec), grown to 256 KiB where the
+  /// system allows it. Returns 0 or a negated errno (out of fds, say).
+  int open() noexcept;
+
+  size_t held() const noexcept { return held_; }
+  size_t room() const noexcept { return capacity_ - held_; }
+
+  /// socket -> pipe, as much as fits: > 0 moved, 0 EOF, -EAGAIN, or a negated errno.
+  ssize_t fill_from(int socket) noexcept;
+  /// pipe -> socket: >= 0 moved, -EAGAIN, or a negated errno. A SIGPIPE that
+  /// the splice raised (EPIPE) is taken back before this returns.
+  ssize_t drain_to(int socket) noexcept;
+  /// pipe -> memory, at most `length` bytes (a read(), for handing bytes back
+  /// to user space): > 0 read, or what read() returned when it read nothing.
+  ssize_t read_into(void *buffer, size_t length) noexcept;
+
+ private:
+  Fd read_end_, write_end_;
+  size_t held_ = 0;
+  size_t capacity_ = 64 * 1024;  // Linux's default pipe size, until open() grows it
+};
+
+}  // namespace gw
