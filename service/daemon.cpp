@@ -124,13 +124,14 @@ int Daemon::start(const Config &config) {
     RouteState *target = &routes_.at(config.routes[static_cast<std::size_t>(plan.route_of[i])].name);
     const std::string shown_name = printable_line(passed.name);
     gw::Listener *listener = nullptr;
-    int rc = server_->adopt(listener, passed.fd, listener_config(target->route), target->handler);
+    gw::Fd owned(passed.fd);
+    int rc = server_->adopt(listener, std::move(owned), listener_config(target->route), target->handler);
     if (rc != 0) {
       log.log(gw::LogLevel::error, "route \"%s\": inherited socket fd %d (FileDescriptorName=%s) is unusable: %s",
               target->route.name.c_str(), passed.fd, shown_name.c_str(), gw::err::describe(rc));
       // A failed adopt leaves the fd untouched and ours (it has left systemd's
       // pool): closed here, exactly once.
-      ::close(passed.fd);
+      owned.reset();
       ++failures;
       continue;
     }
