@@ -346,7 +346,11 @@ int gw_listener_create(gw_listener_t **out, gw_server_t *server, const gw_listen
 
 int gw_listener_adopt(gw_listener_t **out, gw_server_t *server, int fd, const gw_listener_options *options) {
   return make_listener(out, server, options, [&](gw::Listener *&core, const gw::ListenerConfig &config, gw_listener &handler) {
-    return server->core->adopt(core, fd, config, borrow(handler));
+    auto events = borrow(handler);  // may throw: before the Fd exists
+    gw::Fd owned(fd);
+    int rc = server->core->adopt(core, std::move(owned), config, std::move(events));
+    if (rc != 0) owned.release();  // not moved from: still the caller's, untouched (the header's promise)
+    return rc;
   });
 }
 
@@ -362,8 +366,8 @@ int gw_listener_create_systemd(gw_listener_t **out, int *out_inherited, gw_serve
       // does. A failed adopt leaves it untouched, so it is closed here, once
       // (nobody else can claim it: it has left the pool).
       gw::Fd pooled(fd);
-      int rc = server->core->adopt(core, fd, config, borrow(handler));
-      if (rc == 0 || rc == -EBADF) pooled.release();  // the server's now, or not an open fd at all
+      int rc = server->core->adopt(core, std::move(pooled), config, borrow(handler));
+      if (rc == -EBADF) pooled.release();  // not an open fd at all (on success pooled is empty: the server's now)
       if (rc == 0 && out_inherited) *out_inherited = 1;
       return rc;
     }

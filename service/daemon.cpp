@@ -154,13 +154,13 @@ bool Daemon::adopt_socket(const gw::sd::ListenFd &passed, RouteState &target) {
   const int fd = passed.fd;
   const std::string shown_name = printable_line(passed.name);
   gw::Listener *listener = nullptr;
-  int rc = server_->adopt(listener, fd, listener_config(target.route), target.handler);
+  gw::Fd owned(fd);
+  int rc = server_->adopt(listener, std::move(owned), listener_config(target.route), target.handler);
   if (rc != 0) {
     log.log(gw::LogLevel::error, "route \"%s\": inherited socket fd %d (FileDescriptorName=%s) is unusable: %s",
             target.route.name.c_str(), fd, shown_name.c_str(), gw::err::describe(rc));
-    // A failed adopt leaves the fd untouched and ours (it has left systemd's
-    // pool): closed here, exactly once.
-    ::close(fd);
+    // A failed adopt leaves `owned` untouched and ours (the fd has left
+    // systemd's pool): its destructor closes it, exactly once.
     return false;
   }
   target.listener = listener;

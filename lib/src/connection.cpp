@@ -27,22 +27,49 @@ const char *close_reason_name(CloseReason reason) noexcept {
   return "unknown";
 }
 
-Connection::Connection(Listener &listener, Fd fd, const SocketAddress &peer, uint64_t id)
+Connection::Connection(Listener &listener, ConnectionOwner &owner, ConnectionOwner::Position position,
+                       const SocketAddress &peer, uint64_t id)
     : listener_(listener),
-      config_(listener.config_),
-      handler_(listener.handler_),
-      fd_(std::move(fd)), peer_(peer), ip_(ip_key(peer)), id_(id) {}
+      owner_(owner),
+      position_(position),
+      config_(listener.shared_config()),
+      handler_(listener.shared_handler()),
+      peer_(peer),
+      id_(id) {}
+
+int Connection::create(std::unique_ptr<Connection> &out, Listener &listener, ConnectionOwner &owner,
+                       ConnectionOwner::Position position, Fd &&fd, const SocketAddress &peer, uint64_t id) {
+  std::unique_ptr<Connection> conn(new Connection(listener, owner, position, peer, id));
+  if (int rc = listener.server().loop().add(fd.get(), EPOLLIN, conn.get())) return rc;
+  conn->fd_ = std::move(fd);
+  conn->interest_ = EPOLLIN;
+  conn->last_active_ms_ = EventLoop::now_ms();
+  out = std::move(conn);
+  return 0;
+}
 
 Connection::~Connection() = default;
+
+void Connection::check_thread(const char *where) const noexcept {
+  listener_.server().loop().assert_in_loop_thread(where);
+}
+
+// Traffic moved: the owner keeps its connections in order of last activity.
+void Connection::note_activity() noexcept {
+  last_active_ms_ = EventLoop::now_ms();
+  owner_.on_active(*this, position_);
+}
 
 // ---- output --------------------------------------------------------------
 
 int Connection::send(const void *data, size_t length) {
+  check_thread("Connection::send");
   iovec part{const_cast<void *>(data), length};
   return send_parts(&part, 1);
 }
 
 int Connection::send_message(const void *data, size_t length) {
+  check_thread("Connection::send_message");
   const ListenerConfig &settings = *config_;
   EncodedFrame frame;
   if (!encode_frame(settings.framing, data, length, frame) ||
@@ -52,6 +79,7 @@ int Connection::send_message(const void *data, size_t length) {
 }
 
 int Connection::send_parts(const iovec *parts, int count) {
+  check_thread("Connection::send_parts");
   if (state_ != State::open) return err::closed;
   size_t total = 0;
   for (int i = 0; i < count; ++i) total += parts[i].iov_len;
@@ -70,8 +98,7 @@ int Connection::send_parts(const iovec *parts, int count) {
     // this socket and on_io closes it, so no callback runs inside send().
     if (n > 0) {
       written = static_cast<size_t>(n);
-      Stats::add(listener_.stats_.bytes_out, written);
-      Stats::add(listener_.server_.stats_.bytes_out, written);
+      owner_.counters().add(&Stats::bytes_out, written);
     }
   }
   out_.append_parts(parts, count, written);
@@ -97,8 +124,7 @@ void Connection::handle_write() {
     ssize_t n = ::send(fd_.get(), out_.data(), out_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) {
       out_.consume(static_cast<size_t>(n));
-      Stats::add(listener_.stats_.bytes_out, static_cast<uint64_t>(n));
-      Stats::add(listener_.server_.stats_.bytes_out, static_cast<uint64_t>(n));
+      owner_.counters().add(&Stats::bytes_out, static_cast<uint64_t>(n));
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -119,15 +145,14 @@ void Connection::handle_write() {
 // ---- input ---------------------------------------------------------------
 
 void Connection::handle_read() {
-  uint8_t *scratch = listener_.server_.loop().scratch();
+  uint8_t *scratch = listener_.server().loop().scratch();
   // A few reads per wake-up at most, so one fast client cannot starve others.
   for (int round = 0; round < 4; ++round) {
     ssize_t n = ::recv(fd_.get(), scratch, EventLoop::scratch_size, 0);
     if (n > 0) {
       if (state_ == State::closing) continue;  // closing: input is read and dropped
-      Stats::add(listener_.stats_.bytes_in, static_cast<uint64_t>(n));
-      Stats::add(listener_.server_.stats_.bytes_in, static_cast<uint64_t>(n));
-      listener_.touch(*this);
+      owner_.counters().add(&Stats::bytes_in, static_cast<uint64_t>(n));
+      note_activity();
       {
         struct Parsing {
           bool &flag;
@@ -172,7 +197,7 @@ void Connection::deliver(const uint8_t *data, size_t length) {
     FrameScan scan = scan_frame(settings.framing, settings.max_frame, data + offset, length - offset);
     if (scan.status == FrameScan::need_more) break;
     if (scan.status == FrameScan::oversize) {
-      listener_.server_.logger().log(LogLevel::info, "%s: closing %s: frame larger than max_frame (%zu bytes)",
+      listener_.server().logger().log(LogLevel::info, "%s: closing %s: frame larger than max_frame (%zu bytes)",
                                      settings.name.c_str(), peer_.to_string().c_str(), settings.max_frame);
       in_.release();
       close(CloseReason::oversize);
@@ -198,7 +223,7 @@ void Connection::update_frame_deadline(bool completed) {
   }
   // A frame has begun: it has `timeout` from its first byte. A later frame
   // gets its own deadline once the one before it completed.
-  if (!frame_timer_) frame_timer_ = std::make_unique<Timer>(listener_.server_.loop(), [this] { on_frame_timeout(); });
+  if (!frame_timer_) frame_timer_ = std::make_unique<Timer>(listener_.server().loop(), [this] { on_frame_timeout(); });
   if (completed || !frame_timer_->active()) frame_timer_->start(timeout);
 }
 
@@ -210,7 +235,7 @@ void Connection::on_frame_timeout() {
     frame_timer_->start(config_->frame_timeout_ms);
     return;
   }
-  listener_.server_.logger().log(LogLevel::info, "%s: closing %s: frame not complete within frame_timeout (%llu ms, %zu bytes of it received)",
+  listener_.server().logger().log(LogLevel::info, "%s: closing %s: frame not complete within frame_timeout (%llu ms, %zu bytes of it received)",
                                  config_->name.c_str(), peer_.to_string().c_str(),
                                  static_cast<unsigned long long>(config_->frame_timeout_ms), in_.size());
   close(CloseReason::idle);
@@ -244,6 +269,7 @@ void Connection::handle_peer_eof() {
 // ---- closing -------------------------------------------------------------
 
 void Connection::close(CloseReason reason) {
+  check_thread("Connection::close");
   if (state_ != State::open) return;
   if (IoDelegate *delegate = std::exchange(delegate_, nullptr)) {
     interest_ = ~0u;  // unknown to update_interest(): force a fresh epoll_ctl
@@ -253,11 +279,8 @@ void Connection::close(CloseReason reason) {
   reason_ = reason;
   in_.release();
   if (frame_timer_) frame_timer_->stop();
-  Server &server = listener_.server_;
-  close_deadline_ms_ = EventLoop::now_ms() + server.config().stop_timeout_ms;
-  Connection::List &closing = server.closing();
-  closing.splice(closing.end(), listener_.connections_, position_);
-  server.arm_closing_timer();
+  close_deadline_ms_ = EventLoop::now_ms() + listener_.server().config().stop_timeout_ms;
+  owner_.on_closing(*this, position_);
   if (out_.empty())
     begin_linger();
   else
@@ -279,12 +302,17 @@ void Connection::begin_linger() {
   update_interest();
 }
 
+void Connection::abort(CloseReason reason) {
+  check_thread("Connection::abort");
+  finish(reason);
+}
+
 void Connection::finish(CloseReason reason) {
   if (state_ == State::closed) return;
-  State previous = state_;
+  bool was_closing = state_ == State::closing;
   state_ = State::closed;
   delegate_ = nullptr;
-  Server &server = listener_.server_;
+  Server &server = listener_.server();
   if (!out_.empty()) {
     server.logger().log(LogLevel::warning, "%s: %s: %zu queued bytes could not be delivered (%s)",
                         config().name.c_str(), peer_.to_string().c_str(), out_.size(),
@@ -295,25 +323,20 @@ void Connection::finish(CloseReason reason) {
   in_.release();
   out_.release();
   frame_timer_.reset();
-  Stats::add(listener_.stats_.clients, static_cast<uint64_t>(-1));
-  Stats::add(server.stats_.clients, static_cast<uint64_t>(-1));
-  auto ip = listener_.per_ip_.find(ip_);
-  if (ip != listener_.per_ip_.end() && --ip->second == 0) listener_.per_ip_.erase(ip);
-  // Leave our list now, be freed after the batch: handlers further down this
-  // batch may still hold pointers to us, and ignore us since we are closed.
-  Connection::List &list = previous == State::open ? listener_.connections_ : server.closing();
-  Connection *self = position_->release();
-  list.erase(position_);
-  server.loop().defer([self] { delete self; });
+  // The owner drops us from its lists and counts now and frees us after the
+  // batch: handlers further down this batch may still hold pointers to us,
+  // and ignore us since we are closed.
+  owner_.on_closed(*this, position_, was_closing);
   server.logger().log(LogLevel::info, "%s: %s closed (%s)", config().name.c_str(),
                       peer_.to_string().c_str(), close_reason_name(reason));
   handler().on_close(*this, reason);
-  server.check_stopped();
+  owner_.after_close_reported();
 }
 
 // ---- readiness -------------------------------------------------------------
 
 void Connection::half_close() {
+  check_thread("Connection::half_close");
   if (state_ != State::open || half_closed_) return;
   half_close_pending_ = true;
   if (out_.empty()) {
@@ -323,15 +346,18 @@ void Connection::half_close() {
 }
 
 void Connection::mark_active() noexcept {
-  if (state_ == State::open) listener_.touch(*this);
+  check_thread("Connection::mark_active");
+  if (state_ == State::open) note_activity();
 }
 
 void Connection::pause_reading() {
+  check_thread("Connection::pause_reading");
   user_paused_ = true;
   update_interest();
 }
 
 void Connection::resume_reading() {
+  check_thread("Connection::resume_reading");
   user_paused_ = false;
   update_interest();
 }
@@ -347,6 +373,7 @@ void Connection::update_interest() {
 }
 
 int Connection::delegate_io(IoDelegate &delegate, uint32_t interest) {
+  check_thread("Connection::delegate_io");
   if (state_ != State::open || !in_.empty() || !out_.empty() || peer_eof_) return err::bad_state;
   delegate_ = &delegate;
   set_delegated_interest(interest);
@@ -354,11 +381,12 @@ int Connection::delegate_io(IoDelegate &delegate, uint32_t interest) {
 }
 
 void Connection::set_delegated_interest(uint32_t interest) {
+  check_thread("Connection::set_delegated_interest");
   if (delegate_) apply_interest(interest);
 }
 
 void Connection::apply_interest(uint32_t want) {
-  EventLoop &loop = listener_.server_.loop();
+  EventLoop &loop = listener_.server().loop();
   if (parked_) {
     if (want == 0) return;
     parked_ = false;
@@ -376,25 +404,23 @@ void Connection::apply_interest(uint32_t want) {
 // empty) leaves epoll until it wants an event again, instead of spinning.
 void Connection::park() {
   if (parked_) return;
-  listener_.server_.loop().remove(fd_.get());
+  listener_.server().loop().remove(fd_.get());
   parked_ = true;
   interest_ = 0;
 }
 
 void Connection::account_in(size_t bytes) noexcept {
-  Stats::add(listener_.stats_.bytes_in, bytes);
-  Stats::add(listener_.server_.stats_.bytes_in, bytes);
+  owner_.counters().add(&Stats::bytes_in, bytes);
   mark_active();
 }
 
 void Connection::account_spliced(size_t bytes) noexcept {
-  Stats::add(listener_.stats_.bytes_spliced, bytes);
-  Stats::add(listener_.server_.stats_.bytes_spliced, bytes);
+  check_thread("Connection::account_spliced");
+  owner_.counters().add(&Stats::bytes_spliced, bytes);
 }
 
 void Connection::account_out(size_t bytes) noexcept {
-  Stats::add(listener_.stats_.bytes_out, bytes);
-  Stats::add(listener_.server_.stats_.bytes_out, bytes);
+  owner_.counters().add(&Stats::bytes_out, bytes);
   mark_active();
 }
 
@@ -409,7 +435,7 @@ void Connection::on_io(uint32_t events) {
     int error = 0;
     socklen_t length = sizeof error;
     getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &error, &length);
-    listener_.server_.logger().log(LogLevel::debug, "%s: %s: %s", config().name.c_str(),
+    listener_.server().logger().log(LogLevel::debug, "%s: %s: %s", config().name.c_str(),
                                    peer_.to_string().c_str(), std::strerror(error));
     finish(CloseReason::reset);
     return;

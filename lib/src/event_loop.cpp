@@ -29,24 +29,21 @@ int EventLoop::create(std::unique_ptr<EventLoop> &out) {
   if (!loop->epoll_) return -errno;
   loop->wake_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (!loop->wake_) return -errno;
-  loop->timerfd_.reset(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
-  if (!loop->timerfd_) return -errno;
+  if (int rc = loop->timers_.open()) return rc;
   loop->wake_handler_.loop = loop->timer_handler_.loop = loop.get();
   loop->wake_handler_.action = &EventLoop::run_posted;
   loop->timer_handler_.action = &EventLoop::run_due_timers;
   if (int rc = loop->add(loop->wake_.get(), EPOLLIN, &loop->wake_handler_)) return rc;
-  if (int rc = loop->add(loop->timerfd_.get(), EPOLLIN, &loop->timer_handler_)) return rc;
+  if (int rc = loop->add(loop->timers_.fd(), EPOLLIN, &loop->timer_handler_)) return rc;
   loop->scratch_.emplace_back(new uint8_t[scratch_size]);
   out = std::move(loop);
   return 0;
 }
 
-EventLoop::~EventLoop() {
-  run_deferred();
-  for (Timer *timer : heap_) timer->heap_index_ = Timer::npos;
-}
+EventLoop::~EventLoop() { run_deferred(); }
 
 int EventLoop::add(int fd, uint32_t events, IoHandler *handler) noexcept {
+  assert_in_loop_thread("EventLoop::add");
   epoll_event ev{};
   ev.events = events;
   ev.data.ptr = handler;
@@ -54,13 +51,17 @@ int EventLoop::add(int fd, uint32_t events, IoHandler *handler) noexcept {
 }
 
 int EventLoop::modify(int fd, uint32_t events, IoHandler *handler) noexcept {
+  assert_in_loop_thread("EventLoop::modify");
   epoll_event ev{};
   ev.events = events;
   ev.data.ptr = handler;
   return epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev) == 0 ? 0 : -errno;
 }
 
-void EventLoop::remove(int fd) noexcept { epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr); }
+void EventLoop::remove(int fd) noexcept {
+  assert_in_loop_thread("EventLoop::remove");
+  epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+}
 
 int EventLoop::dispatch(int timeout_ms) {
   assert_in_loop_thread("EventLoop::dispatch");
@@ -87,6 +88,7 @@ int EventLoop::dispatch(int timeout_ms) {
 }
 
 void EventLoop::run_deferred() {
+  assert_in_loop_thread("EventLoop::run_deferred");
   // Deferred work may defer more (a close inside a close callback): drain until quiet.
   while (!deferred_.empty()) {
     std::vector<std::function<void()>> batch;
@@ -115,6 +117,7 @@ void EventLoop::close_posts() noexcept {
 }
 
 void EventLoop::drain_posted() {
+  assert_in_loop_thread("EventLoop::drain_posted");
   while (take_posted_batch()) run_posted_batch();
 }
 
@@ -156,19 +159,30 @@ void EventLoop::run_posted() {
   if (take_posted_batch()) run_posted_batch();
 }
 
-// ---- timers: a binary min-heap of Timer*, each knowing its index --------
+void EventLoop::run_due_timers() { timers_.run_due(); }
 
-bool EventLoop::earlier(const Timer *a, const Timer *b) noexcept {
-  return a->deadline_ms_ != b->deadline_ms_ ? a->deadline_ms_ < b->deadline_ms_ : a->sequence_ < b->sequence_;
+// ---- timers: a binary min-heap of entries, each knowing its index --------
+
+TimerQueue::~TimerQueue() {
+  for (Entry *entry : heap_) entry->index = npos;
 }
 
-void EventLoop::heap_swap(size_t a, size_t b) noexcept {
+int TimerQueue::open() noexcept {
+  timerfd_.reset(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  return timerfd_ ? 0 : -errno;
+}
+
+bool TimerQueue::earlier(const Entry *a, const Entry *b) noexcept {
+  return a->deadline_ms != b->deadline_ms ? a->deadline_ms < b->deadline_ms : a->sequence < b->sequence;
+}
+
+void TimerQueue::heap_swap(size_t a, size_t b) noexcept {
   std::swap(heap_[a], heap_[b]);
-  heap_[a]->heap_index_ = a;
-  heap_[b]->heap_index_ = b;
+  heap_[a]->index = a;
+  heap_[b]->index = b;
 }
 
-void EventLoop::heap_up(size_t index) noexcept {
+void TimerQueue::heap_up(size_t index) noexcept {
   while (index > 0) {
     size_t parent = (index - 1) / 2;
     if (!earlier(heap_[index], heap_[parent])) break;
@@ -177,7 +191,7 @@ void EventLoop::heap_up(size_t index) noexcept {
   }
 }
 
-void EventLoop::heap_down(size_t index) noexcept {
+void TimerQueue::heap_down(size_t index) noexcept {
   for (;;) {
     size_t smallest = index, left = 2 * index + 1, right = left + 1;
     if (left < heap_.size() && earlier(heap_[left], heap_[smallest])) smallest = left;
@@ -188,21 +202,27 @@ void EventLoop::heap_down(size_t index) noexcept {
   }
 }
 
-void EventLoop::schedule(Timer *timer) {
-  timer->sequence_ = ++timer_sequence_;
-  timer->heap_index_ = heap_.size();
-  heap_.push_back(timer);
-  heap_up(timer->heap_index_);
-  if (heap_.front() == timer) arm_timerfd();
+void TimerQueue::schedule(Entry &entry, uint64_t delay_ms, uint64_t repeat_ms) {
+  entry.deadline_ms = EventLoop::now_ms() + delay_ms;
+  entry.repeat_ms = repeat_ms;
+  push(entry);
 }
 
-void EventLoop::unschedule(Timer *timer) noexcept {
-  size_t index = timer->heap_index_;
-  if (index == Timer::npos) return;
+void TimerQueue::push(Entry &entry) {
+  entry.sequence = ++sequence_;
+  entry.index = heap_.size();
+  heap_.push_back(&entry);
+  heap_up(entry.index);
+  if (heap_.front() == &entry) arm_timerfd();
+}
+
+void TimerQueue::cancel(Entry &entry) noexcept {
+  size_t index = entry.index;
+  if (index == npos) return;
   bool was_first = index == 0;
   heap_swap(index, heap_.size() - 1);
   heap_.pop_back();
-  timer->heap_index_ = Timer::npos;
+  entry.index = npos;
   if (index < heap_.size()) {
     heap_up(index);
     heap_down(index);
@@ -210,8 +230,8 @@ void EventLoop::unschedule(Timer *timer) noexcept {
   if (was_first) arm_timerfd();
 }
 
-void EventLoop::arm_timerfd() noexcept {
-  uint64_t deadline = heap_.empty() ? 0 : heap_.front()->deadline_ms_;
+void TimerQueue::arm_timerfd() noexcept {
+  uint64_t deadline = heap_.empty() ? 0 : heap_.front()->deadline_ms;
   if (deadline == armed_deadline_) return;
   armed_deadline_ = deadline;
   itimerspec spec{};
@@ -224,38 +244,41 @@ void EventLoop::arm_timerfd() noexcept {
   timerfd_settime(timerfd_.get(), TFD_TIMER_ABSTIME, &spec, nullptr);
 }
 
-void EventLoop::run_due_timers() {
+void TimerQueue::run_due() {
   uint64_t expirations;
   [[maybe_unused]] ssize_t n = ::read(timerfd_.get(), &expirations, sizeof expirations);
   armed_deadline_ = 0;  // the timerfd has fired: it is disarmed until re-armed
-  uint64_t now = now_ms();
-  // Timers started by callbacks during this pass get a later sequence and, if
+  uint64_t now = EventLoop::now_ms();
+  // Entries started by callbacks during this pass get a later sequence and, if
   // already due, run on the next pass: a periodic 0 ms timer cannot starve I/O.
-  uint64_t last_sequence = timer_sequence_;
-  while (!heap_.empty() && heap_.front()->deadline_ms_ <= now && heap_.front()->sequence_ <= last_sequence) {
-    Timer *timer = heap_.front();
-    unschedule(timer);
-    if (timer->repeat_ms_) {
-      timer->deadline_ms_ += timer->repeat_ms_;
-      if (timer->deadline_ms_ <= now) timer->deadline_ms_ = now + timer->repeat_ms_;  // we fell behind: skip, do not burst
-      schedule(timer);
+  uint64_t last_sequence = sequence_;
+  while (!heap_.empty() && heap_.front()->deadline_ms <= now && heap_.front()->sequence <= last_sequence) {
+    Entry *entry = heap_.front();
+    cancel(*entry);
+    if (entry->repeat_ms) {
+      entry->deadline_ms += entry->repeat_ms;
+      if (entry->deadline_ms <= now) entry->deadline_ms = now + entry->repeat_ms;  // we fell behind: skip, do not burst
+      push(*entry);
     }
-    timer->callback_();  // may stop, restart or defer-destroy this timer
+    entry->callback();  // may stop, restart or defer-destroy this entry's timer
   }
   arm_timerfd();
 }
 
-Timer::Timer(EventLoop &loop, std::function<void()> callback) : loop_(loop), callback_(std::move(callback)) {}
+Timer::Timer(EventLoop &loop, std::function<void()> callback) : loop_(loop) { entry_.callback = std::move(callback); }
 
-Timer::~Timer() { stop(); }
+Timer::~Timer() { loop_.timers().cancel(entry_); }
 
 void Timer::start(uint64_t delay_ms, uint64_t repeat_ms) {
-  stop();
-  deadline_ms_ = EventLoop::now_ms() + delay_ms;
-  repeat_ms_ = repeat_ms;
-  loop_.schedule(this);
+  loop_.assert_in_loop_thread("Timer::start");
+  TimerQueue &timers = loop_.timers();
+  timers.cancel(entry_);
+  timers.schedule(entry_, delay_ms, repeat_ms);
 }
 
-void Timer::stop() noexcept { loop_.unschedule(this); }
+void Timer::stop() noexcept {
+  loop_.assert_in_loop_thread("Timer::stop");
+  loop_.timers().cancel(entry_);
+}
 
 }  // namespace gw

@@ -19,25 +19,43 @@ size_t Listener::IpHash::operator()(const IpKey &key) const noexcept {
   return static_cast<size_t>(hash);
 }
 
-Listener::Listener(Server &server, Fd fd, const SocketAddress &local, ListenerConfig config,
-                   std::shared_ptr<ConnectionHandler> handler)
+Listener::Listener(Server &server, ListenerOwner &owner, Counters &parent_counters, const SocketAddress &local,
+                   ListenerConfig config, std::shared_ptr<ConnectionHandler> handler)
     : server_(server),
-      fd_(std::move(fd)),
+      owner_(owner),
       spare_(::open("/dev/null", O_RDONLY | O_CLOEXEC)),
       local_(local),
       config_(std::make_shared<const ListenerConfig>(std::move(config))),
       handler_(std::move(handler)),
+      counters_(&parent_counters),
       retry_timer_(server.loop(), [this] {
         if (!spare_) spare_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
         if (fd_) server_.loop().modify(fd_.get(), EPOLLIN, this);
       }),
-      idle_timer_(server.loop(), [this] { on_idle_timer(); }) {}
+      idle_timer_(server.loop(), [this] { on_idle_timer(); }),
+      closing_timer_(server.loop(), [this] { on_closing_timer(); }) {}
 
+int Listener::create(std::unique_ptr<Listener> &out, Server &server, ListenerOwner &owner, Counters &parent_counters,
+                     Fd &&fd, const SocketAddress &local, ListenerConfig config,
+                     std::shared_ptr<ConnectionHandler> handler) {
+  std::unique_ptr<Listener> listener(
+      new Listener(server, owner, parent_counters, local, std::move(config), std::move(handler)));
+  if (int rc = server.loop().add(fd.get(), EPOLLIN, listener.get())) return rc;
+  listener->fd_ = std::move(fd);
+  out = std::move(listener);
+  return 0;
+}
+
+// Teardown: the owner frees its listeners on the loop thread, or on the
+// thread that joined it (Server's destructor makes that the loop thread).
 Listener::~Listener() {
   if (fd_) server_.loop().remove(fd_.get());
 }
 
+void Listener::check_thread(const char *where) const noexcept { server_.loop().assert_in_loop_thread(where); }
+
 void Listener::stop_accepting() noexcept {
+  check_thread("Listener::stop_accepting");
   // The spare only serves accept() (shed_one): without the listening socket it
   // would be an fd held for nothing, one per removed route and reload.
   spare_.reset();
@@ -47,7 +65,14 @@ void Listener::stop_accepting() noexcept {
   fd_.reset();
 }
 
+void Listener::retire() noexcept {
+  check_thread("Listener::retire");
+  retired_ = true;
+  stop_accepting();
+}
+
 void Listener::reconfigure(ListenerConfig config, std::shared_ptr<ConnectionHandler> handler) {
+  check_thread("Listener::reconfigure");
   if (config.name.empty()) config.name = config_->name;
   config_ = std::make_shared<const ListenerConfig>(std::move(config));
   handler_ = std::move(handler);
@@ -62,7 +87,7 @@ void Listener::on_io(uint32_t) {
     peer.length = sizeof peer.storage;
     int fd = ::accept4(fd_.get(), peer.get(), &peer.length, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
-      server_.admit(*this, Fd(fd), peer);
+      owner_.on_accepted(*this, Fd(fd), peer);
       continue;
     }
     switch (errno) {
@@ -118,8 +143,7 @@ void Listener::shed_one() noexcept {
   int fd = ::accept4(fd_.get(), nullptr, nullptr, SOCK_CLOEXEC);
   if (fd >= 0) {
     ::close(fd);
-    Stats::add(stats_.refused, 1);
-    Stats::add(server_.stats_.refused, 1);
+    counters_.add(&Stats::refused);
   }
   spare_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   if (say) {
@@ -136,41 +160,92 @@ void Listener::pause_accepting(uint64_t retry_ms) noexcept {
   retry_timer_.start(retry_ms);
 }
 
-bool Listener::admit_limits(const IpKey &ip, const char *&why) const noexcept {
+const char *Listener::refusal_reason(const IpKey &ip) const noexcept {
   if (!config_->allow.empty()) {
     bool allowed = false;
     for (const Cidr &cidr : config_->allow) allowed = allowed || cidr.contains(ip);
-    if (!allowed) {
-      why = "not in the allow list";
-      return false;
-    }
+    if (!allowed) return "not in the allow list";
   }
-  if (server_.config().max_clients && server_.stats_.clients.load(std::memory_order_relaxed) >= server_.config().max_clients) {
-    why = "the server's max_clients is reached";
-    return false;
-  }
-  if (config_->max_clients && connections_.size() >= config_->max_clients) {
-    why = "max_clients is reached";
-    return false;
-  }
+  unsigned server_max = server_.config().max_clients;
+  if (server_max && server_.stats().clients.load(std::memory_order_relaxed) >= server_max)
+    return "the server's max_clients is reached";
+  if (config_->max_clients && open_.size() >= config_->max_clients) return "max_clients is reached";
   if (config_->max_clients_per_ip) {
     auto it = per_ip_.find(ip);
-    if (it != per_ip_.end() && it->second >= config_->max_clients_per_ip) {
-      why = "max_clients_per_ip is reached for this address";
-      return false;
-    }
+    if (it != per_ip_.end() && it->second >= config_->max_clients_per_ip)
+      return "max_clients_per_ip is reached for this address";
   }
-  return true;
+  return nullptr;
 }
 
-void Listener::touch(Connection &conn) noexcept {
-  conn.last_active_ms_ = EventLoop::now_ms();
-  if (config_->idle_timeout_ms) connections_.splice(connections_.end(), connections_, conn.position_);
+void Listener::refuse(Fd fd, const SocketAddress &peer, const char *why) {
+  check_thread("Listener::refuse");
+  fd.reset();
+  counters_.add(&Stats::refused);
+  server_.logger().log(LogLevel::info, "%s: refused %s: %s", config_->name.c_str(), peer.to_string().c_str(), why);
+}
+
+Connection *Listener::attach(Fd &&fd, const SocketAddress &peer, uint64_t id) {
+  check_thread("Listener::attach");
+  // The list node first (it may throw, with fd untouched): the connection
+  // is created in place and keeps the node's position for its reports.
+  open_.emplace_back();
+  Position position = std::prev(open_.end());
+  if (int rc = Connection::create(*position, *this, *this, position, std::move(fd), peer, id)) {
+    open_.erase(position);
+    server_.logger().log(LogLevel::error, "%s: cannot watch %s: %s", config_->name.c_str(), peer.to_string().c_str(),
+                         std::strerror(-rc));
+    counters_.add(&Stats::refused);
+    return nullptr;
+  }
+  ++per_ip_[ip_key(peer)];
+  counters_.add(&Stats::clients);
+  counters_.add(&Stats::accepted);
+  server_.logger().log(LogLevel::info, "%s: %s connected", config_->name.c_str(), peer.to_string().c_str());
+  arm_idle_timer();
+  return position->get();
+}
+
+void Listener::on_active(Connection &, Position position) noexcept {
+  if (config_->idle_timeout_ms) open_.splice(open_.end(), open_, position);
+}
+
+void Listener::on_closing(Connection &, Position position) {
+  closing_.splice(closing_.end(), open_, position);
+  arm_closing_timer();
+}
+
+void Listener::on_closed(Connection &conn, Position position, bool was_closing) {
+  counters_.subtract(&Stats::clients);
+  auto ip = per_ip_.find(ip_key(conn.peer()));
+  if (ip != per_ip_.end() && --ip->second == 0) per_ip_.erase(ip);
+  ConnectionList &list = was_closing ? closing_ : open_;
+  Connection *self = position->release();
+  list.erase(position);
+  server_.loop().defer([self] { delete self; });
+}
+
+void Listener::after_close_reported() noexcept { owner_.on_client_gone(*this); }
+
+void Listener::arm_closing_timer() {
+  if (closing_.empty() || closing_timer_.active()) return;
+  uint64_t deadline = closing_.front()->close_deadline_ms();
+  uint64_t now = EventLoop::now_ms();
+  closing_timer_.start(deadline > now ? deadline - now : 0);
+}
+
+void Listener::on_closing_timer() {
+  uint64_t now = EventLoop::now_ms();
+  while (!closing_.empty() && closing_.front()->close_deadline_ms() <= now) {
+    Connection &conn = *closing_.front();
+    conn.abort(conn.close_reason());
+  }
+  arm_closing_timer();
 }
 
 void Listener::arm_idle_timer() {
-  if (!config_->idle_timeout_ms || idle_timer_.active() || connections_.empty()) return;
-  uint64_t deadline = connections_.front()->last_active_ms_ + config_->idle_timeout_ms;
+  if (!config_->idle_timeout_ms || idle_timer_.active() || open_.empty()) return;
+  uint64_t deadline = open_.front()->last_active_ms() + config_->idle_timeout_ms;
   uint64_t now = EventLoop::now_ms();
   idle_timer_.start(deadline > now ? deadline - now : 0);
 }
@@ -179,20 +254,21 @@ void Listener::on_idle_timer() {
   uint64_t now = EventLoop::now_ms();
   // The list is in order of last activity, so the sweep stops at the first
   // client that is still active; close() moves each expired one out of it.
-  while (!connections_.empty()) {
-    Connection &oldest = *connections_.front();
-    if (now - oldest.last_active_ms_ < config_->idle_timeout_ms) break;
+  while (!open_.empty()) {
+    Connection &oldest = *open_.front();
+    if (now - oldest.last_active_ms() < config_->idle_timeout_ms) break;
     server_.logger().log(LogLevel::info, "%s: closing %s: idle for %llu ms", config_->name.c_str(),
-                         oldest.peer_.to_string().c_str(), static_cast<unsigned long long>(config_->idle_timeout_ms));
+                         oldest.peer().to_string().c_str(), static_cast<unsigned long long>(config_->idle_timeout_ms));
     oldest.close(CloseReason::idle);
   }
   arm_idle_timer();
 }
 
 int Listener::broadcast(const void *data, size_t length) {
+  check_thread("Listener::broadcast");
   int delivered = 0;
   std::vector<Connection *> full;  // closed after the walk, which close() would disturb
-  for (auto &conn : connections_) {
+  for (auto &conn : open_) {
     int rc = conn->send_message(data, length);
     if (rc == 0)
       ++delivered;
@@ -203,7 +279,7 @@ int Listener::broadcast(const void *data, size_t length) {
   }
   for (Connection *conn : full) {
     server_.logger().log(LogLevel::warning, "%s: closing %s: it does not read fast enough for the broadcast",
-                         config_->name.c_str(), conn->peer_.to_string().c_str());
+                         config_->name.c_str(), conn->peer().to_string().c_str());
     conn->close(CloseReason::limit);
   }
   return delivered;

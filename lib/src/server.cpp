@@ -38,16 +38,18 @@ Server::Server(const ServerConfig &config) : config_(config) {}
 int Server::create(std::unique_ptr<Server> &out, const ServerConfig &config) {
   std::unique_ptr<Server> server(new Server(config));
   if (int rc = EventLoop::create(server->loop_)) return rc;
-  server->closing_timer_ = std::make_unique<Timer>(*server->loop_, [s = server.get()] { s->on_closing_timer(); });
   out = std::move(server);
   return 0;
 }
 
 Server::~Server() {
+  // The owner may destroy the server on the thread that joined the loop
+  // thread (run() on a thread of its own): the loop is not running any more,
+  // so the destroying thread takes it over for the teardown.
+  loop_->bind_to_current_thread();
   stop_now();
   loop_->drain_posted();  // accepted posts run exactly once, also when the loop never ran again
   loop_->run_deferred();
-  closing_timer_.reset();
   stop_deadline_timer_.reset();
   listeners_.clear();
 }
@@ -59,6 +61,7 @@ int Server::listen(Listener *&out, std::string_view address, const ListenerConfi
 }
 
 int Server::listen(Listener *&out, ListenAddress where, const ListenerConfig &config, std::shared_ptr<ConnectionHandler> handler) {
+  loop_->assert_in_loop_thread("Server::listen");
   if (state_ != State::running) return err::bad_state;
   if (config.backlog < 1) return -EINVAL;
   const std::string shown = where.to_string();
@@ -97,36 +100,36 @@ int Server::listen(Listener *&out, ListenAddress where, const ListenerConfig &co
   return add_listener(out, std::move(fd), config, std::move(handler));
 }
 
-int Server::adopt(Listener *&out, int fd, const ListenerConfig &config, std::shared_ptr<ConnectionHandler> handler) {
+int Server::adopt(Listener *&out, Fd &&fd, const ListenerConfig &config, std::shared_ptr<ConnectionHandler> handler) {
+  loop_->assert_in_loop_thread("Server::adopt");
   if (state_ != State::running) return err::bad_state;
-  if (fd < 0 || ::fcntl(fd, F_GETFD) < 0) return -EBADF;
+  const int raw = fd.get();
+  if (raw < 0 || ::fcntl(raw, F_GETFD) < 0) return -EBADF;
   int type = 0;
   socklen_t length = sizeof type;
-  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) != 0) return errno == ENOTSOCK ? -ENOTSOCK : -errno;
+  if (getsockopt(raw, SOL_SOCKET, SO_TYPE, &type, &length) != 0) return errno == ENOTSOCK ? -ENOTSOCK : -errno;
   if (type != SOCK_STREAM) return err::not_stream;
   int listening = 0;
   length = sizeof listening;
-  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &length) != 0) return -errno;
+  if (getsockopt(raw, SOL_SOCKET, SO_ACCEPTCONN, &listening, &length) != 0) return -errno;
   if (!listening) return err::not_listening;
-  int status_flags = ::fcntl(fd, F_GETFL);
-  int fd_flags = ::fcntl(fd, F_GETFD);
+  int status_flags = ::fcntl(raw, F_GETFL);
+  int fd_flags = ::fcntl(raw, F_GETFD);
   if (status_flags < 0 || fd_flags < 0) return -errno;
-  if (::fcntl(fd, F_SETFL, status_flags | O_NONBLOCK) != 0) return -errno;
-  if (::fcntl(fd, F_SETFD, fd_flags | FD_CLOEXEC) != 0) {
+  if (::fcntl(raw, F_SETFL, status_flags | O_NONBLOCK) != 0) return -errno;
+  if (::fcntl(raw, F_SETFD, fd_flags | FD_CLOEXEC) != 0) {
     int error = errno;
-    ::fcntl(fd, F_SETFL, status_flags);
+    ::fcntl(raw, F_SETFL, status_flags);
     return -error;
   }
-  // The server owns the fd only once add_listener() has succeeded. On failure
-  // it is still the caller's, who will close it: it must stay open, be the
-  // same socket and get its flags back, or the caller's close would hit
-  // whatever file reused the number.
-  Fd owned(fd);
-  int rc = add_listener(out, std::move(owned), config, std::move(handler));
+  // add_listener() moves from fd only on success. On failure it is still the
+  // caller's, who will close it: it must stay open, be the same socket and
+  // get its flags back, or the caller's close would hit whatever file reused
+  // the number.
+  int rc = add_listener(out, std::move(fd), config, std::move(handler));
   if (rc != 0) {
-    owned.release();
-    ::fcntl(fd, F_SETFD, fd_flags);
-    ::fcntl(fd, F_SETFL, status_flags);
+    ::fcntl(raw, F_SETFD, fd_flags);
+    ::fcntl(raw, F_SETFL, status_flags);
   }
   return rc;
 }
@@ -146,23 +149,24 @@ int Server::add_listener(Listener *&out, Fd &&fd, const ListenerConfig &config, 
     ListenerConfig copy = config;
     if (copy.name.empty()) copy.name = where;
     if (copy.low_water > copy.high_water) copy.low_water = copy.high_water;
-    listener.reset(new Listener(*this, Fd(), local, std::move(copy), std::move(handler)));
     listeners_.reserve(listeners_.size() + 1);  // the push_back below cannot throw
+    // Last: from the moment it succeeds the listener owns the fd.
+    if (int rc = Listener::create(listener, *this, *this, counters_, std::move(fd), local, std::move(copy),
+                                  std::move(handler)))
+      return rc;
   } catch (const std::bad_alloc &) {
     return -ENOMEM;
   }
-  if (int rc = loop_->add(fd.get(), EPOLLIN, listener.get())) return rc;
-  listener->fd_ = std::move(fd);
-  config_.logger.log(LogLevel::info, "%s: listening on %s", listener->config_->name.c_str(), where.c_str());
+  config_.logger.log(LogLevel::info, "%s: listening on %s", listener->config().name.c_str(), where.c_str());
   out = listener.get();
   listeners_.push_back(std::move(listener));
   return 0;
 }
 
 void Server::retire(Listener &listener) {
-  if (listener.retired_ || &listener.server_ != this) return;
-  listener.retired_ = true;
-  listener.stop_accepting();
+  loop_->assert_in_loop_thread("Server::retire");
+  if (listener.retired() || &listener.server() != this) return;
+  listener.retire();
   retired_.push_back(&listener);
   free_idle_retired();
 }
@@ -175,13 +179,13 @@ void Server::free_idle_retired() noexcept {
   for (size_t i = 0; i < retired_.size();) {
     Listener *listener = retired_[i];
     // clients counts open and closing connections: the ones that still refer to it.
-    if (listener->stats_.clients.load(std::memory_order_relaxed) != 0) {
+    if (listener->stats().clients.load(std::memory_order_relaxed) != 0) {
       ++i;
       continue;
     }
     retired_[i] = retired_.back();
     retired_.pop_back();
-    config_.logger.log(LogLevel::info, "%s: retired listener freed (no clients left)", listener->config_->name.c_str());
+    config_.logger.log(LogLevel::info, "%s: retired listener freed (no clients left)", listener->config().name.c_str());
     loop_->defer([this, listener] {
       auto owned = std::find_if(listeners_.begin(), listeners_.end(), [&](const auto &l) { return l.get() == listener; });
       if (owned != listeners_.end()) listeners_.erase(owned);
@@ -189,19 +193,13 @@ void Server::free_idle_retired() noexcept {
   }
 }
 
-void Server::refuse(Listener &listener, Fd fd, const SocketAddress &peer, const char *why) {
-  fd.reset();
-  Stats::add(listener.stats_.refused, 1);
-  Stats::add(stats_.refused, 1);
-  config_.logger.log(LogLevel::info, "%s: refused %s: %s", listener.config_->name.c_str(), peer.to_string().c_str(), why);
-}
-
-void Server::admit(Listener &listener, Fd fd, const SocketAddress &peer) {
-  IpKey ip = ip_key(peer);
-  const char *why = nullptr;
-  if (state_ != State::running) return refuse(listener, std::move(fd), peer, "the server is stopping");
-  if (!listener.admit_limits(ip, why)) return refuse(listener, std::move(fd), peer, why);
-  const ListenerConfig &config = *listener.config_;
+// The listener's one sink for what it accepted: the server's part of the
+// admission (its state, the listener's rules, socket options), then the
+// listener takes the client in.
+void Server::on_accepted(Listener &listener, Fd fd, const SocketAddress &peer) {
+  if (state_ != State::running) return listener.refuse(std::move(fd), peer, "the server is stopping");
+  if (const char *why = listener.refusal_reason(ip_key(peer))) return listener.refuse(std::move(fd), peer, why);
+  const ListenerConfig &config = listener.config();
   // Small request/answer exchanges are the common case on a gateway: do not
   // let Nagle hold back the answer.
   set_int_option(fd.get(), IPPROTO_TCP, TCP_NODELAY, 1);
@@ -212,45 +210,12 @@ void Server::admit(Listener &listener, Fd fd, const SocketAddress &peer) {
       set_int_option(fd.get(), IPPROTO_TCP, TCP_KEEPINTVL, static_cast<int>(config.keepalive_interval_s));
     if (config.keepalive_count) set_int_option(fd.get(), IPPROTO_TCP, TCP_KEEPCNT, static_cast<int>(config.keepalive_count));
   }
-  int raw_fd = fd.get();
-  std::unique_ptr<Connection> owned(new Connection(listener, std::move(fd), peer, next_connection_id_++));
-  Connection &conn = *owned;
-  if (int rc = loop_->add(raw_fd, EPOLLIN, &conn)) {
-    config_.logger.log(LogLevel::error, "%s: cannot watch %s: %s", config.name.c_str(), peer.to_string().c_str(),
-                       std::strerror(-rc));
-    Stats::add(listener.stats_.refused, 1);
-    Stats::add(stats_.refused, 1);
-    return;
-  }
-  conn.interest_ = EPOLLIN;
-  conn.last_active_ms_ = EventLoop::now_ms();
-  listener.connections_.push_back(std::move(owned));
-  conn.position_ = std::prev(listener.connections_.end());
-  ++listener.per_ip_[ip];
-  Stats::add(listener.stats_.clients, 1);
-  Stats::add(listener.stats_.accepted, 1);
-  Stats::add(stats_.clients, 1);
-  Stats::add(stats_.accepted, 1);
-  config_.logger.log(LogLevel::info, "%s: %s connected", config.name.c_str(), peer.to_string().c_str());
-  listener.arm_idle_timer();
-  conn.handler().on_open(conn);
+  // On failure attach() leaves fd to us: closed when it goes out of scope.
+  Connection *conn = listener.attach(std::move(fd), peer, next_connection_id_++);
+  if (conn) conn->handler().on_open(*conn);
 }
 
-void Server::arm_closing_timer() {
-  if (closing_.empty() || closing_timer_->active()) return;
-  uint64_t deadline = closing_.front()->close_deadline_ms_;
-  uint64_t now = EventLoop::now_ms();
-  closing_timer_->start(deadline > now ? deadline - now : 0);
-}
-
-void Server::on_closing_timer() {
-  uint64_t now = EventLoop::now_ms();
-  while (!closing_.empty() && closing_.front()->close_deadline_ms_ <= now) {
-    Connection &conn = *closing_.front();
-    conn.finish(conn.reason_);
-  }
-  arm_closing_timer();
-}
+void Server::on_client_gone(Listener &) noexcept { check_stopped(); }
 
 void Server::stop() {
   if (stop_requested_.exchange(true)) return;
@@ -277,10 +242,10 @@ void Server::begin_stop() {
   // person, a test) can rely on no new client being accepted from then on.
   for (auto &listener : listeners_) listener->stop_accepting();
   config_.logger.log(LogLevel::info, "stopping: %llu clients to drain",
-                     static_cast<unsigned long long>(stats_.clients.load()));
+                     static_cast<unsigned long long>(stats().clients.load()));
   std::vector<Connection *> closing_now;
   for (auto &listener : listeners_) {
-    for (auto &conn : listener->connections_)
+    for (auto &conn : listener->open_clients())
       if (!conn->handler().on_stop(*conn)) closing_now.push_back(conn.get());
   }
   for (Connection *conn : closing_now) conn->close(CloseReason::stopping);
@@ -291,6 +256,7 @@ void Server::begin_stop() {
 }
 
 void Server::stop_now() {
+  loop_->assert_in_loop_thread("Server::stop_now");
   // A read-modify-write (acquire), also when already stopped: every stop()
   // from another thread that returned before this point is then ordered
   // before it, so the owner may tear the server down right after (what
@@ -298,29 +264,33 @@ void Server::stop_now() {
   stop_requested_.exchange(true, std::memory_order_acq_rel);
   if (state_ == State::stopped) return;
   state_ = State::stopping;
+  // The open ones of every listener first, then the closing ones, as the
+  // listeners report them (each connection leaves its list as it aborts).
   for (auto &listener : listeners_) {
     listener->stop_accepting();
-    while (!listener->connections_.empty()) listener->connections_.front()->finish(CloseReason::stopping);
+    while (!listener->open_clients().empty()) listener->open_clients().front()->abort(CloseReason::stopping);
   }
-  while (!closing_.empty()) closing_.front()->finish(CloseReason::stopping);
+  for (auto &listener : listeners_)
+    while (!listener->closing_clients().empty()) listener->closing_clients().front()->abort(CloseReason::stopping);
   check_stopped();
 }
 
 void Server::check_stopped() noexcept {
   free_idle_retired();
-  if (state_ != State::stopping || !closing_.empty()) return;
+  if (state_ != State::stopping) return;
   for (auto &listener : listeners_)
-    if (!listener->connections_.empty()) return;
+    if (!listener->open_clients().empty() || !listener->closing_clients().empty()) return;
   state_ = State::stopped;
   // From now on posts are refused; the ones accepted until here run before
   // run() or dispatch_ready() returns (drain_posted), or in the destructor.
   loop_->close_posts();
-  closing_timer_->stop();
   if (stop_deadline_timer_) stop_deadline_timer_->stop();
   config_.logger.log(LogLevel::info, "stopped");
   loop_->wake();
 }
 
+// run() and dispatch_ready() do not check the thread: they make the calling
+// thread the loop thread (an embedder dispatches from the thread it chooses).
 int Server::run() {
   loop_->bind_to_current_thread();
   while (state_ != State::stopped) {

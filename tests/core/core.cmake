@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
 # Core suites: C++ tests of lib/ itself (things the C API does not show).
-foreach(suite forwarder chaos resolver)
+foreach(suite forwarder chaos resolver threads)
   add_executable(test_core_${suite} ${CMAKE_CURRENT_LIST_DIR}/test_${suite}.cpp)
   target_link_libraries(test_core_${suite} PRIVATE gw_core PkgConfig::CMOCKA Threads::Threads)
   add_test(NAME core_${suite} COMMAND test_core_${suite})

@@ -11,6 +11,7 @@
 #include "gw/buffer.hpp"
 #include "gw/event_loop.hpp"
 #include "gw/fd.hpp"
+#include "gw/stats.hpp"
 
 namespace gw {
 
@@ -19,6 +20,37 @@ class Listener;
 class Server;
 class ConnectionHandler;
 struct ListenerConfig;
+
+/// How an owner holds its connections (open or closing ones).
+using ConnectionList = std::list<std::unique_ptr<Connection>>;
+
+/// The one that holds a Connection: the Listener that accepted it. The
+/// connection reports each step of its end here instead of editing lists and
+/// counts it does not own; the owner keeps the activity order, the closing
+/// list, the per-IP counts and the counters. Loop thread only.
+class ConnectionOwner {
+ public:
+  /// The owner's place for one connection, given to Connection::create: the
+  /// connection hands it back with each report, so the owner finds it in O(1).
+  using Position = ConnectionList::iterator;
+
+  /// Traffic moved for `conn`: it is now the most recently active one.
+  virtual void on_active(Connection &conn, Position position) noexcept = 0;
+  /// close() began: `conn` is no longer open. The owner aborts it if it is
+  /// still closing at its close_deadline_ms().
+  virtual void on_closing(Connection &conn, Position position) = 0;
+  /// finish() released the socket: the owner drops `conn` from its list
+  /// (the closing one when `was_closing`) and its counts now, and frees it
+  /// after the batch. The connection calls on_close after this returns.
+  virtual void on_closed(Connection &conn, Position position, bool was_closing) = 0;
+  /// The closed connection's ConnectionHandler::on_close has returned.
+  virtual void after_close_reported() noexcept = 0;
+  /// Where the connection counts its bytes (rolled up to the server's).
+  virtual Counters &counters() noexcept = 0;
+
+ protected:
+  ~ConnectionOwner() = default;
+};
 
 /// Takes over a connection's socket I/O for zero-copy forwarding (splice):
 /// while installed, readiness events of the socket go to the delegate, which
@@ -41,14 +73,21 @@ const char *close_reason_name(CloseReason reason) noexcept;
 
 /// One client. Owns its connected socket (from accept4) and its input and
 /// output buffers, which hold memory only while bytes are pending. Created and
-/// owned by its Listener while open, by the Server while it flushes before
-/// closing, and freed by the loop at the end of the batch in which it closed:
-/// a Connection& stays valid until ConnectionHandler::on_close returns.
-/// Loop thread only.
+/// owned by its Listener (open and closing alike; see ConnectionOwner), and
+/// freed by the loop at the end of the batch in which it closed: a
+/// Connection& stays valid until ConnectionHandler::on_close returns.
+/// Loop thread only: every entry point below that acts checks it
+/// (EventLoop::assert_in_loop_thread); the getters do not.
 class Connection final : IoHandler {
  public:
   enum class State { open, closing, closed };
-  using List = std::list<std::unique_ptr<Connection>>;
+
+  /// Makes the connection for an accepted client socket and starts reading
+  /// it. Called by the Listener that accepted it, which is its `owner` and has
+  /// `position` (where `out` lives) ready for it. Moves from `fd` only on
+  /// success (see Fd); returns 0 or a negated errno (epoll refused the fd).
+  static int create(std::unique_ptr<Connection> &out, Listener &listener, ConnectionOwner &owner,
+                    ConnectionOwner::Position position, Fd &&fd, const SocketAddress &peer, uint64_t id);
 
   /// Queues bytes as they are. Returns 0, err::closed or -EAGAIN (the queue
   /// would pass max_output; nothing was queued).
@@ -88,7 +127,7 @@ class Connection final : IoHandler {
   /// A delegate saw the peer's EOF.
   void mark_peer_eof() noexcept { peer_eof_ = true; }
   /// Closes at once, discarding queued output (a broken socket).
-  void abort(CloseReason reason) { finish(reason); }
+  void abort(CloseReason reason);
 
   /// Counts as activity for the idle timeout (traffic the handler saw on the
   /// client's behalf, such as a backend's answer).
@@ -100,6 +139,11 @@ class Connection final : IoHandler {
 
   State state() const noexcept { return state_; }
   bool is_open() const noexcept { return state_ == State::open; }
+  /// When traffic last moved (EventLoop::now_ms()), for the idle timeout.
+  uint64_t last_active_ms() const noexcept { return last_active_ms_; }
+  /// While closing: when the graceful close gives up, and what it reports.
+  uint64_t close_deadline_ms() const noexcept { return close_deadline_ms_; }
+  CloseReason close_reason() const noexcept { return reason_; }
   size_t queued_output() const noexcept { return out_.size(); }
   const SocketAddress &peer() const noexcept { return peer_; }
   uint64_t id() const noexcept { return id_; }
@@ -113,10 +157,12 @@ class Connection final : IoHandler {
   ~Connection();
 
  private:
-  friend class Listener;
-  friend class Server;
-  Connection(Listener &listener, Fd fd, const SocketAddress &peer, uint64_t id);
+  // No fd here: create() moves it in once watching it has succeeded.
+  Connection(Listener &listener, ConnectionOwner &owner, ConnectionOwner::Position position, const SocketAddress &peer,
+             uint64_t id);
 
+  void check_thread(const char *where) const noexcept;
+  void note_activity() noexcept;
   void on_io(uint32_t events) override;
   void handle_read();
   void handle_write();
@@ -135,11 +181,12 @@ class Connection final : IoHandler {
   void on_frame_timeout();
 
   Listener &listener_;
+  ConnectionOwner &owner_;  // the same listener, through its seam for connections
+  ConnectionOwner::Position position_;  // ours in the owner's lists; only handed back to it
   std::shared_ptr<const ListenerConfig> config_;
   std::shared_ptr<ConnectionHandler> handler_;
   Fd fd_;
   SocketAddress peer_;
-  IpKey ip_;
   uint64_t id_;
   Buffer in_, out_;
   State state_ = State::open;
@@ -149,13 +196,12 @@ class Connection final : IoHandler {
   bool peer_eof_ = false;
   bool half_closed_ = false;
   bool half_close_pending_ = false;
-  bool parked_ = false;
+  bool parked_ = false;  // out of epoll: hung up, and nothing to do until the handler acts
   bool delivering_fragment_ = false;
-  bool parsing_ = false;  // inside deliver(): a nested dispatch must not read into in_ now  // out of epoll: hung up, and nothing to do until the handler acts
+  bool parsing_ = false;  // inside deliver(): a nested dispatch must not read into in_ now
   uint32_t interest_ = 0;
   uint64_t last_active_ms_ = 0;
   uint64_t close_deadline_ms_ = 0;
-  List::iterator position_;  // in the listener's open list or the server's closing list
   void *user_data_ = nullptr;
   IoDelegate *delegate_ = nullptr;
   // Armed only while a partial frame is buffered and frame_timeout_ms is set,

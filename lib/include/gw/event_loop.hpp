@@ -28,12 +28,67 @@ class IoHandler {
   ~IoHandler() = default;
 };
 
-/// A one-shot or periodic timer. Owned by whoever created it; destroying it
-/// stops it. Loop thread only. The callback may start, stop or (through
+/// The loop's timers: a binary min-heap of entries behind one timerfd, armed
+/// for the earliest deadline. Owned by the EventLoop (see EventLoop::timers());
+/// Timer is its user. It does not own the entries: each lives in its Timer,
+/// which cancels it before it goes away. Loop thread only (Timer checks).
+class TimerQueue {
+ public:
+  static constexpr size_t npos = static_cast<size_t>(-1);
+
+  /// One timer's place in the queue, embedded in its Timer. The Timer owns
+  /// the storage and sets the callback; every other field is the queue's.
+  struct Entry {
+    std::function<void()> callback;
+    uint64_t deadline_ms = 0;
+    uint64_t repeat_ms = 0;
+    uint64_t sequence = 0;  // breaks deadline ties in start order
+    size_t index = npos;    // in the heap, or npos when not scheduled
+    bool scheduled() const noexcept { return index != npos; }
+  };
+
+  TimerQueue() = default;
+  /// Leaves every entry still queued unscheduled (its Timer may outlive the loop).
+  ~TimerQueue();
+  TimerQueue(const TimerQueue &) = delete;
+  TimerQueue &operator=(const TimerQueue &) = delete;
+
+  /// Creates the timerfd. Returns 0 or a negated errno.
+  int open() noexcept;
+  /// The timerfd: readable once the earliest entry is due (the loop watches it).
+  int fd() const noexcept { return timerfd_.get(); }
+
+  /// Queues `entry` (not scheduled now) to run after delay_ms, then every
+  /// repeat_ms (0: once).
+  void schedule(Entry &entry, uint64_t delay_ms, uint64_t repeat_ms);
+  /// Takes `entry` out of the queue; nothing when it is not scheduled.
+  void cancel(Entry &entry) noexcept;
+  /// Runs the entries that are due (the timerfd was readable).
+  void run_due();
+
+ private:
+  void push(Entry &entry);
+  void arm_timerfd() noexcept;
+  void heap_swap(size_t a, size_t b) noexcept;
+  void heap_up(size_t index) noexcept;
+  void heap_down(size_t index) noexcept;
+  static bool earlier(const Entry *a, const Entry *b) noexcept;
+
+  Fd timerfd_;
+  std::vector<Entry *> heap_;
+  uint64_t sequence_ = 0;
+  uint64_t armed_deadline_ = 0;
+};
+
+/// A one-shot or periodic timer: a handle on one TimerQueue::Entry of its
+/// loop. Owned by whoever created it; destroying it stops it. Loop thread only
+/// (start and stop check it). The callback may start, stop or (through
 /// EventLoop::defer) destroy its own timer.
 class Timer {
  public:
   Timer(EventLoop &loop, std::function<void()> callback);
+  /// Unchecked: owners tear down on the thread that joined the loop thread
+  /// (a server run on a thread of its own and destroyed by its creator).
   ~Timer();
   Timer(const Timer &) = delete;
   Timer &operator=(const Timer &) = delete;
@@ -41,17 +96,11 @@ class Timer {
   /// First after delay_ms, then every repeat_ms (0: once). Restarts if active.
   void start(uint64_t delay_ms, uint64_t repeat_ms = 0);
   void stop() noexcept;
-  bool active() const noexcept { return heap_index_ != npos; }
+  bool active() const noexcept { return entry_.scheduled(); }
 
  private:
-  friend class EventLoop;
-  static constexpr size_t npos = static_cast<size_t>(-1);
   EventLoop &loop_;
-  std::function<void()> callback_;
-  uint64_t deadline_ms_ = 0;
-  uint64_t repeat_ms_ = 0;
-  uint64_t sequence_ = 0;  // breaks deadline ties in start order
-  size_t heap_index_ = npos;
+  TimerQueue::Entry entry_;
 };
 
 /// A level-triggered epoll loop. The epoll fd itself is the loop's pollable
@@ -71,6 +120,7 @@ class EventLoop {
   static int create(std::unique_ptr<EventLoop> &out);
   ~EventLoop();
 
+  /// Watching fds (epoll_ctl). Loop thread only.
   int add(int fd, uint32_t events, IoHandler *handler) noexcept;
   int modify(int fd, uint32_t events, IoHandler *handler) noexcept;
   void remove(int fd) noexcept;
@@ -103,6 +153,9 @@ class EventLoop {
   /// call it once more while tearing down outside a dispatch).
   void run_deferred();
 
+  /// The timers of this loop (Timer's seam). Loop thread only.
+  TimerQueue &timers() noexcept { return timers_; }
+
   int poll_fd() const noexcept { return epoll_.get(); }
   bool in_loop_thread() const noexcept { return owner_.load(std::memory_order_relaxed) == std::this_thread::get_id(); }
   /// The loop-thread-only entry points of the core call this first, as
@@ -130,20 +183,12 @@ class EventLoop {
   static constexpr size_t scratch_size = 64 * 1024;
 
  private:
-  friend class Timer;
   EventLoop() = default;
   [[noreturn]] static void abort_off_loop_thread(const char *where) noexcept;
-  void schedule(Timer *timer);
-  void unschedule(Timer *timer) noexcept;
-  void arm_timerfd() noexcept;
   void run_due_timers();
   void run_posted();
   bool take_posted_batch();
   void run_posted_batch();
-  void heap_swap(size_t a, size_t b) noexcept;
-  void heap_up(size_t index) noexcept;
-  void heap_down(size_t index) noexcept;
-  static bool earlier(const Timer *a, const Timer *b) noexcept;
 
   struct FdHandler final : IoHandler {
     void (EventLoop::*action)() = nullptr;
@@ -151,7 +196,7 @@ class EventLoop {
     void on_io(uint32_t) override { (loop->*action)(); }
   };
 
-  Fd epoll_, wake_, timerfd_;
+  Fd epoll_, wake_;
   FdHandler wake_handler_, timer_handler_;
   std::atomic<std::thread::id> owner_{std::this_thread::get_id()};
   std::mutex posted_mutex_;
@@ -163,9 +208,7 @@ class EventLoop {
   size_t running_next_ = 0;
   int dispatch_depth_ = 0;  // dispatch() frames on the loop thread's stack
   std::vector<std::function<void()>> deferred_;
-  std::vector<Timer *> heap_;
-  uint64_t timer_sequence_ = 0;
-  uint64_t armed_deadline_ = 0;
+  TimerQueue timers_;
   std::vector<std::unique_ptr<uint8_t[]>> scratch_;  // one per nesting level in use so far
 };
 

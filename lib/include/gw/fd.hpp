@@ -10,6 +10,14 @@ namespace gw {
 /// Owns one file descriptor and closes it exactly once, in its destructor or
 /// in reset(). Move-only. Not thread-safe (like the fd it wraps, it belongs to
 /// one thread at a time).
+///
+/// How the core's functions take one, so that the type says who owns it:
+/// - `Fd &&` when taking it over can fail: the function moves from it only on
+///   success, so on failure the caller still owns it (and, for an adopted
+///   socket, finds it as it was). Server::adopt, Listener::create and
+///   Connection::create are of this kind.
+/// - `Fd` by value when it always takes it, even to close it at once (a
+///   refused client): the caller has given it up at the call.
 class Fd {
  public:
   Fd() noexcept = default;

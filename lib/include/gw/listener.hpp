@@ -62,12 +62,40 @@ class ConnectionHandler {
   ~ConnectionHandler() = default;
 };
 
-/// Owns the listening socket, a spare fd for EMFILE, and its open connections
-/// (in order of last activity, which makes the idle sweep O(expired)).
-/// Created by Server::listen()/adopt(), owned by the Server. Loop thread only,
-/// except stats().
-class Listener final : IoHandler {
+class Listener;
+
+/// The one a listener hands every accepted client to, and tells when one of
+/// its clients is gone: its Server (muduo's Acceptor -> TcpServer seam). Not
+/// owned by the listener: it owns the listener. Loop thread only.
+class ListenerOwner {
  public:
+  /// A socket accept4() returned: the owner admits it (Listener::attach) or
+  /// refuses it (Listener::refuse). By value: it always takes the socket.
+  virtual void on_accepted(Listener &listener, Fd fd, const SocketAddress &peer) = 0;
+  /// A client of `listener` has closed and its on_close has returned.
+  virtual void on_client_gone(Listener &listener) noexcept = 0;
+
+ protected:
+  ~ListenerOwner() = default;
+};
+
+/// Owns the listening socket, a spare fd for EMFILE, and its connections:
+/// the open ones in order of last activity (which makes the idle sweep
+/// O(expired)) and the closing ones in order of their close deadline, with the
+/// per-IP counts and the counters (rolled up to the server's) that go with
+/// them. Connections report to it through ConnectionOwner. Created by
+/// Server::listen()/adopt() and owned by the Server, which it reports to
+/// through ListenerOwner. Loop thread only, except stats(): every entry point
+/// that acts checks it (EventLoop::assert_in_loop_thread).
+class Listener final : IoHandler, ConnectionOwner {
+ public:
+  /// Makes a listener that accepts from `fd` (listening, non-blocking) and
+  /// watches it. Moves from `fd` only on success (see Fd). `owner` and
+  /// `parent_counters` (the server's) must outlive the listener. Returns 0 or
+  /// a negated errno; throws std::bad_alloc with `fd` untouched.
+  static int create(std::unique_ptr<Listener> &out, Server &server, ListenerOwner &owner, Counters &parent_counters,
+                    Fd &&fd, const SocketAddress &local, ListenerConfig config,
+                    std::shared_ptr<ConnectionHandler> handler);
   ~Listener();
 
   /// What new connections get. Each connection keeps the configuration and
@@ -75,12 +103,34 @@ class Listener final : IoHandler {
   /// under an established client.
   const ListenerConfig &config() const noexcept { return *config_; }
   ConnectionHandler &handler() const noexcept { return *handler_; }
+  /// The same, shared: what a new connection keeps.
+  std::shared_ptr<const ListenerConfig> shared_config() const noexcept { return config_; }
+  std::shared_ptr<ConnectionHandler> shared_handler() const noexcept { return handler_; }
   Server &server() const noexcept { return server_; }
-  const Stats &stats() const noexcept { return stats_; }
+  /// Thread-safe (relaxed atomics); `clients` counts open and closing ones.
+  const Stats &stats() const noexcept { return counters_.stats(); }
   const SocketAddress &local_address() const noexcept { return local_; }
   int port() const noexcept { return local_.port(); }
   bool accepting() const noexcept { return static_cast<bool>(fd_); }
-  size_t client_count() const noexcept { return connections_.size(); }
+  /// Open connections.
+  size_t client_count() const noexcept { return open_.size(); }
+  /// The open connections, least recently active first, and the closing ones,
+  /// earliest deadline first. Read-only: they change only through the
+  /// connections' own calls (close, abort).
+  const ConnectionList &open_clients() const noexcept { return open_; }
+  const ConnectionList &closing_clients() const noexcept { return closing_; }
+
+  /// Admission, for the owner's on_accepted: why a client from `ip` is
+  /// refused by this listener's rules (allow list, max_clients,
+  /// max_clients_per_ip) or the server's max_clients; nullptr when admitted.
+  const char *refusal_reason(const IpKey &ip) const noexcept;
+  /// Closes a client socket that is not admitted, counts and logs it.
+  void refuse(Fd fd, const SocketAddress &peer, const char *why);
+  /// Takes an admitted client socket into this listener: a Connection, open,
+  /// read from now on, in the activity order, in the per-IP counts and the
+  /// counters. Moves from `fd` only on success; returns nullptr (logged,
+  /// counted as refused) when epoll refuses it. The owner then calls on_open.
+  Connection *attach(Fd &&fd, const SocketAddress &peer, uint64_t id);
 
   /// Queues one framed message on every open connection. A connection whose
   /// queue cannot take it is closed with CloseReason::limit. Returns how many
@@ -91,6 +141,9 @@ class Listener final : IoHandler {
   /// open connections stay. For stops; a listener that is done for good is
   /// handed to Server::retire(), which calls this.
   void stop_accepting() noexcept;
+  /// For Server::retire() only (call that: it also frees the listener): stops
+  /// accepting for good and marks the listener retired.
+  void retire() noexcept;
   /// True once Server::retire() took this listener out of service.
   bool retired() const noexcept { return retired_; }
 
@@ -99,36 +152,46 @@ class Listener final : IoHandler {
   void reconfigure(ListenerConfig config, std::shared_ptr<ConnectionHandler> handler);
 
  private:
-  friend class Server;
-  friend class Connection;
-  Listener(Server &server, Fd fd, const SocketAddress &local, ListenerConfig config,
-           std::shared_ptr<ConnectionHandler> handler);
+  // No fd here: create() moves it in once watching it has succeeded.
+  Listener(Server &server, ListenerOwner &owner, Counters &parent_counters, const SocketAddress &local,
+           ListenerConfig config, std::shared_ptr<ConnectionHandler> handler);
 
+  void check_thread(const char *where) const noexcept;
   void on_io(uint32_t events) override;
   void shed_one() noexcept;
   void pause_accepting(uint64_t retry_ms) noexcept;
   void on_idle_timer();
   void arm_idle_timer();
-  void touch(Connection &conn) noexcept;
-  bool admit_limits(const IpKey &ip, const char *&why) const noexcept;
+  void on_closing_timer();
+  void arm_closing_timer();
+
+  // ConnectionOwner: what our connections report.
+  void on_active(Connection &conn, Position position) noexcept override;
+  void on_closing(Connection &conn, Position position) override;
+  void on_closed(Connection &conn, Position position, bool was_closing) override;
+  void after_close_reported() noexcept override;
+  Counters &counters() noexcept override { return counters_; }
 
   struct IpHash {
     size_t operator()(const IpKey &key) const noexcept;
   };
 
   Server &server_;
+  ListenerOwner &owner_;  // the same server, through its seam for listeners
   Fd fd_;
   Fd spare_;  // /dev/null, given up to accept-and-close one client when out of fds
   SocketAddress local_;
   std::shared_ptr<const ListenerConfig> config_;
   std::shared_ptr<ConnectionHandler> handler_;
-  Stats stats_;
-  Connection::List connections_;  // open ones; front = least recently active
-  std::unordered_map<IpKey, unsigned, IpHash> per_ip_;
+  Counters counters_;  // ours, rolled up to the server's
+  ConnectionList open_;     // front = least recently active
+  ConnectionList closing_;  // flushing before close; front = earliest deadline
+  std::unordered_map<IpKey, unsigned, IpHash> per_ip_;  // open and closing clients
   Timer retry_timer_;
   Timer idle_timer_;
+  Timer closing_timer_;
   uint64_t last_shed_log_ms_ = 0;
-  bool retired_ = false;  // set by Server::retire(); freed by the server after its last client
+  bool retired_ = false;  // set by retire(); freed by the server after its last client
 };
 
 }  // namespace gw

@@ -19,10 +19,16 @@ struct ServerConfig {
   Logger logger;
 };
 
-/// Owns the loop, the listeners and (through them) every connection.
+/// Owns the loop, the listeners and (through them) every connection. It is
+/// each listener's ListenerOwner: it admits what they accept and hears when a
+/// client is gone (to complete a stop, free a retired listener).
 /// Threading: stop() and stats() are thread-safe, and loop().post()/wake();
-/// everything else is for the loop thread.
-class Server {
+/// run() and dispatch_ready() make the calling thread the loop thread;
+/// everything else is for the loop thread, and checks it
+/// (EventLoop::assert_in_loop_thread). The destructor may run on the thread
+/// that joined the loop thread (it takes the loop over): never while the loop
+/// runs elsewhere.
+class Server final : ListenerOwner {
  public:
   enum class State { running, stopping, stopped };
 
@@ -36,10 +42,10 @@ class Server {
   /// The same for an address parsed already (the daemon's config stores one):
   /// what was checked is what is bound, without a second parse.
   int listen(Listener *&out, ListenAddress where, const ListenerConfig &config, std::shared_ptr<ConnectionHandler> handler);
-  /// Takes over a listening SOCK_STREAM socket; on success the server owns fd.
-  /// On failure fd is untouched: open, the same socket, its flags restored,
-  /// and still the caller's to close.
-  int adopt(Listener *&out, int fd, const ListenerConfig &config, std::shared_ptr<ConnectionHandler> handler);
+  /// Takes over a listening SOCK_STREAM socket; on success the server owns fd
+  /// (moved from). On failure fd is not moved from and untouched: open, the
+  /// same socket, its flags restored, and still the caller's to close.
+  int adopt(Listener *&out, Fd &&fd, const ListenerConfig &config, std::shared_ptr<ConnectionHandler> handler);
 
   /// Takes `listener` (one of this server's) out of service for good: a route
   /// a reload removed, or a listener a failed reload had just created. Its
@@ -67,34 +73,32 @@ class Server {
   EventLoop &loop() noexcept { return *loop_; }
   const Logger &logger() const noexcept { return config_.logger; }
   /// For reloads. Loop thread only.
-  void set_log_level(LogLevel level) noexcept { config_.logger.max_level = level; }
+  void set_log_level(LogLevel level) noexcept {
+    loop_->assert_in_loop_thread("Server::set_log_level");
+    config_.logger.max_level = level;
+  }
   const ServerConfig &config() const noexcept { return config_; }
-  const Stats &stats() const noexcept { return stats_; }
+  /// Thread-safe (relaxed atomics): the sums of every listener's counters.
+  const Stats &stats() const noexcept { return counters_.stats(); }
   const std::vector<std::unique_ptr<Listener>> &listeners() const noexcept { return listeners_; }
 
  private:
-  friend class Listener;
-  friend class Connection;
   explicit Server(const ServerConfig &config);
 
   int add_listener(Listener *&out, Fd &&fd, const ListenerConfig &config, std::shared_ptr<ConnectionHandler> handler);
-  void admit(Listener &listener, Fd fd, const SocketAddress &peer);
-  void refuse(Listener &listener, Fd fd, const SocketAddress &peer, const char *why);
+  // ListenerOwner: what our listeners report.
+  void on_accepted(Listener &listener, Fd fd, const SocketAddress &peer) override;
+  void on_client_gone(Listener &listener) noexcept override;
   void begin_stop();
-  void on_closing_timer();
-  void arm_closing_timer();
   void check_stopped() noexcept;
   void free_idle_retired() noexcept;
-  Connection::List &closing() noexcept { return closing_; }
 
   ServerConfig config_;
+  Counters counters_;  // the listeners' roll up here; declared first, destroyed after them
   std::unique_ptr<EventLoop> loop_;
   std::vector<std::unique_ptr<Listener>> listeners_;  // retired ones included, until freed
   std::vector<Listener *> retired_;  // retired, still serving clients; owned by listeners_
-  Connection::List closing_;  // flushing before close; front = earliest deadline
-  std::unique_ptr<Timer> closing_timer_;
   std::unique_ptr<Timer> stop_deadline_timer_;
-  Stats stats_;
   std::atomic<State> state_{State::running};
   std::atomic<bool> stop_requested_{false};
   uint64_t next_connection_id_ = 1;
