@@ -14,11 +14,11 @@
 namespace gw {
 namespace {
 
-// Sets *issue (when there is one) and returns err::bad_address, so every
+// Sets *issue (when there is one) and returns err::EADDRESS, so every
 // refusal is one line: `return refuse(issue, AddressError::..., part);`.
 int refuse(AddressIssue *issue, AddressError error, std::string_view part) noexcept {
   if (issue) *issue = AddressIssue{error, part};
-  return err::bad_address;
+  return err::EADDRESS;
 }
 
 bool all_digits(std::string_view text) noexcept {

@@ -24,10 +24,10 @@ void EchoHandler::on_message(Connection &conn, const uint8_t *data, size_t lengt
 
 int parse_unix_address(std::string_view text, SocketAddress &out) noexcept {
   constexpr std::string_view prefix = "unix:";
-  if (text.substr(0, prefix.size()) != prefix) return err::bad_address;
+  if (text.substr(0, prefix.size()) != prefix) return err::EADDRESS;
   std::string_view path = text.substr(prefix.size());
   auto *un = reinterpret_cast<sockaddr_un *>(&out.storage);
-  if (path.empty() || path.front() != '/' || path.size() >= sizeof un->sun_path) return err::bad_address;
+  if (path.empty() || path.front() != '/' || path.size() >= sizeof un->sun_path) return err::EADDRESS;
   out = SocketAddress{};
   un->sun_family = AF_UNIX;
   std::memcpy(un->sun_path, path.data(), path.size());

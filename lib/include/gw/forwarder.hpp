@@ -77,7 +77,7 @@ class Forwarder final : public ConnectionHandler {
   std::vector<Connection *> waiting_;  // clients waiting for the name's first answer; not owned
 };
 
-/// Parses "unix:/ABSOLUTE/PATH" into an AF_UNIX address. Returns 0 or err::bad_address.
+/// Parses "unix:/ABSOLUTE/PATH" into an AF_UNIX address. Returns 0 or err::EADDRESS.
 int parse_unix_address(std::string_view text, SocketAddress &out) noexcept;
 
 }  // namespace gw
