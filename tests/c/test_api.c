@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -112,6 +113,49 @@ static void test_err_name_every_row(void **state)
     assert_string_equal(gw_err_name(EINVAL), "GW_EUNKNOWN");
     assert_string_equal(gw_err_name(-4095), "GW_EUNKNOWN");
     assert_string_equal(gw_err_name(-2147483647 - 1), "GW_EUNKNOWN");
+}
+
+/* The name and text functions return static strings, from any thread at
+ * once: a shared formatting buffer would show as a name of another code. */
+static pthread_barrier_t names_start;
+
+typedef struct names_worker {
+    pthread_t thread;
+    int code;
+    const char *want;
+    int wrong;
+} names_worker;
+
+static void *names_loop(void *arg)
+{
+    names_worker *w = arg;
+    pthread_barrier_wait(&names_start); /* all at once, not one after another */
+    for (int i = 0; i < 1000000; i++) {
+        if (strcmp(gw_err_name(w->code), w->want) != 0)
+            w->wrong++;
+        (void)gw_strerror(w->code);
+    }
+    return NULL;
+}
+
+static void test_err_name_threads(void **state)
+{
+    (void)state;
+    names_worker w[] = {
+        { .code = GW_ESTATE, .want = "GW_ESTATE" },
+        { .code = -EPIPE, .want = "EPIPE" },
+        { .code = -ECONNREFUSED, .want = "ECONNREFUSED" },
+        { .code = -3999, .want = "GW_EUNKNOWN" },
+    };
+    size_t n = sizeof w / sizeof w[0];
+    assert_int_equal(pthread_barrier_init(&names_start, NULL, (unsigned)n), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(pthread_create(&w[i].thread, NULL, names_loop, &w[i]), 0);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(pthread_join(w[i].thread, NULL), 0);
+        assert_int_equal(w[i].wrong, 0);
+    }
+    pthread_barrier_destroy(&names_start);
 }
 
 static void test_close_reason_names_every_row(void **state)
@@ -235,6 +279,7 @@ int main(void)
         cmocka_unit_test(test_close_reason_names),
         cmocka_unit_test(test_codes_keep_their_values),
         cmocka_unit_test(test_err_name_every_row),
+        cmocka_unit_test(test_err_name_threads),
         cmocka_unit_test(test_close_reason_names_every_row),
         cmocka_unit_test(test_server_defaults_and_null),
         cmocka_unit_test(test_server_option_version_mismatch),

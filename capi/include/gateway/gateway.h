@@ -76,9 +76,10 @@ GW_EXTERN const char *gw_version(void);
 
 /** The codes: GW_##NAME for every row of GW_ERRNO_MAP in <gateway/tables.h>,
  *  which lists them and says what each means (GW_EINVAL is -EINVAL, ...,
- *  GW_ENOTLISTENING is -3001, ...). Since 0.2.0 they are enumerators, not macros: their values are those of
- *  0.1.0, but `#ifdef GW_Exxx` and `#if GW_Exxx == ...` no longer see them
- *  (test GW_VERSION_HEX instead). Functions keep returning int. */
+ *  GW_ENOTLISTENING is -3001, ...). Since 0.2.0 they are constants, not
+ *  macros: their values are those of 0.1.0, but `#ifdef GW_Exxx` and
+ *  `#if GW_Exxx == ...` no longer see them (test GW_VERSION_HEX instead).
+ *  Functions keep returning int. */
 #ifdef __cplusplus
 /* In C++, constants of type int, as the macros were: enumerators would have
  * a type of their own, and `[] { if (x) return GW_EINVAL; return 0; }` or
