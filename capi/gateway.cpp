@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -20,16 +21,17 @@
 #include "gw/server.hpp"
 #include "gw/systemd.hpp"
 
-static_assert(GW_ENOTLISTENING == gw::err::not_listening, "C and C++ error codes differ");
-static_assert(GW_ENOTSTREAM == gw::err::not_stream, "C and C++ error codes differ");
-static_assert(GW_ESTATE == gw::err::bad_state, "C and C++ error codes differ");
-static_assert(GW_EWRONGTHREAD == gw::err::wrong_thread, "C and C++ error codes differ");
-static_assert(GW_ECLOSED == gw::err::closed, "C and C++ error codes differ");
-static_assert(GW_ENOTFOUND == gw::err::not_found, "C and C++ error codes differ");
-static_assert(GW_ETOOBIG == gw::err::too_big, "C and C++ error codes differ");
-static_assert(GW_EADDRESS == gw::err::bad_address, "C and C++ error codes differ");
-static_assert(static_cast<int>(gw::CloseReason::local) == GW_CLOSE_LOCAL, "close reasons differ");
-static_assert(static_cast<int>(gw::CloseReason::peer) == GW_CLOSE_PEER, "close reasons differ");
+// The core's codes and reasons are made from the same tables as the C ones;
+// these check, row by row, that both sides still take them from there.
+#define GW_CHECK_ERR_XX(name, value, text) \
+  static_assert(GW_##name == gw::err::name, "gw::err::" #name " is not GW_" #name);
+GW_ERRNO_GATEWAY_MAP(GW_CHECK_ERR_XX)
+#undef GW_CHECK_ERR_XX
+#define GW_CHECK_CLOSE_XX(NAME, name, value, text)                               \
+  static_assert(static_cast<int>(gw::CloseReason::name) == GW_CLOSE_##NAME, \
+                "gw::CloseReason::" #name " is not GW_CLOSE_" #NAME);
+GW_CLOSE_REASON_MAP(GW_CHECK_CLOSE_XX)
+#undef GW_CHECK_CLOSE_XX
 static_assert(static_cast<int>(gw::Framing::u32be) == GW_FRAMING_U32BE, "framings differ");
 
 struct gw_timer;
@@ -128,15 +130,47 @@ long raw_enum(const Enum &value) {
   return static_cast<long>(raw);
 }
 
+// The bytes of gw_listener_options that each version has: a version-1
+// caller (0.1.0) has a struct that ends before frame_timeout_ms, and reading
+// past it would read whatever follows it in the caller's memory.
+constexpr size_t listener_options_size(unsigned version) {
+  return version == 1 ? offsetof(gw_listener_options, frame_timeout_ms) : sizeof(gw_listener_options);
+}
+static_assert(GW_LISTENER_OPTIONS_VERSION == 2, "a new version needs its size in listener_options_size()");
+
+// Copies the caller's options as its version has them; the fields it does
+// not have are zero, their default. GW_EINVAL for versions 0 and > current.
+int read_listener_options(gw_listener_options &out, const gw_listener_options *in) {
+  unsigned version;
+  std::memcpy(&version, in, sizeof version);  // the first field of every version
+  if (version < 1 || version > GW_LISTENER_OPTIONS_VERSION) return GW_EINVAL;
+  std::memset(&out, 0, sizeof out);
+  std::memcpy(&out, in, listener_options_size(version));
+  return 0;
+}
+
+// Zero means "the default" for every field (gateway.h): these are the
+// defaults, the values that 0.1.0's GW_LISTENER_OPTIONS_INIT spelled out.
+constexpr int default_backlog = 128;
+constexpr unsigned default_stop_timeout_ms = 5000;
+constexpr size_t default_max_frame = 65536;
+constexpr size_t default_high_water = 64 * 1024;
+constexpr size_t default_low_water = 16 * 1024;
+constexpr size_t default_max_output = 1024 * 1024;
+
 int to_listener_config(gw::ListenerConfig &out, const gw_listener_options &options) {
-  if (options.version != GW_LISTENER_OPTIONS_VERSION) return GW_EINVAL;
   long framing = raw_enum(options.framing);
   if (framing < GW_FRAMING_RAW || framing > GW_FRAMING_U32BE) return GW_EINVAL;
-  if (options.backlog < 1 || options.max_frame == 0 || options.low_water > options.high_water) return GW_EINVAL;
+  if (options.backlog < 0) return GW_EINVAL;
+  size_t high_water = options.high_water ? options.high_water : default_high_water;
+  // An explicit high_water below the default low water keeps a zero
+  // low_water valid: the default never turns valid options into GW_EINVAL.
+  size_t low_water = options.low_water ? options.low_water : std::min(default_low_water, high_water);
+  if (low_water > high_water) return GW_EINVAL;
   if (options.allow_count && !options.allow) return GW_EINVAL;
-  out.backlog = options.backlog;
+  out.backlog = options.backlog ? options.backlog : default_backlog;
   out.framing = static_cast<gw::Framing>(options.framing);
-  out.max_frame = options.max_frame;
+  out.max_frame = options.max_frame ? options.max_frame : default_max_frame;
   out.max_clients = options.max_clients;
   out.max_clients_per_ip = options.max_clients_per_ip;
   out.idle_timeout_ms = options.idle_timeout_ms;
@@ -144,9 +178,10 @@ int to_listener_config(gw::ListenerConfig &out, const gw_listener_options &optio
   out.keepalive_idle_s = options.keepalive_idle_s;
   out.keepalive_interval_s = options.keepalive_interval_s;
   out.keepalive_count = options.keepalive_count;
-  out.high_water = options.high_water;
-  out.low_water = options.low_water;
-  out.max_output = options.max_output;
+  out.high_water = high_water;
+  out.low_water = low_water;
+  out.max_output = options.max_output ? options.max_output : default_max_output;
+  out.frame_timeout_ms = options.frame_timeout_ms;
   for (size_t i = 0; i < options.allow_count; ++i) {
     gw::Cidr cidr;
     if (!options.allow[i] || gw::parse_cidr(options.allow[i], cidr) != 0) return GW_EADDRESS;
@@ -158,9 +193,13 @@ int to_listener_config(gw::ListenerConfig &out, const gw_listener_options &optio
 // Shared by create, adopt and create_systemd: validates, then lets `open`
 // make the core listener with the wrapper as its handler.
 template <typename Open>
-int make_listener(gw_listener_t **out, gw_server_t *server, const gw_listener_options *options, Open &&open) {
-  if (!out || !server || !options) return GW_EINVAL;
+int make_listener(gw_listener_t **out, gw_server_t *server, const gw_listener_options *caller_options, Open &&open) {
+  if (!out || !server || !caller_options) return GW_EINVAL;
   if (!on_loop_thread(server)) return GW_EWRONGTHREAD;
+  // From here on, only the copy: it has every field of the current version.
+  gw_listener_options copy;
+  if (int rc = read_listener_options(copy, caller_options)) return rc;
+  const gw_listener_options *options = &copy;
   return guarded([&] {
     gw::ListenerConfig config;
     if (int rc = to_listener_config(config, *options)) return rc;
@@ -228,17 +267,14 @@ const char *gw_version(void) { return GW_PROJECT_VERSION; }
 
 const char *gw_strerror(int code) { return gw::err::describe(code); }
 
+const char *gw_err_name(int code) { return gw::err::name(code); }
+
 const char *gw_close_reason_name(gw_close_reason reason) {
-  switch (reason) {
-    case GW_CLOSE_PEER: return "peer";
-    case GW_CLOSE_RESET: return "reset";
-    case GW_CLOSE_IDLE: return "idle";
-    case GW_CLOSE_LIMIT: return "limit";
-    case GW_CLOSE_OVERSIZE: return "oversize";
-    case GW_CLOSE_STOPPING: return "stopping";
-    case GW_CLOSE_LOCAL: return "local";
-  }
-  return "unknown";
+  // Any int may arrive: compare the raw value, never load a bad enum.
+  long raw = raw_enum(reason);
+  if (raw < INT_MIN || raw > INT_MAX) return "unknown";
+  const char *name = gw::close_reason_short_name(static_cast<gw::CloseReason>(raw));
+  return name ? name : "unknown";
 }
 
 int gw_server_create(gw_server_t **out, const gw_server_options *options) {
@@ -246,14 +282,18 @@ int gw_server_create(gw_server_t **out, const gw_server_options *options) {
   *out = nullptr;
   gw_server_options defaults = GW_SERVER_OPTIONS_INIT;
   if (!options) options = &defaults;
-  if (options->version != GW_SERVER_OPTIONS_VERSION) return GW_EINVAL;
+  // Versions 1 to the current one (only 1 so far: when a version 2 adds a
+  // field, copy the caller's prefix as read_listener_options() does).
+  if (options->version < 1 || options->version > GW_SERVER_OPTIONS_VERSION) return GW_EINVAL;
+  // Zero means the default (gateway.h); 0 is no syslog level of the enum.
   long level = raw_enum(options->log_level);
+  if (level == 0) level = GW_LOG_WARNING;
   if (level < GW_LOG_ERROR || level > GW_LOG_DEBUG) return GW_EINVAL;
   return guarded([&] {
     auto server = std::make_unique<gw_server>();
     gw::ServerConfig config;
     config.max_clients = options->max_clients;
-    config.stop_timeout_ms = options->stop_timeout_ms;
+    config.stop_timeout_ms = options->stop_timeout_ms ? options->stop_timeout_ms : default_stop_timeout_ms;
     config.logger.max_level = static_cast<gw::LogLevel>(level);
     if (options->log) {
       server->log = options->log;
@@ -323,13 +363,21 @@ int gw_server_post(gw_server_t *server, void (*fn)(void *), void *user_data) {
   return guarded([&] { return server->core->loop().post([fn, user_data] { fn(user_data); }) ? 0 : GW_ESTATE; });
 }
 
-static void copy_stats(gw_stats *out, const gw::Stats &stats) {
+}  // extern "C"
+
+// Fills a gw_stats of any layout that has the 0.1.0 fields first, and
+// bytes_spliced only when the layout has it: each layout writes its own size.
+template <typename Layout>
+static void copy_stats(Layout *out, const gw::Stats &stats) {
   out->clients = stats.clients.load(std::memory_order_relaxed);
   out->accepted = stats.accepted.load(std::memory_order_relaxed);
   out->refused = stats.refused.load(std::memory_order_relaxed);
   out->bytes_in = stats.bytes_in.load(std::memory_order_relaxed);
   out->bytes_out = stats.bytes_out.load(std::memory_order_relaxed);
+  if constexpr (std::is_same_v<Layout, gw_stats>) out->bytes_spliced = stats.bytes_spliced.load(std::memory_order_relaxed);
 }
+
+extern "C" {
 
 int gw_server_stats(gw_stats *out, const gw_server_t *server) {
   if (!out || !server) return GW_EINVAL;
@@ -392,6 +440,33 @@ int gw_listener_stats(gw_stats *out, const gw_listener_t *listener) {
   copy_stats(out, listener->core->stats());
   return 0;
 }
+
+// ---- gw_stats of 0.1.0 -----------------------------------------------------
+// Programs linked against 0.1.0 have a five-field gw_stats and unversioned
+// references to gw_server_stats/gw_listener_stats. ld.so binds an unversioned
+// reference to the symbol of the first version node (index 2: GW_0 in
+// gateway.map), so those programs get these, which write five fields; what
+// is linked from now on gets gw_server_stats@@GW_0.2 (the functions above).
+// The names do not start with gw_: under their own names they stay local
+// (gateway.map); only the @GW_0 aliases are exported.
+struct gw_stats_0_1 {
+  uint64_t clients, accepted, refused, bytes_in, bytes_out;
+};
+static_assert(sizeof(gw_stats_0_1) == offsetof(gw_stats, bytes_spliced), "0.1.0's gw_stats is the prefix of today's");
+
+__attribute__((visibility("default"))) int gwcompat_server_stats_0_1(gw_stats_0_1 *out, const gw_server_t *server) {
+  if (!out || !server) return GW_EINVAL;
+  copy_stats(out, server->core->stats());
+  return 0;
+}
+__asm__(".symver gwcompat_server_stats_0_1, gw_server_stats@GW_0");
+
+__attribute__((visibility("default"))) int gwcompat_listener_stats_0_1(gw_stats_0_1 *out, const gw_listener_t *listener) {
+  if (!out || !listener) return GW_EINVAL;
+  copy_stats(out, listener->core->stats());
+  return 0;
+}
+__asm__(".symver gwcompat_listener_stats_0_1, gw_listener_stats@GW_0");
 
 int gw_conn_send(gw_conn_t *conn, const void *data, size_t len) {
   if (int rc = conn_edge(conn)) return rc;

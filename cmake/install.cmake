@@ -9,6 +9,7 @@ install(TARGETS gateway EXPORT gatewayTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT dev
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(FILES ${PROJECT_SOURCE_DIR}/capi/include/gateway/gateway.h
+  ${PROJECT_SOURCE_DIR}/capi/tables/gateway/tables.h
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/gateway COMPONENT dev)
 
 install(EXPORT gatewayTargets NAMESPACE gateway::

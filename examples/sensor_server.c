@@ -93,6 +93,7 @@ int main(int argc, char **argv)
     lo.framing = GW_FRAMING_LINE;
     lo.max_frame = 256;
     lo.idle_timeout_ms = 60000;
+    lo.frame_timeout_ms = 5000; /* a line begun must end within 5 s (since 0.2.0) */
     lo.on_message = on_message;
     lo.user_data = &s;
     if ((rc = gw_listener_create(&s.listener, s.server, &lo)) != 0) {

@@ -13,11 +13,11 @@
 namespace gw {
 namespace {
 
-// Sets *issue (when there is one) and returns err::bad_address, so every
+// Sets *issue (when there is one) and returns err::EADDRESS, so every
 // refusal is one line: `return refuse(issue, AddressError::..., part);`.
 int refuse(AddressIssue *issue, AddressError error, std::string_view part) noexcept {
   if (issue) *issue = AddressIssue{error, part};
-  return err::bad_address;
+  return err::EADDRESS;
 }
 
 bool all_digits(std::string_view text) noexcept {
@@ -390,10 +390,10 @@ int parse_backend_address(std::string_view text, BackendAddress &out, AddressIss
 
 int parse_unix_address(std::string_view text, SocketAddress &out) noexcept {
   constexpr std::string_view prefix = "unix:";
-  if (text.substr(0, prefix.size()) != prefix) return err::bad_address;
+  if (text.substr(0, prefix.size()) != prefix) return err::EADDRESS;
   std::string_view path = text.substr(prefix.size());
   auto *un = reinterpret_cast<sockaddr_un *>(&out.storage);
-  if (path.empty() || path.front() != '/' || path.size() >= sizeof un->sun_path) return err::bad_address;
+  if (path.empty() || path.front() != '/' || path.size() >= sizeof un->sun_path) return err::EADDRESS;
   out = SocketAddress{};
   un->sun_family = AF_UNIX;
   std::memcpy(un->sun_path, path.data(), path.size());

@@ -14,19 +14,6 @@
 
 namespace gw {
 
-const char *close_reason_name(CloseReason reason) noexcept {
-  switch (reason) {
-    case CloseReason::peer: return "peer closed";
-    case CloseReason::reset: return "reset";
-    case CloseReason::idle: return "idle timeout";
-    case CloseReason::limit: return "output limit";
-    case CloseReason::oversize: return "oversized frame";
-    case CloseReason::stopping: return "server stopping";
-    case CloseReason::local: return "closed locally";
-  }
-  return "unknown";
-}
-
 Connection::Connection(Listener &listener, ConnectionOwner &owner, ConnectionOwner::Position position,
                        const SocketAddress &peer, uint64_t id)
     : listener_(listener),
@@ -74,13 +61,13 @@ int Connection::send_message(const void *data, size_t length) {
   EncodedFrame frame;
   if (!encode_frame(settings.framing, data, length, frame) ||
       (settings.framing != Framing::raw && length > settings.max_frame))
-    return err::too_big;
+    return err::ETOOBIG;
   return send_parts(frame.parts, frame.count);
 }
 
 int Connection::send_parts(const iovec *parts, int count) {
   check_thread("Connection::send_parts");
-  if (state_ != State::open) return err::closed;
+  if (state_ != State::open) return err::ECLOSED;
   size_t total = 0;
   for (int i = 0; i < count; ++i) total += parts[i].iov_len;
   if (out_.size() + total > config().max_output) return -EAGAIN;
@@ -374,7 +361,7 @@ void Connection::update_interest() {
 
 int Connection::delegate_io(IoDelegate &delegate, uint32_t interest) {
   check_thread("Connection::delegate_io");
-  if (state_ != State::open || !in_.empty() || !out_.empty() || peer_eof_) return err::bad_state;
+  if (state_ != State::open || !in_.empty() || !out_.empty() || peer_eof_) return err::ESTATE;
   delegate_ = &delegate;
   set_delegated_interest(interest);
   return 0;

@@ -73,8 +73,8 @@ int numeric_address(const std::string &host, uint16_t port, SocketAddress &out) 
   addrinfo *found = nullptr;
   char service[8];
   std::snprintf(service, sizeof service, "%u", static_cast<unsigned>(port));
-  if (host.empty() || getaddrinfo(host.c_str(), service, &hints, &found) != 0) return err::bad_address;
-  int rc = err::bad_address;
+  if (host.empty() || getaddrinfo(host.c_str(), service, &hints, &found) != 0) return err::EADDRESS;
+  int rc = err::EADDRESS;
   if (found->ai_addrlen <= sizeof out.storage) {
     out = SocketAddress{};
     std::memcpy(&out.storage, found->ai_addr, found->ai_addrlen);

@@ -62,7 +62,7 @@ int Server::listen(Listener *&out, std::string_view address, const ListenerConfi
 
 int Server::listen(Listener *&out, ListenAddress where, const ListenerConfig &config, std::shared_ptr<ConnectionHandler> handler) {
   loop_->assert_in_loop_thread("Server::listen");
-  if (state_ != State::running) return err::bad_state;
+  if (state_ != State::running) return err::ESTATE;
   if (config.backlog < 1) return -EINVAL;
   const std::string shown = where.to_string();
   SocketAddress &bind_to = where.address;
@@ -102,17 +102,17 @@ int Server::listen(Listener *&out, ListenAddress where, const ListenerConfig &co
 
 int Server::adopt(Listener *&out, Fd &&fd, const ListenerConfig &config, std::shared_ptr<ConnectionHandler> handler) {
   loop_->assert_in_loop_thread("Server::adopt");
-  if (state_ != State::running) return err::bad_state;
+  if (state_ != State::running) return err::ESTATE;
   const int raw = fd.get();
   if (raw < 0 || ::fcntl(raw, F_GETFD) < 0) return -EBADF;
   int type = 0;
   socklen_t length = sizeof type;
   if (getsockopt(raw, SOL_SOCKET, SO_TYPE, &type, &length) != 0) return errno == ENOTSOCK ? -ENOTSOCK : -errno;
-  if (type != SOCK_STREAM) return err::not_stream;
+  if (type != SOCK_STREAM) return err::ENOTSTREAM;
   int listening = 0;
   length = sizeof listening;
   if (getsockopt(raw, SOL_SOCKET, SO_ACCEPTCONN, &listening, &length) != 0) return -errno;
-  if (!listening) return err::not_listening;
+  if (!listening) return err::ENOTLISTENING;
   int status_flags = ::fcntl(raw, F_GETFL);
   int fd_flags = ::fcntl(raw, F_GETFD);
   if (status_flags < 0 || fd_flags < 0) return -errno;

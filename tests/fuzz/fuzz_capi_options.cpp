@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -145,6 +146,7 @@ void build_listener(Input &in, ListenerCase &c) {
   gw_listener_options &o = c.options;
   uint8_t shape = in.u8();
   if (shape & 1) o.version = (shape & 2) ? in.u32() : GW_LISTENER_OPTIONS_VERSION + 1;
+  else if (shape & 128) o.version = 1;  // 0.1.0's version: frame_timeout_ms is not read
   if (shape & 4) set_raw_enum(o.framing, in.u32());
   else o.framing = static_cast<gw_framing>(in.u8() % 4);
   if (shape & 8) o.backlog = static_cast<int>(in.u32());
@@ -161,6 +163,7 @@ void build_listener(Input &in, ListenerCase &c) {
     o.keepalive_interval_s = in.u32();
     o.keepalive_count = in.u32();
   }
+  if (shape & 64) o.frame_timeout_ms = in.u8();  // version 2; ignored for version 1
   if (shape & 32) {
     o.on_open = on_open;
     o.on_message = on_message;
@@ -214,8 +217,12 @@ void build_listener(Input &in, ListenerCase &c) {
   int framing_int;
   std::memcpy(&framing_int, &o.framing, sizeof framing_int);
   framing = framing_int;
-  c.must_einval = o.version != GW_LISTENER_OPTIONS_VERSION || framing < GW_FRAMING_RAW || framing > GW_FRAMING_U32BE ||
-                  o.backlog < 1 || o.max_frame == 0 || o.low_water > o.high_water || (o.allow_count && !o.allow);
+  // Every version from 1 to the current one; zero is each field's default
+  // (gateway.h), which a zero low_water never lets exceed high_water.
+  size_t high_water = o.high_water ? o.high_water : 64 * 1024;
+  size_t low_water = o.low_water ? o.low_water : std::min<size_t>(16 * 1024, high_water);
+  c.must_einval = o.version < 1 || o.version > GW_LISTENER_OPTIONS_VERSION || framing < GW_FRAMING_RAW ||
+                  framing > GW_FRAMING_U32BE || o.backlog < 0 || low_water > high_water || (o.allow_count && !o.allow);
 }
 
 // What the documented validation must return, when it is certain.
@@ -284,7 +291,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   so.log_user_data = &log_lines;
   int level;
   std::memcpy(&level, &so.log_level, sizeof level);
-  bool server_valid = so.version == GW_SERVER_OPTIONS_VERSION && level >= GW_LOG_ERROR && level <= GW_LOG_DEBUG;
+  bool server_valid = so.version >= 1 && so.version <= GW_SERVER_OPTIONS_VERSION &&
+                      (level == 0 || (level >= GW_LOG_ERROR && level <= GW_LOG_DEBUG));  // 0: the default
 
   gw_server_t *server = reinterpret_cast<gw_server_t *>(&log_lines);  // must be overwritten
   int rc = (shape & 8) ? gw_server_create(&server, nullptr) : gw_server_create(&server, &so);

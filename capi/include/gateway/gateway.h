@@ -12,9 +12,18 @@
  *  - Out-parameters come first; callbacks take a function pointer and a
  *    `void *user_data` that is passed back to them unchanged, as the last
  *    argument.
- *  - Option structs carry a version field; initialise them with their _INIT
- *    macro and then change what you need, so that new fields added in later
- *    minor versions get their defaults.
+ *  - Option structs carry a version field (libgit2's convention). Initialise
+ *    them with their _INIT macro, which sets the version and leaves every
+ *    other field zero, then change what you need. Zero means "the default"
+ *    for every field (each field says what its default is). A version adds
+ *    fields at the end only; the library accepts every version from 1 to the
+ *    current one and reads only the fields that version has, so a program
+ *    built against an older header keeps working, and fields it does not
+ *    know get their defaults. Version 0, or one newer than the library,
+ *    gives GW_EINVAL.
+ *  - Structs the library fills (gw_stats) grow at their end; symbol
+ *    versioning binds each program to the functions of its header's layout
+ *    (see gw_stats).
  *  - No C++ exception ever leaves this library.
  *
  * Threading: a server and everything that belongs to it (listeners,
@@ -36,6 +45,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* GW_ERRNO_MAP and GW_CLOSE_REASON_MAP: the lists below are made from them. */
+#include <gateway/tables.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -49,7 +61,7 @@ extern "C" {
 /* ---- Version ------------------------------------------------------------ */
 
 #define GW_VERSION_MAJOR 0
-#define GW_VERSION_MINOR 1
+#define GW_VERSION_MINOR 2
 #define GW_VERSION_PATCH 0
 /** The version as one comparable number: 0xMMmmpp. */
 #define GW_VERSION_HEX ((GW_VERSION_MAJOR << 16) | (GW_VERSION_MINOR << 8) | GW_VERSION_PATCH)
@@ -61,28 +73,37 @@ GW_EXTERN const char *gw_version(void);
 /* ---- Errors ------------------------------------------------------------- */
 
 #define GW_OK 0
-#define GW_EINVAL (-EINVAL)             /**< an argument is invalid */
-#define GW_ENOMEM (-ENOMEM)             /**< out of memory */
-#define GW_EAGAIN (-EAGAIN)             /**< output queue full: wait for on_drain */
-#define GW_EADDRINUSE (-EADDRINUSE)     /**< the address is already in use */
-#define GW_EADDRNOTAVAIL (-EADDRNOTAVAIL) /**< no such local address on this host */
-#define GW_EACCES (-EACCES)             /**< permission denied (a port below 1024?) */
-#define GW_EBADF (-EBADF)               /**< not an open file descriptor */
-#define GW_ENOTSOCK (-ENOTSOCK)         /**< the fd is not a socket */
-#define GW_EMFILE (-EMFILE)             /**< the process is out of file descriptors */
-#define GW_ENOSYS (-ENOSYS)             /**< built without this feature (e.g. systemd) */
-#define GW_ENOTLISTENING (-3001)        /**< the socket is not listening */
-#define GW_ENOTSTREAM (-3002)           /**< the socket is not a SOCK_STREAM socket */
-#define GW_ESTATE (-3003)               /**< not allowed in the object's current state */
-#define GW_EWRONGTHREAD (-3004)         /**< called from a thread that is not the loop thread */
-#define GW_ECLOSED (-3005)              /**< the connection is closing or closed */
-#define GW_ENOTFOUND (-3006)            /**< no inherited socket has that name */
-#define GW_ETOOBIG (-3007)              /**< the message is larger than the framing allows */
-#define GW_EADDRESS (-3008)             /**< an address string could not be parsed */
+
+/** The codes: GW_##NAME for every row of GW_ERRNO_MAP in <gateway/tables.h>,
+ *  which lists them and says what each means (GW_EINVAL is -EINVAL, ...,
+ *  GW_ENOTLISTENING is -3001, ...). Since 0.2.0 they are constants, not
+ *  macros: their values are those of 0.1.0, but `#ifdef GW_Exxx` and
+ *  `#if GW_Exxx == ...` no longer see them (test GW_VERSION_HEX instead).
+ *  Functions keep returning int. */
+#ifdef __cplusplus
+/* In C++, constants of type int, as the macros were: enumerators would have
+ * a type of their own, and `[] { if (x) return GW_EINVAL; return 0; }` or
+ * std::min(rc, GW_EINVAL) would stop compiling. (In C, enumerators are int.) */
+#define GW_ERRNO_XX(name, value, text) static const int GW_##name = (value);
+GW_ERRNO_MAP(GW_ERRNO_XX)
+#undef GW_ERRNO_XX
+#else
+enum {
+#define GW_ERRNO_XX(name, value, text) GW_##name = (value),
+    GW_ERRNO_MAP(GW_ERRNO_XX)
+#undef GW_ERRNO_XX
+};
+#endif
 
 /** A static, human-readable text for any code returned by this API (and for
  *  any negated errno). Thread-safe. Never NULL. */
 GW_EXTERN const char *gw_strerror(int code);
+
+/** The name of a code's constant: "GW_EINVAL", "GW_ESTATE", "GW_OK" for 0.
+ *  For a negated errno that has no GW_ constant, the errno's own name
+ *  ("EPIPE", from strerrorname_np); for any other value "GW_EUNKNOWN" (which
+ *  is not a constant). Thread-safe. Never NULL: a static string. Since 0.2.0. */
+GW_EXTERN const char *gw_err_name(int code);
 
 /* ---- Logging ------------------------------------------------------------ */
 
@@ -114,15 +135,14 @@ typedef enum gw_framing {
     GW_FRAMING_U32BE = 3  /**< 4-byte big-endian length, then that many bytes */
 } gw_framing;
 
-/** Why a connection closed; passed to on_close exactly once per connection. */
+/** Why a connection closed; passed to on_close exactly once per connection.
+ *  Made from GW_CLOSE_REASON_MAP (<gateway/tables.h>, which says what each
+ *  means): GW_CLOSE_PEER = 1, GW_CLOSE_RESET, GW_CLOSE_IDLE, GW_CLOSE_LIMIT,
+ *  GW_CLOSE_OVERSIZE, GW_CLOSE_STOPPING, GW_CLOSE_LOCAL = 7. */
 typedef enum gw_close_reason {
-    GW_CLOSE_PEER = 1,     /**< the peer closed its side and all our output was sent */
-    GW_CLOSE_RESET = 2,    /**< the peer reset the connection, or a socket error occurred */
-    GW_CLOSE_IDLE = 3,     /**< nothing was received for idle_timeout_ms */
-    GW_CLOSE_LIMIT = 4,    /**< its output queue passed max_output (a broadcast it could not take) */
-    GW_CLOSE_OVERSIZE = 5, /**< it sent a frame larger than max_frame */
-    GW_CLOSE_STOPPING = 6, /**< the server is stopping */
-    GW_CLOSE_LOCAL = 7     /**< gw_conn_close() was called */
+#define GW_CLOSE_XX(NAME, name, value, text) GW_CLOSE_##NAME = (value),
+    GW_CLOSE_REASON_MAP(GW_CLOSE_XX)
+#undef GW_CLOSE_XX
 } gw_close_reason;
 
 /** A static name for a close reason ("peer", "reset", "idle", ...). Thread-safe. */
@@ -130,17 +150,29 @@ GW_EXTERN const char *gw_close_reason_name(gw_close_reason reason);
 
 /* ---- Server ------------------------------------------------------------- */
 
+/* Every field's zero means its default, so that GW_SERVER_OPTIONS_INIT (the
+ * version, all else zero) gives the defaults and a field added later is zero,
+ * its default, for callers that do not know it. Callers of 0.1.0 spelled the
+ * defaults out ({ 1, 0, 5000, GW_LOG_WARNING, NULL, NULL }): that still means
+ * the same. */
 typedef struct gw_server_options {
-    unsigned version;          /**< GW_SERVER_OPTIONS_VERSION */
+    unsigned version;          /**< GW_SERVER_OPTIONS_VERSION (1 to it are accepted) */
     unsigned max_clients;      /**< across all listeners; 0 = unlimited */
-    unsigned stop_timeout_ms;  /**< how long a graceful stop may flush output */
-    gw_log_level log_level;    /**< lines above this level are not produced */
+    /** How long a graceful stop or close may flush output; 0 = 5000 ms.
+     *  (Before 0.2.0, 0 meant no flushing: for nearly that, set 1.) */
+    unsigned stop_timeout_ms;
+    /** Lines above this level are not produced; 0 = GW_LOG_WARNING. 0 is no
+     *  level (they start at GW_LOG_ERROR = 3); 1, 2 and values above
+     *  GW_LOG_DEBUG are refused with GW_EINVAL. */
+    gw_log_level log_level;
     gw_log_fn log;             /**< NULL: log to stderr with "<N>" prefixes */
     void *log_user_data;
 } gw_server_options;
 
 #define GW_SERVER_OPTIONS_VERSION 1
-#define GW_SERVER_OPTIONS_INIT { GW_SERVER_OPTIONS_VERSION, 0, 5000, GW_LOG_WARNING, NULL, NULL }
+/* The version, every other field zero: the defaults. The zeros are spelled
+ * out so that -Wmissing-field-initializers (in -Wextra) stays quiet. */
+#define GW_SERVER_OPTIONS_INIT { GW_SERVER_OPTIONS_VERSION, 0, 0, (gw_log_level)0, NULL, NULL }
 
 /** Creates a server with its own epoll loop. `options` may be NULL for the
  *  defaults. The calling thread becomes the loop thread. Returns 0, GW_EINVAL
@@ -207,13 +239,25 @@ GW_EXTERN int gw_server_wakeup(gw_server_t *server);
  *  GW_ESTATE, gw_server_post() too). */
 GW_EXTERN int gw_server_post(gw_server_t *server, void (*fn)(void *user_data), void *user_data);
 
-/** Counters. The fields are read one by one without a common lock. */
+/** Counters. The fields are read one by one without a common lock.
+ *
+ *  The struct grows at its end only. Its size is carried by symbol
+ *  versioning rather than by a version field: a program is bound, when it is
+ *  linked, to the gw_server_stats()/gw_listener_stats() of the header it was
+ *  compiled with (gw_server_stats@@GW_0.2 fills these six fields), and one
+ *  built against 0.1.0 keeps getting the 0.1.0 functions (gw_server_stats@GW_0),
+ *  which write only the five fields its struct has. So `gw_stats st;` needs no
+ *  initialisation, as in 0.1.0; a later field comes with a new version node. */
 typedef struct gw_stats {
-    uint64_t clients;   /**< connections open now */
-    uint64_t accepted;  /**< connections accepted and served, ever */
-    uint64_t refused;   /**< connections accepted and closed at once (limits, allow list, fd shortage) */
-    uint64_t bytes_in;  /**< bytes read from clients */
-    uint64_t bytes_out; /**< bytes written to clients */
+    uint64_t clients;       /**< connections open now */
+    uint64_t accepted;      /**< connections accepted and served, ever */
+    uint64_t refused;       /**< connections accepted and closed at once (limits, allow list, fd shortage) */
+    uint64_t bytes_in;      /**< bytes read from clients */
+    uint64_t bytes_out;     /**< bytes written to clients */
+    /** Bytes forwarded inside the kernel (splice), both directions; they are
+     *  not in bytes_in/bytes_out. Only gatewayd's forwarding routes splice:
+     *  0 for listeners of this API. Since 0.2.0. */
+    uint64_t bytes_spliced;
 } gw_stats;
 
 /** Fills `out` with the server's totals. Thread-safe. */
@@ -239,17 +283,19 @@ typedef struct gw_listener_options {
      *  has no IPv6). Port 0 picks a free port (see gw_listener_port()).
      *  Ignored by gw_listener_adopt(). */
     const char *address;
-    int backlog;                 /**< listen() backlog; capped by net.core.somaxconn (logged once) */
-    gw_framing framing;
-    size_t max_frame;            /**< largest message accepted (framed modes); default 65536 */
+    int backlog;                 /**< listen() backlog, 0 = 128; capped by net.core.somaxconn (logged once); < 0: GW_EINVAL */
+    gw_framing framing;          /**< 0 = GW_FRAMING_RAW */
+    size_t max_frame;            /**< largest message accepted (framed modes); 0 = 65536 */
     unsigned max_clients;        /**< on this listener; 0 = unlimited */
     unsigned max_clients_per_ip; /**< per peer address on this listener; 0 = unlimited */
     unsigned idle_timeout_ms;    /**< close a client that sends nothing this long; 0 = never */
     int keepalive;               /**< nonzero: enable TCP keepalive */
     unsigned keepalive_idle_s, keepalive_interval_s, keepalive_count; /**< 0 = kernel default */
-    size_t high_water;           /**< stop reading a client whose queued output exceeds this */
-    size_t low_water;            /**< resume reading (and call on_drain) below this */
-    size_t max_output;           /**< gw_conn_send() beyond this returns GW_EAGAIN */
+    size_t high_water;           /**< stop reading a client whose queued output exceeds this; 0 = 64 KiB */
+    /** Resume reading (and call on_drain) below this; 0 = 16 KiB, or
+     *  high_water if that is smaller. Above high_water: GW_EINVAL. */
+    size_t low_water;
+    size_t max_output;           /**< gw_conn_send() beyond this returns GW_EAGAIN; 0 = 1 MiB */
     const char *const *allow;    /**< CIDRs ("10.0.0.0/8", "::1/128"); others are refused; NULL = all */
     size_t allow_count;
     gw_open_fn on_open;          /**< each may be NULL */
@@ -257,12 +303,24 @@ typedef struct gw_listener_options {
     gw_close_fn on_close;
     gw_drain_fn on_drain;
     void *user_data;             /**< passed to every callback of this listener */
+    /* ---- version 2 (0.2.0) ---- */
+    /** A frame that has begun must be complete within this time, or the
+     *  client is closed with GW_CLOSE_IDLE (framed modes; a trickle of bytes
+     *  does not hold a frame open forever). 0 = no deadline. */
+    unsigned frame_timeout_ms;
 } gw_listener_options;
 
-#define GW_LISTENER_OPTIONS_VERSION 1
+/* Version 1 is the struct up to user_data (0.1.0); the library reads only
+ * the fields of the version a caller gives, so binaries built against an
+ * older header keep working, and fields they do not know are zero: their
+ * defaults. Version 0 and versions above this one are refused (GW_EINVAL). */
+#define GW_LISTENER_OPTIONS_VERSION 2
+/* The version, every other field zero: the defaults (spelled out for
+ * -Wmissing-field-initializers). The 0.1.0 macro's explicit values (128,
+ * 65536, 65536, 16384, 1048576) are the same defaults. */
 #define GW_LISTENER_OPTIONS_INIT                                                              \
-    { GW_LISTENER_OPTIONS_VERSION, NULL, 128, GW_FRAMING_RAW, 65536, 0, 0, 0, 0, 0, 0, 0,      \
-      65536, 16384, 1048576, NULL, 0, NULL, NULL, NULL, NULL, NULL }
+    { GW_LISTENER_OPTIONS_VERSION, NULL, 0, GW_FRAMING_RAW, 0, 0, 0, 0, 0, 0, 0, 0,            \
+      0, 0, 0, NULL, 0, NULL, NULL, NULL, NULL, NULL, 0 }
 
 /** Creates a socket, sets SO_REUSEADDR, binds options->address and listens.
  *  The listener is owned by the server; *out stays valid until the server is

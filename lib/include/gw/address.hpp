@@ -97,12 +97,12 @@ struct ListenAddress {
 /// is one of its own IP addresses. Ports 0..65535 in decimal without leading
 /// zeros; a link-local IPv6 address needs a scope, which must name an existing
 /// interface (or its index); other addresses take none. Returns 0 or
-/// err::bad_address, with the reason in *issue when given.
+/// err::EADDRESS, with the reason in *issue when given.
 int parse_listen_address(std::string_view text, ListenAddress &out, AddressIssue *issue = nullptr) noexcept;
 
 /// Parses "HOST:PORT" with HOST an IP literal (IPv6 in brackets) and PORT
 /// 1..65535, under the same rules as listen addresses. Returns 0 or
-/// err::bad_address.
+/// err::EADDRESS.
 int parse_ip_port(std::string_view text, SocketAddress &out, AddressIssue *issue = nullptr) noexcept;
 
 /// A backend: "tcp://HOST:PORT" (HOST an IP literal, IPv6 in brackets, or a
@@ -119,10 +119,10 @@ struct BackendAddress {
   bool resolved = false;
 };
 
-/// Parses a backend address as above. Returns 0 or err::bad_address.
+/// Parses a backend address as above. Returns 0 or err::EADDRESS.
 int parse_backend_address(std::string_view text, BackendAddress &out, AddressIssue *issue = nullptr);
 
-/// Parses "unix:/ABSOLUTE/PATH" into an AF_UNIX address. Returns 0 or err::bad_address.
+/// Parses "unix:/ABSOLUTE/PATH" into an AF_UNIX address. Returns 0 or err::EADDRESS.
 int parse_unix_address(std::string_view text, SocketAddress &out) noexcept;
 
 /// An IP address as 16 bytes: IPv4 as IPv4-mapped IPv6, so one key serves both
@@ -147,7 +147,7 @@ struct Cidr {
 /// Parses "10.0.0.0/8", "::1/128", "192.0.2.7". The prefix is decimal without
 /// leading zeros (0..32 or 0..128); bits set beyond it are refused (the
 /// writer meant another network, or a host). No scopes. Returns 0 or
-/// err::bad_address.
+/// err::EADDRESS.
 int parse_cidr(std::string_view text, Cidr &out, AddressIssue *issue = nullptr) noexcept;
 
 }  // namespace gw

@@ -9,6 +9,7 @@
 
 #include "gw/address.hpp"
 #include "gw/buffer.hpp"
+#include "gw/close_reason.hpp"
 #include "gw/event_loop.hpp"
 #include "gw/fd.hpp"
 #include "gw/stats.hpp"
@@ -67,10 +68,6 @@ class IoDelegate {
   ~IoDelegate() = default;
 };
 
-/// Why a connection closed. The numbers are the C API's GW_CLOSE_*.
-enum class CloseReason { peer = 1, reset = 2, idle = 3, limit = 4, oversize = 5, stopping = 6, local = 7 };
-const char *close_reason_name(CloseReason reason) noexcept;
-
 /// One client. Owns its connected socket (from accept4) and its input and
 /// output buffers, which hold memory only while bytes are pending. Created and
 /// owned by its Listener (open and closing alike; see ConnectionOwner), and
@@ -89,11 +86,11 @@ class Connection final : IoHandler {
   static int create(std::unique_ptr<Connection> &out, Listener &listener, ConnectionOwner &owner,
                     ConnectionOwner::Position position, Fd &&fd, const SocketAddress &peer, uint64_t id);
 
-  /// Queues bytes as they are. Returns 0, err::closed or -EAGAIN (the queue
+  /// Queues bytes as they are. Returns 0, err::ECLOSED or -EAGAIN (the queue
   /// would pass max_output; nothing was queued).
   int send(const void *data, size_t length);
   /// Queues one message in the listener's framing (prefix or '\n' added).
-  /// Returns as send(), or err::too_big.
+  /// Returns as send(), or err::ETOOBIG.
   int send_message(const void *data, size_t length);
   /// Queues several pieces as one unit: all or nothing.
   int send_parts(const iovec *parts, int count);
@@ -112,7 +109,7 @@ class Connection final : IoHandler {
   /// other half of a proxied half-close.
   void half_close();
   /// Hands socket I/O to `delegate` (see IoDelegate); only while nothing is
-  /// buffered in this connection. Returns 0 or err::bad_state.
+  /// buffered in this connection. Returns 0 or err::ESTATE.
   int delegate_io(IoDelegate &delegate, uint32_t interest);
   /// The epoll interest while delegated (EPOLLIN/EPOLLOUT).
   void set_delegated_interest(uint32_t interest);

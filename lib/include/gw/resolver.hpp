@@ -31,7 +31,7 @@ using LookupFunction = std::function<Resolution(const std::string &host, uint16_
 Resolution system_lookup(const std::string &host, uint16_t port);
 
 /// If `host` is an IPv4 or IPv6 literal (no brackets; "fe80::1%eth0" allowed),
-/// sets `out` and returns 0; otherwise returns err::bad_address. Never does a
+/// sets `out` and returns 0; otherwise returns err::EADDRESS. Never does a
 /// lookup, so it is safe on the loop thread.
 int numeric_address(const std::string &host, uint16_t port, SocketAddress &out) noexcept;
 
