@@ -30,15 +30,6 @@ bool is_directory(const std::string &path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-DeviceNode node_of(const struct stat &st) {
-  DeviceNode node;
-  node.dev = st.st_dev;
-  node.ino = st.st_ino;
-  node.rdev = st.st_rdev;
-  node.ctime_ns = static_cast<int64_t>(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec;
-  return node;
-}
-
 // The next path of a symlink's chain, or "" when it cannot be read.
 std::string follow(const std::string &link) {
   char target[PATH_MAX];
@@ -147,7 +138,7 @@ int DeviceWatch::walk(WatchMap &next, DeviceNode &node, bool &ready, std::string
       continue;
     }
     ready = S_ISCHR(st.st_mode) && ::faccessat(AT_FDCWD, current.c_str(), R_OK | W_OK, AT_EACCESS) == 0;
-    node = node_of(st);
+    node = DeviceNode::of(st);
     return 0;
   }
   return 0;  // a symlink loop or an unreadable link: wait for it to change

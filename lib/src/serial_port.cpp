@@ -34,15 +34,6 @@ namespace {
 
 std::string errno_text(int negated) { return std::strerror(-negated); }
 
-DeviceNode node_of(const struct stat &st) {
-  DeviceNode node;
-  node.dev = st.st_dev;
-  node.ino = st.st_ino;
-  node.rdev = st.st_rdev;
-  node.ctime_ns = static_cast<int64_t>(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec;
-  return node;
-}
-
 // A driver without an ioctl answers ENOTTY (the tty layer's "not mine": a
 // pty has neither modem lines nor RS-485). Any other errno is a refusal.
 bool unsupported(int negated) { return negated == -ENOTTY; }
@@ -119,7 +110,7 @@ int SerialPort::take_device(const SerialSettings &settings, std::string &why) {
     why = device_ + " is not a terminal device: name a tty such as /dev/ttyS0 or /dev/ttyUSB0";
     return -ENOTTY;
   }
-  node_ = node_of(st);
+  node_ = DeviceNode::of(st);
   // Keeps other (non-root) programs from opening it while we have it; root
   // is not stopped by this, which is what the lock file is for.
   int rc = ::ioctl(fd_.get(), TIOCEXCL) < 0 ? -errno : tty::save_line(fd_.get(), saved_->line);

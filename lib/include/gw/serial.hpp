@@ -47,6 +47,7 @@
 // one thread at a time and blocks only in send_break(); a DeviceWatch belongs
 // to its EventLoop's thread.
 #pragma once
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <cstddef>
@@ -166,6 +167,15 @@ struct DeviceNode {
   uint64_t ino = 0;   // st_ino
   uint64_t rdev = 0;  // st_rdev: the device's major and minor numbers
   int64_t ctime_ns = 0;
+  /// The identity of the node `st` describes (from stat() or fstat()).
+  static DeviceNode of(const struct stat &st) noexcept {
+    DeviceNode node;
+    node.dev = st.st_dev;
+    node.ino = st.st_ino;
+    node.rdev = st.st_rdev;
+    node.ctime_ns = static_cast<int64_t>(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec;
+    return node;
+  }
   bool operator==(const DeviceNode &other) const noexcept {
     return dev == other.dev && ino == other.ino && rdev == other.rdev && ctime_ns == other.ctime_ns;
   }
