@@ -21,7 +21,8 @@ namespace gw {
 /// rounded up to whole milliseconds, plus one, so that it is never shorter
 /// than asked (a timer started at 10.9 ms for 1 ms would fire at 11.0 ms).
 /// The gap is measured from the read that brought the last bytes, which is
-/// at most the driver's latency after the last byte on the wire.
+/// at most the driver's latency after the last byte on the wire. max_hold
+/// is a limit, so it is not padded: it may end up to 1 ms early.
 ///
 /// Ownership and threading: owned by the serial backend; loop thread only.
 /// `emit` may close clients, but must not destroy the packer.
