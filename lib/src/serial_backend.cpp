@@ -27,6 +27,10 @@ constexpr size_t device_queue_limit = 64 * 1024;
 // How often a port held by another program is tried again: a lock file or
 // TIOCEXCL going away makes no inotify event.
 constexpr uint64_t busy_retry_ms = 1000;
+// How long an on-connect device stays open after its last client to take
+// the bytes still queued for it.
+constexpr uint64_t idle_drain_ms = 2000;
+constexpr uint64_t driver_drain_check_ms = 5;
 
 int fail(std::string &why, std::string text) {
   why = std::move(text);
@@ -72,7 +76,7 @@ class SerialBackend::Impl final : public IoHandler {
     uint64_t wait_deadline_ms = 0;  // DeviceMissing::wait: refused at this time
   };
   /// What the device is doing, for logging each change once.
-  enum class Phase { closed, open, missing, busy, lost };
+  enum class Phase { closed, open, missing, busy, unusable, lost };
 
   Impl(EventLoop &loop, const Logger &logger, SerialBackendConfig config, std::string label);
   ~Impl();
@@ -106,8 +110,10 @@ class SerialBackend::Impl final : public IoHandler {
   void watch_device(const DeviceNode *gone);
   void close_device() noexcept;
   void close_if_idle();
+  bool drained() const;
   void lose_device(const std::string &what);
   void enter_phase(Phase phase, const std::string &detail);
+  static Phase phase_for(int rc) noexcept;
 
   void read_device();
   void write_device();
@@ -135,6 +141,7 @@ class SerialBackend::Impl final : public IoHandler {
   Timer busy_timer_;   // retries a port held by another program
   Timer wait_timer_;   // the earliest waiting client's device_wait deadline
   Timer idle_timer_;   // closes an on-connect device after the last client, outside its callbacks
+  uint64_t drain_deadline_ms_ = 0;  // idle, waiting (bounded) for the last bytes to reach the device
 };
 
 SerialBackend::Impl::Impl(EventLoop &loop, const Logger &logger, SerialBackendConfig config, std::string label)
@@ -175,6 +182,7 @@ SerialBackend::Impl::Client *SerialBackend::Impl::writer() {
 void SerialBackend::Impl::client_opened(Connection &conn) {
   if (!admit(conn)) return;
   idle_timer_.stop();
+  drain_deadline_ms_ = 0;
   if (port_) return;
   std::string why;
   const int rc = try_device(why);
@@ -380,12 +388,26 @@ void SerialBackend::Impl::device_ready() {
   if (!to_device_.empty()) write_device();
 }
 
+// What an open's failure says about the device: gone, held by another
+// program, or there but refused (permissions, not a tty, a setting its
+// driver lacks: waiting for the node to change may still cure it).
+SerialBackend::Impl::Phase SerialBackend::Impl::phase_for(int rc) noexcept {
+  switch (rc) {
+    case -EBUSY: return Phase::busy;
+    case -ENOENT:
+    case -ENODEV:
+    case -ENXIO:
+    case -ENOTDIR: return Phase::missing;
+    default: return Phase::unusable;
+  }
+}
+
 // Logs the change once (a device still missing at the next try is not news)
 // and waits for it: a retry timer for a port held by another program (its
 // lock going away makes no inotify event), else the inotify watch.
 void SerialBackend::Impl::device_unavailable(int rc, const std::string &why) {
   const bool busy = rc == -EBUSY;
-  if (phase_ != Phase::lost || busy) enter_phase(busy ? Phase::busy : Phase::missing, why);
+  if (phase_ != Phase::lost || busy) enter_phase(phase_for(rc), why);
   if (busy) return busy_timer_.start(busy_retry_ms);
   DeviceNode node;
   const bool exists = node_at(config_.path, node);
@@ -415,10 +437,27 @@ void SerialBackend::Impl::close_device() noexcept {
 }
 
 // The last client of an on-connect device has gone: close it once the
-// bytes its clients sent have reached it.
+// bytes its clients sent have reached the line (our queue, then the
+// driver's: closing discards what the driver still holds), or after
+// idle_drain_ms if the device does not take them (a stopped flow must not
+// keep the port and its lock forever).
 void SerialBackend::Impl::close_if_idle() {
-  if (!clients_.empty() || config_.open == SerialOpen::always) return;
-  if (port_ && !to_device_.empty()) return;  // write_device() calls again once drained
+  if (!clients_.empty() || config_.open == SerialOpen::always) {
+    drain_deadline_ms_ = 0;
+    return;
+  }
+  if (port_ && !drained()) {
+    const uint64_t now = EventLoop::now_ms();
+    if (!drain_deadline_ms_) drain_deadline_ms_ = now + idle_drain_ms;
+    if (now < drain_deadline_ms_) {
+      // Our queue calls back from write_device() once empty; the driver's
+      // queue has no event, so it is looked at again shortly.
+      idle_timer_.start(to_device_.empty() ? driver_drain_check_ms : drain_deadline_ms_ - now);
+      return;
+    }
+  }
+  drain_deadline_ms_ = 0;
+  idle_timer_.stop();
   to_device_.release();
   if (port_) {
     close_device();
@@ -426,6 +465,12 @@ void SerialBackend::Impl::close_if_idle() {
   }
   if (watch_) watch_->stop();
   busy_timer_.stop();
+}
+
+// True when nothing is left to send, here or in the driver.
+bool SerialBackend::Impl::drained() const {
+  size_t pending = 0;
+  return to_device_.empty() && (port_->output_pending(pending) != 0 || pending == 0);
 }
 
 void SerialBackend::Impl::lose_device(const std::string &what) {
@@ -469,6 +514,9 @@ void SerialBackend::Impl::enter_phase(Phase phase, const std::string &detail) {
       return;
     case Phase::busy:
       logger_.log(LogLevel::warning, "%s: device busy: %s", name, detail.c_str());
+      return;
+    case Phase::unusable:
+      logger_.log(LogLevel::warning, "%s: device unusable: %s", name, detail.c_str());
       return;
     case Phase::closed:
       if (previous == Phase::open) logger_.log(LogLevel::info, "%s: device closed (no client)", name);
