@@ -174,30 +174,24 @@ void SerialBackend::Impl::enter_phase(Phase phase, const std::string &detail) {
   if (phase == phase_) return;
   const Phase previous = phase_;
   phase_ = phase;
-  const char *name = label_.c_str();
+  if (phase == Phase::closed && previous != Phase::open) return;  // it was never open: nothing changed
+  const bool back = phase == Phase::open && previous == Phase::lost;
+  const bool news = phase == Phase::closed || (phase == Phase::open && !back);
+  logger_.log(news ? LogLevel::info : LogLevel::warning, "%s: device %s (%s)%s", label_.c_str(),
+              back ? "back" : phase_name(phase), phase == Phase::closed ? "no client" : detail.c_str(),
+              phase == Phase::lost ? "; watching for its return" : "");
+}
+
+const char *SerialBackend::Impl::phase_name(Phase phase) noexcept {
   switch (phase) {
-    case Phase::open:
-      if (previous == Phase::lost)
-        logger_.log(LogLevel::warning, "%s: device back (%s)", name, detail.c_str());
-      else
-        logger_.log(LogLevel::info, "%s: device open (%s)", name, detail.c_str());
-      return;
-    case Phase::lost:
-      logger_.log(LogLevel::warning, "%s: device lost (%s); watching for its return", name, detail.c_str());
-      return;
-    case Phase::missing:
-      logger_.log(LogLevel::warning, "%s: device missing: %s", name, detail.c_str());
-      return;
-    case Phase::busy:
-      logger_.log(LogLevel::warning, "%s: device busy: %s", name, detail.c_str());
-      return;
-    case Phase::unusable:
-      logger_.log(LogLevel::warning, "%s: device unusable: %s", name, detail.c_str());
-      return;
-    case Phase::closed:
-      if (previous == Phase::open) logger_.log(LogLevel::info, "%s: device closed (no client)", name);
-      return;
+    case Phase::closed: return "closed";
+    case Phase::open: return "open";
+    case Phase::missing: return "missing";
+    case Phase::busy: return "busy";
+    case Phase::unusable: return "unusable";
+    case Phase::lost: return "lost";
   }
+  return "?";
 }
 
 // ---- device I/O --------------------------------------------------------------

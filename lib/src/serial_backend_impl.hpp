@@ -83,6 +83,7 @@ class SerialBackend::Impl final : public IoHandler {
   void lose_device(const std::string &what);
   void enter_phase(Phase phase, const std::string &detail);
   static Phase phase_for(int rc) noexcept;
+  static const char *phase_name(Phase phase) noexcept;
 
   void read_device();
   void write_device();
