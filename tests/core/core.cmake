@@ -12,3 +12,12 @@ add_executable(test_core_serial_port ${CMAKE_CURRENT_LIST_DIR}/test_serial_port.
 target_link_libraries(test_core_serial_port PRIVATE gw_core PkgConfig::CMOCKA Threads::Threads)
 add_test(NAME core_serial_port COMMAND test_core_serial_port)
 set_tests_properties(core_serial_port PROPERTIES TIMEOUT 60 LABELS "core")
+
+# The serial backend (issue 9): clients, policies, packing and hot-plug over ptys.
+foreach(suite serial_backend serial_packer)
+  add_executable(test_core_${suite} ${CMAKE_CURRENT_LIST_DIR}/test_${suite}.cpp)
+  target_include_directories(test_core_${suite} PRIVATE ${PROJECT_SOURCE_DIR}/lib/src)
+  target_link_libraries(test_core_${suite} PRIVATE gw_core PkgConfig::CMOCKA Threads::Threads)
+  add_test(NAME core_${suite} COMMAND test_core_${suite})
+  set_tests_properties(core_${suite} PROPERTIES TIMEOUT 60 LABELS "core")
+endforeach()
