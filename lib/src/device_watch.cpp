@@ -44,7 +44,7 @@ std::string follow(const std::string &link) {
 bool device_node_at(const std::string &path, DeviceNode &out) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) return false;
-  out = node_of(st);
+  out = DeviceNode::of(st);
   return true;
 }
 
