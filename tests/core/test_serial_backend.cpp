@@ -844,11 +844,40 @@ void stuck_device_closed_after_a_bounded_drain(void **) {
   assert_true(f.counters().bytes_to_device.load() < data.size());
 }
 
+// validate() names the bad value and its fix; create() refuses it.
+void invalid_configurations_are_named(void **) {
+  struct Case {
+    void (*edit)(gw::SerialBackendConfig &);
+    const char *reason;
+  };
+  const Case cases[] = {
+      {[](gw::SerialBackendConfig &c) { c.path = "ttyUSB0"; }, "is not absolute"},
+      {[](gw::SerialBackendConfig &c) { c.packing.delimiter = "abc"; }, "delimiter has 3 bytes"},
+      {[](gw::SerialBackendConfig &c) { c.on_missing = gw::DeviceMissing::wait, c.device_wait_ms = 0; }, "device_wait is 0"},
+      {[](gw::SerialBackendConfig &c) { c.settings.baud = 10; }, "baud"},
+  };
+  std::unique_ptr<gw::EventLoop> loop;
+  assert_int_equal(gw::EventLoop::create(loop), 0);
+  for (const Case &test : cases) {
+    gw::SerialBackendConfig config = config_for("/dev/ttyUSB0");
+    test.edit(config);
+    std::string why;
+    assert_int_equal(config.validate(why), -EINVAL);
+    if (!contains(why, test.reason)) fail_msg("\"%s\" does not say \"%s\"", why.c_str(), test.reason);
+    std::unique_ptr<gw::SerialBackend> backend;
+    assert_int_equal(gw::SerialBackend::create(backend, *loop, gw::Logger{}, config, "serial:x", why), -EINVAL);
+    assert_null(backend.get());
+  }
+  std::string why;
+  assert_int_equal(config_for("/dev/ttyUSB0").validate(why), 0);
+}
+
 }  // namespace
 
 int main() {
   signal(SIGPIPE, SIG_IGN);
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(invalid_configurations_are_named),
       cmocka_unit_test(raw_round_trip_both_ways),
       cmocka_unit_test(line_round_trip_both_ways),
       cmocka_unit_test(u16be_payload_reaches_the_device_without_its_prefix),
