@@ -320,6 +320,14 @@ void line_round_trip_both_ways(void **) {
   assert_true(f.stays_quiet(client, 50));
   write_all(pty.master.get(), "c\nxyz\n");
   assert_string_equal(f.read_exactly(client, 8).c_str(), "abc\nxyz\n");
+  // A last line ended by EOF instead of '\n' reaches the device as it came.
+  write_all(client, "last");
+  shutdown(client, SHUT_WR);
+  assert_string_equal(f.read_exactly(pty.master.get(), 4).c_str(), "last");
+  assert_true(f.read_to_eof(client).empty());  // and the client's EOF ends its session
+  assert_true(f.until([&] { return !f.backend->device_open(); }));
+  char byte;
+  assert_int_equal(read(pty.master.get(), &byte, 1), -1);  // no '\n' was added
 }
 
 void u16be_payload_reaches_the_device_without_its_prefix(void **) {
@@ -330,6 +338,21 @@ void u16be_payload_reaches_the_device_without_its_prefix(void **) {
   assert_string_equal(f.read_exactly(pty.master.get(), 5).c_str(), "xyzok");
   write_all(pty.master.get(), "Q");
   assert_true(f.read_exactly(client, 3) == std::string("\0\1Q", 3));
+}
+
+// A packet longer than a framed route's max_frame goes out as several
+// messages, none over the limit.
+void long_packets_split_at_max_frame(void **) {
+  Pty pty = open_pty();
+  auto config = config_for(pty.slave);
+  config.packing.delimiter = "\n";
+  config.packing.keep_delimiter = false;
+  gw::ListenerConfig limits = framed(gw::Framing::u16be);
+  limits.max_frame = 4;
+  Fixture f(config, limits);
+  int client = f.connect_served();
+  write_all(pty.master.get(), "abcdefghij\n");
+  assert_true(f.read_exactly(client, 16) == std::string("\0\4abcd\0\4efgh\0\2ij", 16));
 }
 
 // ---------------------------------------------------------------------------
@@ -881,6 +904,7 @@ int main() {
       cmocka_unit_test(raw_round_trip_both_ways),
       cmocka_unit_test(line_round_trip_both_ways),
       cmocka_unit_test(u16be_payload_reaches_the_device_without_its_prefix),
+      cmocka_unit_test(long_packets_split_at_max_frame),
       cmocka_unit_test(exclusive_refuses_the_second_client),
       cmocka_unit_test(kick_old_hands_the_port_to_the_newcomer),
       cmocka_unit_test(shared_fans_out_and_keeps_frames_whole),
