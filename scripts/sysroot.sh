@@ -29,7 +29,7 @@ cache=${GW_CACHE_DIR:-$root/.cache}
 dir=$cache/sysroot/$arch
 suite=bookworm
 pkgs=libc6-dev,libstdc++-12-dev,libsystemd-dev,libcmocka-dev,libtomlplusplus-dev
-stamp="$suite $pkgs v2"
+stamp="$suite $pkgs v3"
 
 # Register qemu-user-static for the target with binfmt_misc (best effort).
 ensure_binfmt() {
@@ -83,6 +83,13 @@ find "$dir.tmp" -type l -lname '/*' | while read -r l; do
   t=$(readlink "$l")
   ln -sfn "$(realpath -m --relative-to="$(dirname "$l")" "$dir.tmp$t")" "$l"
 done
+
+# qemu-user's -L looks up every path in the sysroot first. The extracted /dev
+# holds a ptmx node whose devpts sibling is an empty directory, so a target
+# program's posix_openpt() would fail there (and /dev/pts/N would not be
+# found): a sysroot needs no device nodes, and without them qemu uses the
+# host's /dev.
+rm -rf "$dir.tmp/dev"
 
 echo "$stamp" > "$dir.tmp/.gw-sysroot"
 mv "$dir.tmp" "$dir"
