@@ -187,7 +187,9 @@ void SerialBackend::Impl::client_opened(Connection &conn) {
   }
   // Held: its input waits in its socket until the device is there.
   conn.pause_reading();
-  find(conn)->wait_deadline_ms = EventLoop::now_ms() + config_.device_wait_ms;
+  // One more millisecond: the loop's clock counts whole ones, and the wait
+  // must never be shorter than device_wait.
+  find(conn)->wait_deadline_ms = EventLoop::now_ms() + config_.device_wait_ms + 1;
   arm_wait_timer();
 }
 

@@ -26,7 +26,9 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
+#include <algorithm>
 
 extern "C" {
 #include <setjmp.h>
@@ -100,6 +102,8 @@ struct Logs {
 
 bool contains(const std::string &text, const std::string &part) { return text.find(part) != std::string::npos; }
 
+int connect_from(int port, const char *source);
+
 // A server with one listener whose handler is the backend under test.
 struct Fixture {
   Logs logs;
@@ -137,17 +141,12 @@ struct Fixture {
   }
 
   // A client socket, connected and accepted (the backend saw on_open).
-  int connect() {
-    const size_t before = listener->client_count();
-    int fd = gwc::connect_to(listener->port());
+  int connect(const char *source = nullptr) {
+    const uint64_t before = listener->stats().accepted.load();
+    int fd = source ? connect_from(listener->port(), source) : gwc::connect_to(listener->port());
     set_nonblocking(fd);
-    assert_true(until([&] { return listener->client_count() > before || accepted_and_closed(fd); }));
+    assert_true(until([&] { return listener->stats().accepted.load() > before; }));
     return fd;
-  }
-  // A client refused at once may be gone from the listener before we look.
-  bool accepted_and_closed(int fd) {
-    char byte;
-    return recv(fd, &byte, 1, MSG_PEEK) >= 0;
   }
 
   // Reads from `fd` (non-blocking) until `length` bytes came, driving the
@@ -212,6 +211,37 @@ void write_all(int fd, const std::string &data) {
     if (n < 0 && errno != EAGAIN) fail_msg("write: %s", std::strerror(errno));
     if (ms_since(start) > 5000) fail_msg("write timed out");
   }
+}
+
+// A client connected from `source` (any 127.x address reaches loopback).
+int connect_from(int port, const char *source) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  assert_int_equal(inet_pton(AF_INET, source, &address.sin_addr), 1);
+  assert_int_equal(bind(fd, reinterpret_cast<sockaddr *>(&address), sizeof address), 0);
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  assert_int_equal(inet_pton(AF_INET, "127.0.0.1", &address.sin_addr), 1);
+  assert_int_equal(::connect(fd, reinterpret_cast<sockaddr *>(&address), sizeof address), 0);
+  set_nonblocking(fd);
+  return fd;
+}
+
+std::string pattern(size_t length, uint32_t seed = 2463534242u) {
+  std::string data(length, '\0');
+  uint32_t x = seed;  // xorshift: no short period a bug could hide in
+  for (auto &byte : data) {
+    x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+    byte = static_cast<char>(x);
+  }
+  return data;
+}
+
+double cpu_seconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+         static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
 }
 
 gw::SerialBackendConfig config_for(const std::string &path) {
@@ -298,6 +328,299 @@ void exclusive_refuses_the_second_client(void **) {
   close(second);
 }
 
+void kick_old_hands_the_port_to_the_newcomer(void **) {
+  Pty pty = open_pty();
+  auto config = config_for(pty.slave);
+  config.clients = gw::SerialClients::kick_old;
+  Fixture f(config);
+  int old_client = f.connect();
+  assert_true(f.until([&] { return f.backend->device_open(); }));
+  int newcomer = f.connect();
+  const std::string said = f.read_to_eof(old_client);
+  assert_true(contains(said, "serial:" + pty.slave + " was taken over by a new client from 127.0.0.1:"));
+  assert_int_equal(std::count(said.begin(), said.end(), '\n'), 1);
+  assert_int_equal(f.counters().kicked.load(), 1);
+  // The newcomer has the port, both ways; the device stayed open.
+  write_all(newcomer, "mine");
+  assert_string_equal(f.read_exactly(pty.master.get(), 4).c_str(), "mine");
+  write_all(pty.master.get(), "yes");
+  assert_string_equal(f.read_exactly(newcomer, 3).c_str(), "yes");
+  assert_int_equal(f.counters().opens.load(), 1);
+  close(old_client);
+  close(newcomer);
+}
+
+void shared_fans_out_and_keeps_frames_whole(void **) {
+  Pty pty = open_pty();
+  auto config = config_for(pty.slave);
+  config.clients = gw::SerialClients::shared;
+  Fixture f(config, framed(gw::Framing::line));
+  int a = f.connect();
+  int b = f.connect();
+  assert_true(f.until([&] { return f.backend->device_open() && f.listener->client_count() == 2; }));
+  write_all(pty.master.get(), "to all");
+  assert_string_equal(f.read_exactly(a, 7).c_str(), "to all\n");
+  assert_string_equal(f.read_exactly(b, 7).c_str(), "to all\n");
+  // Both send many long lines while the far end does not read: the device
+  // queue fills and writes to the device are partial, yet every line
+  // arrives whole, and each client's lines in order.
+  const size_t lines = 200, width = 999;
+  std::string from_a, from_b;
+  for (size_t i = 0; i < lines; ++i) {
+    from_a += std::string(width, 'a') + "\n";
+    from_b += std::string(width, 'b') + "\n";
+  }
+  size_t sent_a = 0, sent_b = 0;
+  std::string at_device;
+  const auto start = Clock::now();
+  while (at_device.size() < from_a.size() + from_b.size()) {
+    if (ms_since(start) > 10000) fail_msg("%zu bytes reached the device", at_device.size());
+    for (auto [fd, text, sent] : {std::tuple<int, std::string *, size_t *>{a, &from_a, &sent_a}, {b, &from_b, &sent_b}}) {
+      ssize_t n = *sent < text->size() ? write(fd, text->data() + *sent, std::min<size_t>(3000, text->size() - *sent)) : 0;
+      if (n > 0) *sent += static_cast<size_t>(n);
+    }
+    f.server->loop().dispatch(1);
+    if (sent_a + sent_b < from_a.size() + from_b.size() && ms_since(start) < 200) continue;  // let the queue fill first
+    char buffer[8192];
+    ssize_t n = read(pty.master.get(), buffer, sizeof buffer);
+    if (n > 0) at_device.append(buffer, static_cast<size_t>(n));
+  }
+  size_t count_a = 0, count_b = 0;
+  for (size_t at = 0; at < at_device.size(); at += width + 1) {
+    const char kind = at_device[at];
+    if (at_device.compare(at, width + 1, std::string(width, kind) + "\n") != 0) fail_msg("line at %zu is not whole", at);
+    count_a += kind == 'a';
+    count_b += kind == 'b';
+  }
+  assert_int_equal(count_a, lines);
+  assert_int_equal(count_b, lines);
+  close(a);
+  close(b);
+}
+
+void readonly_clients_see_output_but_cannot_write(void **) {
+  Pty pty = open_pty();
+  auto config = config_for(pty.slave);
+  gw::Cidr viewer;
+  assert_int_equal(gw::parse_cidr("127.0.0.2/32", viewer), 0);
+  config.readonly_clients.push_back(viewer);
+  Fixture f(config);
+  int writer = f.connect();
+  int dashboard = f.connect("127.0.0.2");  // admitted next to the exclusive writer
+  assert_true(f.until([&] { return f.backend->device_open() && f.listener->client_count() == 2; }));
+  write_all(dashboard, "ignored");
+  write_all(writer, "cmd");
+  assert_string_equal(f.read_exactly(pty.master.get(), 3).c_str(), "cmd");
+  assert_true(f.until([&] { return f.counters().discarded_readonly.load() == 7; }));
+  char byte;
+  assert_int_equal(read(pty.master.get(), &byte, 1), -1);  // nothing else reached the device
+  write_all(pty.master.get(), "reading");
+  assert_string_equal(f.read_exactly(writer, 7).c_str(), "reading");
+  assert_string_equal(f.read_exactly(dashboard, 7).c_str(), "reading");
+  close(writer);
+  close(dashboard);
+}
+
+// A client that stops reading in shared mode is dropped; the other client
+// receives every byte and the far end's writes are never held up for long.
+void shared_drops_a_stalled_client(void **) {
+  Pty pty = open_pty();
+  auto config = config_for(pty.slave);
+  config.clients = gw::SerialClients::shared;
+  gw::ListenerConfig limits;
+  limits.max_output = 256 * 1024;
+  Fixture f(config, limits);
+  int reader = f.connect();
+  int stalled = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int small = 4096;
+  assert_int_equal(setsockopt(stalled, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<uint16_t>(f.listener->port()));
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_int_equal(::connect(stalled, reinterpret_cast<sockaddr *>(&to), sizeof to), 0);
+  assert_true(f.until([&] { return f.backend->device_open() && f.listener->client_count() == 2; }));
+  const std::string data = pattern(8 << 20);
+  std::string received;
+  size_t written = 0;
+  long long longest_stall_ms = 0;
+  auto last_progress = Clock::now();
+  const auto start = Clock::now();
+  while (received.size() < data.size()) {
+    if (ms_since(start) > 20000) fail_msg("%zu of %zu bytes after 20 s", received.size(), data.size());
+    if (written < data.size()) {
+      ssize_t n = write(pty.master.get(), data.data() + written, std::min<size_t>(65536, data.size() - written));
+      if (n > 0) {
+        written += static_cast<size_t>(n);
+        longest_stall_ms = std::max(longest_stall_ms, ms_since(last_progress));
+        last_progress = Clock::now();
+      }
+    }
+    f.server->loop().dispatch(0);
+    char buffer[65536];
+    ssize_t n = read(reader, buffer, sizeof buffer);
+    if (n > 0) received.append(buffer, static_cast<size_t>(n));
+    if (n == 0) fail_msg("the reading client was closed after %zu bytes", received.size());
+  }
+  assert_true(received == data);
+  assert_int_equal(f.counters().dropped_slow.load(), 1);
+  assert_int_equal(f.logs.count("does not read the device's output fast enough"), 1);
+  if (longest_stall_ms > 2000) fail_msg("the far end could not write for %lld ms", longest_stall_ms);
+  assert_int_equal(f.listener->client_count(), 1);
+  close(reader);
+  close(stalled);
+}
+
+// The exclusive writer is not dropped when it reads slowly: the device is
+// not read meanwhile (the pty's buffer holds the far end back), and every
+// byte arrives once it reads again.
+void exclusive_writer_is_backpressured_not_dropped(void **) {
+  Pty pty = open_pty();
+  Fixture f(config_for(pty.slave));
+  int client = f.connect();
+  assert_true(f.until([&] { return f.backend->device_open(); }));
+  const std::string data = pattern(4 << 20, 7);
+  size_t written = 0;
+  // Write until the far end is held back, without the client reading.
+  auto last_progress = Clock::now();
+  while (written < data.size() && ms_since(last_progress) < 300) {
+    ssize_t n = write(pty.master.get(), data.data() + written, std::min<size_t>(65536, data.size() - written));
+    if (n > 0) {
+      written += static_cast<size_t>(n);
+      last_progress = Clock::now();
+    }
+    f.server->loop().dispatch(1);
+  }
+  assert_true(written < data.size());  // held back: the backend stopped reading
+  std::string received;
+  const auto start = Clock::now();
+  while (received.size() < data.size()) {
+    if (ms_since(start) > 20000) fail_msg("%zu of %zu bytes", received.size(), data.size());
+    if (written < data.size()) {
+      ssize_t n = write(pty.master.get(), data.data() + written, std::min<size_t>(65536, data.size() - written));
+      if (n > 0) written += static_cast<size_t>(n);
+    }
+    f.server->loop().dispatch(0);
+    char buffer[65536];
+    ssize_t n = read(client, buffer, sizeof buffer);
+    if (n > 0) received.append(buffer, static_cast<size_t>(n));
+    if (n == 0) fail_msg("closed after %zu bytes", received.size());
+  }
+  assert_true(received == data);
+  assert_int_equal(f.counters().dropped_slow.load(), 0);
+  close(client);
+}
+
+// Client -> device: a far end that does not read holds the client back
+// (its reading is paused; its socket fills), and nothing is lost.
+void client_is_backpressured_by_a_full_device(void **) {
+  Pty pty = open_pty();
+  Fixture f(config_for(pty.slave));
+  int client = f.connect();
+  assert_true(f.until([&] { return f.backend->device_open(); }));
+  const std::string data = pattern(16 << 20, 11);
+  size_t written = 0;
+  auto last_progress = Clock::now();
+  while (written < data.size() && ms_since(last_progress) < 300) {
+    ssize_t n = write(client, data.data() + written, std::min<size_t>(65536, data.size() - written));
+    if (n > 0) {
+      written += static_cast<size_t>(n);
+      last_progress = Clock::now();
+    }
+    f.server->loop().dispatch(1);
+  }
+  assert_true(written < data.size());
+  std::string at_device;
+  const auto start = Clock::now();
+  while (at_device.size() < data.size()) {
+    if (ms_since(start) > 30000) fail_msg("%zu of %zu bytes", at_device.size(), data.size());
+    if (written < data.size()) {
+      ssize_t n = write(client, data.data() + written, std::min<size_t>(65536, data.size() - written));
+      if (n > 0) written += static_cast<size_t>(n);
+    }
+    f.server->loop().dispatch(0);
+    char buffer[65536];
+    ssize_t n = read(pty.master.get(), buffer, sizeof buffer);
+    if (n > 0) at_device.append(buffer, static_cast<size_t>(n));
+  }
+  assert_true(at_device == data);
+  assert_int_equal(f.counters().bytes_to_device.load(), data.size());
+  close(client);
+}
+
+// tcgetattr on a pty's master reads the slave's termios (the kernel's
+// tty_mode_ioctl uses the linked tty): the settings the backend applied.
+void line_settings_read_back_on_the_device(void **) {
+  Pty pty = open_pty();
+  auto config = config_for(pty.slave);
+  config.settings.baud = 57600;
+  config.settings.stop_bits = 2;
+  config.settings.flow_control = gw::FlowControl::rtscts;
+  Fixture f(config);
+  int client = f.connect();
+  assert_true(f.until([&] { return f.backend->device_open(); }));
+  termios t{};
+  assert_int_equal(tcgetattr(pty.master.get(), &t), 0);
+  assert_int_equal(cfgetospeed(&t), B57600);
+  assert_true(t.c_cflag & CSTOPB);
+  assert_true(t.c_cflag & CRTSCTS);
+  assert_false(t.c_lflag & (ICANON | ECHO | ISIG));  // raw
+  assert_false(t.c_oflag & OPOST);
+  close(client);
+}
+
+void always_keeps_the_device_open_and_counts_unheard_output(void **) {
+  Pty pty = open_pty();
+  auto config = config_for(pty.slave);
+  config.open = gw::SerialOpen::always;
+  Fixture f(config);
+  assert_true(f.backend->device_open());  // at create, before any client
+  write_all(pty.master.get(), "nobody hears this");
+  assert_true(f.until([&] { return f.counters().discarded_no_client.load() == 17; }));
+  int client = f.connect();
+  write_all(pty.master.get(), "you do");
+  assert_string_equal(f.read_exactly(client, 6).c_str(), "you do");
+  close(client);
+  assert_true(f.until([&] { return f.listener->client_count() == 0; }));
+  f.server->loop().dispatch(10);
+  assert_true(f.backend->device_open());  // kept after the last client
+  assert_int_equal(f.counters().opens.load(), 1);
+}
+
+// Packing as the client sees it: on a framed route each packet is a message.
+void idle_gap_packs_device_bytes_into_one_message(void **) {
+  Pty pty = open_pty();
+  auto config = config_for(pty.slave);
+  config.packing.idle_gap_us = 150000;  // long enough that scheduling cannot split it
+  Fixture f(config, framed(gw::Framing::u16be));
+  int client = f.connect();
+  assert_true(f.until([&] { return f.backend->device_open(); }));
+  write_all(pty.master.get(), "ab");
+  assert_true(f.until([&] { return f.counters().bytes_from_device.load() == 2; }));
+  write_all(pty.master.get(), "cd");
+  const auto last = Clock::now();
+  assert_true(f.read_exactly(client, 6) == std::string("\0\4abcd", 6));
+  const long long quiet = ms_since(last);
+  if (quiet < 150) fail_msg("sent %lld ms after the last byte; the gap is 150 ms", quiet);
+  close(client);
+}
+
+void char_gap_follows_the_baud_rate(void **) {
+  Pty pty = open_pty();
+  auto config = config_for(pty.slave);
+  config.settings.baud = 300;               // one 8N1 character: 33.3 ms
+  config.packing.idle_gap_tenth_chars = 35;  // 3.5 characters: 116.7 ms
+  Fixture f(config, framed(gw::Framing::u16be));
+  int client = f.connect();
+  assert_true(f.until([&] { return f.backend->device_open(); }));
+  write_all(pty.master.get(), "x");
+  const auto last = Clock::now();
+  assert_true(f.read_exactly(client, 3) == std::string("\0\1x", 3));
+  const long long quiet = ms_since(last);
+  if (quiet < 116) fail_msg("sent after %lld ms; 3.5 characters at 300 baud are 116.7 ms", quiet);
+  close(client);
+}
+
 // ---------------------------------------------------------------------------
 // Missing device, unplug
 
@@ -332,6 +655,167 @@ void unplug_closes_the_clients_with_a_reason(void **) {
   close(client);
 }
 
+// A lock file naming a live process (a forked child that waits): the PID is
+// in the client's line and in the log.
+struct LockHolder {
+  pid_t child = -1;
+  std::string file;
+  LockHolder(const TempDir &locks, const std::string &device) {
+    child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+      pause();
+      _exit(0);
+    }
+    file = locks / ("LCK.." + device.substr(device.rfind('/') + 1));
+    char text[32];
+    std::snprintf(text, sizeof text, "%10d\n", static_cast<int>(child));
+    std::ofstream(file) << text;
+  }
+  void end() {
+    if (child < 0) return;
+    kill(child, SIGKILL);
+    int status = 0;
+    waitpid(child, &status, 0);
+    child = -1;
+  }
+  ~LockHolder() { end(); }
+};
+
+void locked_port_refused_naming_the_holder(void **) {
+  Pty pty = open_pty();
+  Fixture f(config_for(pty.slave));
+  LockHolder holder(f.locks, pty.slave);
+  int client = f.connect();
+  const std::string said = f.read_to_eof(client);
+  const std::string pid = "PID " + std::to_string(holder.child);
+  if (!contains(said, "serial:" + pty.slave + " is busy: ") || !contains(said, pid)) fail_msg("said \"%s\"", said.c_str());
+  assert_int_equal(std::count(said.begin(), said.end(), '\n'), 1);
+  assert_int_equal(f.logs.count("device busy: "), 1);
+  assert_true(f.logs.count(pid) >= 1);
+  assert_int_equal(f.counters().refused_busy.load(), 1);
+  close(client);
+}
+
+// With on_device_missing = wait, a held port is tried again (a lock going
+// away makes no inotify event) and the waiting client is served.
+void waiting_client_served_once_the_lock_is_released(void **) {
+  Pty pty = open_pty();
+  auto config = config_for(pty.slave);
+  config.on_missing = gw::DeviceMissing::wait;
+  Fixture f(config);
+  LockHolder holder(f.locks, pty.slave);
+  int client = f.connect();
+  write_all(client, "queued");  // waits in the client's socket
+  assert_true(f.stays_quiet(client, 100));
+  assert_false(f.backend->device_open());
+  holder.end();  // the holder dies: its lock is stale now
+  assert_true(f.until([&] { return f.backend->device_open(); }));
+  assert_string_equal(f.read_exactly(pty.master.get(), 6).c_str(), "queued");
+  assert_int_equal(f.logs.count("device busy: "), 1);
+  assert_int_equal(f.logs.count("device open ("), 1);
+  close(client);
+}
+
+// The device appears after the client came: a by-id style symlink is
+// created pointing at a pty; the waiting client is then served both ways.
+void waiting_client_served_when_the_device_appears(void **) {
+  TempDir dir;
+  const std::string link = dir / "by-id/usb-FTDI_adapter-if00";
+  auto config = config_for(link);
+  config.on_missing = gw::DeviceMissing::wait;
+  Fixture f(config);
+  int client = f.connect();
+  write_all(client, "early");
+  assert_true(f.stays_quiet(client, 50));
+  assert_int_equal(f.logs.count("device missing"), 1);
+  Pty pty = open_pty();
+  fs::create_directory(dir / "by-id");
+  fs::create_symlink(pty.slave, link);
+  assert_true(f.until([&] { return f.backend->device_open(); }));
+  assert_string_equal(f.read_exactly(pty.master.get(), 5).c_str(), "early");
+  write_all(pty.master.get(), "hi");
+  assert_string_equal(f.read_exactly(client, 2).c_str(), "hi");
+  assert_int_equal(f.counters().refused_missing.load(), 0);
+  close(client);
+}
+
+void waiting_client_told_when_the_wait_ends(void **) {
+  TempDir dir;
+  auto config = config_for(dir / "ttyUSB7");
+  config.on_missing = gw::DeviceMissing::wait;
+  config.device_wait_ms = 200;
+  Fixture f(config);
+  const auto start = Clock::now();
+  int client = f.connect();
+  const std::string said = f.read_to_eof(client);
+  assert_true(ms_since(start) >= 200);
+  assert_string_equal(said.c_str(), ("serial:" + dir / "ttyUSB7" + " did not appear within 200 ms\n").c_str());
+  assert_int_equal(f.counters().refused_missing.load(), 1);
+  close(client);
+}
+
+// Unplug and re-plug with on_device_loss = hold: the client stays; the
+// by-id style symlink is removed and recreated to point at a NEW pty; the
+// client's data flows again. Meanwhile the process spends no CPU.
+void held_client_resumes_on_a_new_device_under_the_same_name(void **) {
+  TempDir dir;
+  const std::string link = dir / "usb-serial";
+  Pty first = open_pty();
+  Pty second = open_pty();  // opened now, so that it is another pty than the first
+  assert_true(second.slave != first.slave);
+  fs::create_symlink(first.slave, link);
+  auto config = config_for(link);
+  config.on_loss = gw::DeviceLoss::hold;
+  Fixture f(config);
+  int client = f.connect();
+  assert_true(f.until([&] { return f.backend->device_open(); }));
+  write_all(first.master.get(), "one");
+  assert_string_equal(f.read_exactly(client, 3).c_str(), "one");
+  first.master.reset();  // unplug
+  assert_true(f.until([&] { return !f.backend->device_open(); }));
+  fs::remove(link);  // udev removes the by-id link
+  // Gone: the loop waits on inotify alone.
+  const double cpu_before = cpu_seconds();
+  const auto start = Clock::now();
+  while (ms_since(start) < 500) f.server->loop().dispatch(500);
+  const double cpu = cpu_seconds() - cpu_before;
+  if (cpu > 0.02) fail_msg("%.1f ms of CPU over 500 ms with the device gone", cpu * 1000);
+  write_all(client, "while away");  // held in the client's socket
+  fs::create_symlink(second.slave, link);
+  assert_true(f.until([&] { return f.backend->device_open(); }));
+  assert_string_equal(f.read_exactly(second.master.get(), 10).c_str(), "while away");
+  write_all(second.master.get(), "two");
+  assert_string_equal(f.read_exactly(client, 3).c_str(), "two");
+  assert_int_equal(f.counters().losses.load(), 1);
+  assert_int_equal(f.counters().opens.load(), 2);
+  assert_int_equal(f.logs.count("device lost"), 1);
+  assert_int_equal(f.logs.count("device back"), 1);
+  assert_int_equal(f.listener->client_count(), 1);
+  close(client);
+}
+
+void always_waits_for_a_device_missing_at_start(void **) {
+  TempDir dir;
+  const std::string link = dir / "ttyACM0";
+  auto config = config_for(link);
+  config.open = gw::SerialOpen::always;
+  Fixture f(config);
+  assert_false(f.backend->device_open());  // not an error: watched
+  assert_int_equal(f.logs.count("device missing"), 1);
+  Pty pty = open_pty();
+  fs::create_symlink(pty.slave, link);
+  assert_true(f.until([&] { return f.backend->device_open(); }));
+  pty.master.reset();  // lost with no client: watched again, logged once
+  assert_true(f.until([&] { return !f.backend->device_open(); }));
+  assert_int_equal(f.logs.count("device lost"), 1);
+  fs::remove(link);
+  Pty again = open_pty();
+  fs::create_symlink(again.slave, link);
+  assert_true(f.until([&] { return f.backend->device_open(); }));
+  assert_int_equal(f.logs.count("device back"), 1);
+}
+
 }  // namespace
 
 int main() {
@@ -341,8 +825,24 @@ int main() {
       cmocka_unit_test(line_round_trip_both_ways),
       cmocka_unit_test(u16be_payload_reaches_the_device_without_its_prefix),
       cmocka_unit_test(exclusive_refuses_the_second_client),
+      cmocka_unit_test(kick_old_hands_the_port_to_the_newcomer),
+      cmocka_unit_test(shared_fans_out_and_keeps_frames_whole),
+      cmocka_unit_test(readonly_clients_see_output_but_cannot_write),
+      cmocka_unit_test(shared_drops_a_stalled_client),
+      cmocka_unit_test(exclusive_writer_is_backpressured_not_dropped),
+      cmocka_unit_test(client_is_backpressured_by_a_full_device),
+      cmocka_unit_test(line_settings_read_back_on_the_device),
+      cmocka_unit_test(always_keeps_the_device_open_and_counts_unheard_output),
+      cmocka_unit_test(idle_gap_packs_device_bytes_into_one_message),
+      cmocka_unit_test(char_gap_follows_the_baud_rate),
       cmocka_unit_test(missing_device_refused_with_its_reason),
       cmocka_unit_test(unplug_closes_the_clients_with_a_reason),
+      cmocka_unit_test(locked_port_refused_naming_the_holder),
+      cmocka_unit_test(waiting_client_served_once_the_lock_is_released),
+      cmocka_unit_test(waiting_client_served_when_the_device_appears),
+      cmocka_unit_test(waiting_client_told_when_the_wait_ends),
+      cmocka_unit_test(held_client_resumes_on_a_new_device_under_the_same_name),
+      cmocka_unit_test(always_waits_for_a_device_missing_at_start),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
