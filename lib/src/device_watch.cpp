@@ -50,6 +50,13 @@ std::string follow(const std::string &link) {
 
 }  // namespace
 
+bool device_node_at(const std::string &path, DeviceNode &out) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return false;
+  out = node_of(st);
+  return true;
+}
+
 DeviceWatch::DeviceWatch(EventLoop &loop, std::string path, Callback on_ready)
     : loop_(loop), path_(std::move(path)), on_ready_(std::move(on_ready)), ready_timer_(loop, [this] { evaluate(); }) {}
 

@@ -37,6 +37,8 @@ extern "C" {
 #include <cmocka.h>
 }
 
+#include "serial_helpers.hpp"
+
 #include "gw/device_watch.hpp"
 #include "gw/event_loop.hpp"
 #include "gw/serial.hpp"
@@ -45,45 +47,12 @@ extern "C" {
 namespace {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
+using gwc::Clock;
+using gwc::ms_since;
 
-long long ms_since(Clock::time_point start) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
-}
-
-// A pseudo-terminal pair: the master is the far end of the "cable", the
-// slave (by its path) is the serial device. Closing the master is an unplug.
-struct Pty {
-  gw::Fd master;
-  std::string slave;
-};
-
-Pty open_pty() {
-  Pty pty;
-  pty.master.reset(posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
-  assert_true(pty.master.get() >= 0);
-  assert_int_equal(grantpt(pty.master.get()), 0);
-  assert_int_equal(unlockpt(pty.master.get()), 0);
-  char name[128];
-  assert_int_equal(ptsname_r(pty.master.get(), name, sizeof name), 0);
-  pty.slave = name;
-  return pty;
-}
-
-// A scratch directory (lock files, symlinks), removed with its contents.
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char pattern[] = "/tmp/gw-serial-XXXXXX";
-    assert_non_null(mkdtemp(pattern));
-    path = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path, ignored);
-  }
-  std::string operator/(const std::string &name) const { return path + "/" + name; }
-};
+using gwc::open_pty;
+using gwc::Pty;
+using gwc::TempDir;
 
 struct termios2 tcgets2(int fd) {
   struct termios2 t;

@@ -15,6 +15,12 @@
 
 namespace gw {
 
+/// The node `path` names now, symlinks followed; false when it names none.
+/// For an owner whose open failed on a node that exists (no permission, a
+/// setting its driver lacks): DeviceWatch::start_after() that node, so that
+/// the watch waits for a change instead of calling back for it again.
+bool device_node_at(const std::string &path, DeviceNode &out);
+
 /// Calls back once when `path` resolves, through any chain of symlinks, to a
 /// character device this process may open for reading and writing.
 ///
