@@ -248,7 +248,7 @@ static void test_missing_device_then_plugged_in(void **state)
     snprintf(prefix, sizeof prefix, "serial:%s is not available: ", link);
     expect_line_and_eof(c, prefix, NULL);
     close(c);
-    expect_log(f, "device missing: ", 1);
+    expect_log(f, ": device missing (", 1);
 
     pty p;
     pty_open(&p);
