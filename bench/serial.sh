@@ -62,9 +62,13 @@ stop() {
 run() {
   local peer=$1 round=$2 slave port target line echo_pid peer_pid=
   "$work/pty_echo" >"$work/slave" 2>>"$work/echo.log" & echo_pid=$!; pids+=("$echo_pid")
-  for _ in $(seq 100); do [ -s "$work/slave" ] && break; sleep 0.01; done
+  for _ in $(seq 1000); do
+    [ -s "$work/slave" ] && break
+    kill -0 "$echo_pid" 2>/dev/null || gw_die "pty_echo failed: $(cat "$work/echo.log")"
+    sleep 0.01
+  done
   slave=$(cat "$work/slave")
-  [ -n "$slave" ] || gw_die "pty_echo printed no slave path"
+  [ -n "$slave" ] || gw_die "pty_echo printed no slave path in 10 s"
   port=$(free_port)
   target=tcp:127.0.0.1:$port
   case $peer in
