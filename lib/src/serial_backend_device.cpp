@@ -29,8 +29,6 @@ int SerialBackend::Impl::open_device(std::string &why) {
   port_ = std::move(port);
   interest_ = EPOLLIN;
   paused_for_client_ = false;
-  last_node_ = port_->node();
-  has_last_node_ = true;
   Stats::add(counters_.opens, 1);
   return 0;
 }
@@ -154,7 +152,6 @@ void SerialBackend::Impl::lose_device(const std::string &what) {
   const DeviceNode gone = port_->node();
   close_device();
   Stats::add(counters_.losses, 1);
-  enter_phase(Phase::lost, what);
   if (config_.on_loss == DeviceLoss::close) {
     to_device_.release();
     std::vector<Connection *> closing;
@@ -167,7 +164,11 @@ void SerialBackend::Impl::lose_device(const std::string &what) {
   } else {
     set_clients_reading(false);
   }
-  if (device_wanted()) watch_device(&gone);
+  // Logged once the clients are handled: only then is it known whether
+  // anyone still wants the device back.
+  const bool wanted = device_wanted();
+  enter_phase(Phase::lost, what + (wanted ? "; watching for its return" : ""));
+  if (wanted) watch_device(&gone);
 }
 
 void SerialBackend::Impl::enter_phase(Phase phase, const std::string &detail) {
@@ -177,9 +178,8 @@ void SerialBackend::Impl::enter_phase(Phase phase, const std::string &detail) {
   if (phase == Phase::closed && previous != Phase::open) return;  // it was never open: nothing changed
   const bool back = phase == Phase::open && previous == Phase::lost;
   const bool news = phase == Phase::closed || (phase == Phase::open && !back);
-  logger_.log(news ? LogLevel::info : LogLevel::warning, "%s: device %s (%s)%s", label_.c_str(),
-              back ? "back" : phase_name(phase), phase == Phase::closed ? "no client" : detail.c_str(),
-              phase == Phase::lost ? "; watching for its return" : "");
+  logger_.log(news ? LogLevel::info : LogLevel::warning, "%s: device %s (%s)", label_.c_str(),
+              back ? "back" : phase_name(phase), phase == Phase::closed ? "no client" : detail.c_str());
 }
 
 const char *SerialBackend::Impl::phase_name(Phase phase) noexcept {

@@ -104,8 +104,6 @@ class SerialBackend::Impl final : public IoHandler {
   uint32_t interest_ = 0;
   bool paused_for_client_ = false;  // exclusive writer's queue is full: the device is not read
   Phase phase_ = Phase::closed;
-  DeviceNode last_node_;
-  bool has_last_node_ = false;
   SerialPacker packer_;
   std::unique_ptr<DeviceWatch> watch_;
   Timer busy_timer_;   // retries a port held by another program

@@ -320,6 +320,14 @@ void line_round_trip_both_ways(void **) {
   assert_true(f.stays_quiet(client, 50));
   write_all(pty.master.get(), "c\nxyz\n");
   assert_string_equal(f.read_exactly(client, 8).c_str(), "abc\nxyz\n");
+  // A last line ended by EOF instead of '\n' reaches the device as it came.
+  write_all(client, "last");
+  shutdown(client, SHUT_WR);
+  assert_string_equal(f.read_exactly(pty.master.get(), 4).c_str(), "last");
+  assert_true(f.read_to_eof(client).empty());  // and the client's EOF ends its session
+  assert_true(f.until([&] { return !f.backend->device_open(); }));
+  char byte;
+  assert_int_equal(read(pty.master.get(), &byte, 1), -1);  // no '\n' was added
 }
 
 void u16be_payload_reaches_the_device_without_its_prefix(void **) {
@@ -330,6 +338,21 @@ void u16be_payload_reaches_the_device_without_its_prefix(void **) {
   assert_string_equal(f.read_exactly(pty.master.get(), 5).c_str(), "xyzok");
   write_all(pty.master.get(), "Q");
   assert_true(f.read_exactly(client, 3) == std::string("\0\1Q", 3));
+}
+
+// A packet longer than a framed route's max_frame goes out as several
+// messages, none over the limit.
+void long_packets_split_at_max_frame(void **) {
+  Pty pty = open_pty();
+  auto config = config_for(pty.slave);
+  config.packing.delimiter = "\n";
+  config.packing.keep_delimiter = false;
+  gw::ListenerConfig limits = framed(gw::Framing::u16be);
+  limits.max_frame = 4;
+  Fixture f(config, limits);
+  int client = f.connect_served();
+  write_all(pty.master.get(), "abcdefghij\n");
+  assert_true(f.read_exactly(client, 16) == std::string("\0\4abcd\0\4efgh\0\2ij", 16));
 }
 
 // ---------------------------------------------------------------------------
@@ -844,14 +867,44 @@ void stuck_device_closed_after_a_bounded_drain(void **) {
   assert_true(f.counters().bytes_to_device.load() < data.size());
 }
 
+// validate() names the bad value and its fix; create() refuses it.
+void invalid_configurations_are_named(void **) {
+  struct Case {
+    void (*edit)(gw::SerialBackendConfig &);
+    const char *reason;
+  };
+  const Case cases[] = {
+      {[](gw::SerialBackendConfig &c) { c.path = "ttyUSB0"; }, "is not absolute"},
+      {[](gw::SerialBackendConfig &c) { c.packing.delimiter = "abc"; }, "delimiter has 3 bytes"},
+      {[](gw::SerialBackendConfig &c) { c.on_missing = gw::DeviceMissing::wait, c.device_wait_ms = 0; }, "device_wait is 0"},
+      {[](gw::SerialBackendConfig &c) { c.settings.baud = 10; }, "baud"},
+  };
+  std::unique_ptr<gw::EventLoop> loop;
+  assert_int_equal(gw::EventLoop::create(loop), 0);
+  for (const Case &test : cases) {
+    gw::SerialBackendConfig config = config_for("/dev/ttyUSB0");
+    test.edit(config);
+    std::string why;
+    assert_int_equal(config.validate(why), -EINVAL);
+    if (!contains(why, test.reason)) fail_msg("\"%s\" does not say \"%s\"", why.c_str(), test.reason);
+    std::unique_ptr<gw::SerialBackend> backend;
+    assert_int_equal(gw::SerialBackend::create(backend, *loop, gw::Logger{}, config, "serial:x", why), -EINVAL);
+    assert_null(backend.get());
+  }
+  std::string why;
+  assert_int_equal(config_for("/dev/ttyUSB0").validate(why), 0);
+}
+
 }  // namespace
 
 int main() {
   signal(SIGPIPE, SIG_IGN);
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(invalid_configurations_are_named),
       cmocka_unit_test(raw_round_trip_both_ways),
       cmocka_unit_test(line_round_trip_both_ways),
       cmocka_unit_test(u16be_payload_reaches_the_device_without_its_prefix),
+      cmocka_unit_test(long_packets_split_at_max_frame),
       cmocka_unit_test(exclusive_refuses_the_second_client),
       cmocka_unit_test(kick_old_hands_the_port_to_the_newcomer),
       cmocka_unit_test(shared_fans_out_and_keeps_frames_whole),

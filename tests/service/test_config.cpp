@@ -136,6 +136,28 @@ void default_config_file(void **) {
     assert_true(e.where.line > 0);
 }
 
+// The commented-out examples of the default file, uncommented (a line "#key"
+// or "#[[route]]" without the '#'), are a valid file too: the serial route is
+// one, with every serial key.
+void default_config_examples(void **) {
+    FILE *file = fopen(GWT_DEFAULT_CONF, "r");
+    assert_non_null(file);
+    std::string text;
+    char line[512];
+    while (fgets(line, sizeof line, file)) {
+        const bool example = line[0] == '#' && (line[1] == '[' || (line[1] >= 'a' && line[1] <= 'z'));
+        text += example ? line + 1 : line;
+    }
+    fclose(file);
+    Config c = parse_ok(text);
+    assert_int_equal(c.routes.size(), 2);
+    const Route &serial = c.routes[1];
+    assert_int_equal(static_cast<int>(serial.backend.kind), static_cast<int>(Backend::Kind::serial));
+    assert_true(serial.serial.has_value());
+    assert_int_equal(serial.serial->packing.idle_gap_tenth_chars, 35);
+    assert_int_equal(c.routes[0].allow_nets.size(), 2);  // the echo route's allow example
+}
+
 void empty_file_has_no_routes(void **) {
     for (const char *text : {"", "\n\n# only a comment\n", "[service]\n"}) {
         Config c = parse_ok(text);
@@ -866,6 +888,11 @@ std::string serial_route(const std::string &extra) {
     return "[[route]]\nname = \"r\"\nbackend = \"serial:/dev/ttyUSB0\"\n" + extra;
 }
 
+// Each {extra lines, the one error} on a serial route.
+void expect_serial_errors(const std::vector<std::pair<std::string, std::string>> &cases) {
+    for (const auto &[extra, want] : cases) expect_error(serial_route(extra), want);
+}
+
 const gw::SerialBackendConfig &serial_of(const Config &c) {
     assert_true(c.routes[0].serial.has_value());
     return *c.routes[0].serial;
@@ -1028,66 +1055,87 @@ void serial_enum_names(void **) {
 // at the value, with the route.
 void serial_value_errors(void **) {
     const std::string in = " in route \"r\"";
-    expect_error(serial_route("baud = 3\n"), "gw.conf:4:8: baud 3 is out of range (50 to 4000000)" + in);
-    expect_error(serial_route("baud = 4000001\n"), "gw.conf:4:8: baud 4000001 is out of range (50 to 4000000)" + in);
-    // Numbers no field can hold are named as written.
-    expect_error(serial_route("baud = -9600\n"), "gw.conf:4:8: baud -9600 is out of range (50 to 4000000)" + in);
-    expect_error(serial_route("baud = 4294967296\n"),
-                 "gw.conf:4:8: baud 4294967296 is out of range (50 to 4000000)" + in);
-    expect_error(serial_route("data_bits = 9\n"), "gw.conf:4:13: data_bits 9 is out of range (5 to 8)" + in);
-    expect_error(serial_route("data_bits = -1\n"), "gw.conf:4:13: data_bits -1 is out of range (5 to 8)" + in);
-    expect_error(serial_route("data_bits = 9999999999\n"),
-                 "gw.conf:4:13: data_bits 9999999999 is out of range (5 to 8)" + in);
-    expect_error(serial_route("stop_bits = 0\n"), "gw.conf:4:13: stop_bits 0 is out of range (1 or 2)" + in);
-    expect_error(serial_route("delay_before_send = \"101ms\"\n"),
-                 "gw.conf:4:21: rs485 delay_before_send 101 ms is out of range (0 to 100 ms, the kernel's limit)" + in);
-    // Checked whether rs485 is on or not: a value out of range is a mistake either way.
-    expect_error(serial_route("rs485 = false\ndelay_after_send = 1\n"),
-                 "gw.conf:5:20: rs485 delay_after_send 1000 ms is out of range (0 to 100 ms, the kernel's limit)" + in);
-    expect_error(serial_route("delay_after_send = -1\n"), "gw.conf:4:20: 'delay_after_send' must not be negative (got -1)");
-    expect_error(serial_route("max_hold = \"1x\"\n"),
-                 "gw.conf:4:12: 'max_hold' must be a duration such as \"60s\", \"500ms\", \"5m\", \"1h\" or \"0\" "
-                 "(got \"1x\")");
-    expect_error(serial_route("delimiter = \"abc\"\n"),
-                 "gw.conf:4:13: delimiter has 3 bytes: a packet delimiter is one or two bytes, as in \"\\r\\n\"" + in);
-    expect_error(serial_route("delimiter = \"\\u00e9\\n\"\n"),  // U+00E9 is two bytes in UTF-8
-                 "gw.conf:4:13: delimiter has 3 bytes: a packet delimiter is one or two bytes, as in \"\\r\\n\"" + in);
-    expect_error(serial_route("delimiter = \"\"\n"),
-                 "gw.conf:4:13: 'delimiter' must not be empty (leave it out for packets without a delimiter)");
-    expect_error(serial_route("max_packet = 0\n"), "gw.conf:4:14: 'max_packet' must be between 1 and 65536 (got 0)");
-    expect_error(serial_route("max_packet = 65537\n"),
-                 "gw.conf:4:14: 'max_packet' must be between 1 and 65536 (got 65537)");
-    expect_error(serial_route("device_wait = \"597h\"\n"),
-                 "gw.conf:4:15: 'device_wait' must be at most 2147483647ms (got \"597h\")");
+    expect_serial_errors({
+        {"baud = 3\n",
+         "gw.conf:4:8: baud 3 is out of range (50 to 4000000)" + in},
+        {"baud = 4000001\n",
+         "gw.conf:4:8: baud 4000001 is out of range (50 to 4000000)" + in},
+        // Numbers no field can hold are named as written.
+        {"baud = -9600\n",
+         "gw.conf:4:8: baud -9600 is out of range (50 to 4000000)" + in},
+        {"baud = 4294967296\n",
+         "gw.conf:4:8: baud 4294967296 is out of range (50 to 4000000)" + in},
+        {"data_bits = 9\n",
+         "gw.conf:4:13: data_bits 9 is out of range (5 to 8)" + in},
+        {"data_bits = -1\n",
+         "gw.conf:4:13: data_bits -1 is out of range (5 to 8)" + in},
+        {"data_bits = 9999999999\n",
+         "gw.conf:4:13: data_bits 9999999999 is out of range (5 to 8)" + in},
+        {"stop_bits = 0\n",
+         "gw.conf:4:13: stop_bits 0 is out of range (1 or 2)" + in},
+        {"delay_before_send = \"101ms\"\n",
+         "gw.conf:4:21: rs485 delay_before_send 101 ms is out of range (0 to 100 ms, the kernel's limit)" + in},
+        // Checked whether rs485 is on or not: a value out of range is a mistake either way.
+        {"rs485 = false\ndelay_after_send = 1\n",
+         "gw.conf:5:20: rs485 delay_after_send 1000 ms is out of range (0 to 100 ms, the kernel's limit)" + in},
+        {"delay_after_send = -1\n",
+         "gw.conf:4:20: 'delay_after_send' must not be negative (got -1)"},
+        {"max_hold = \"1x\"\n",
+         "gw.conf:4:12: 'max_hold' must be a duration such as \"60s\", \"500ms\", \"5m\", \"1h\" or \"0\" "
+         "(got \"1x\")"},
+        {"delimiter = \"abc\"\n",
+         "gw.conf:4:13: delimiter has 3 bytes: a packet delimiter is one or two bytes, as in \"\\r\\n\"" + in},
+        // U+00E9 is two bytes in UTF-8.
+        {"delimiter = \"\\u00e9\\n\"\n",
+         "gw.conf:4:13: delimiter has 3 bytes: a packet delimiter is one or two bytes, as in \"\\r\\n\"" + in},
+        {"delimiter = \"\"\n",
+         "gw.conf:4:13: 'delimiter' must not be empty (leave it out for packets without a delimiter)"},
+        {"max_packet = 0\n",
+         "gw.conf:4:14: 'max_packet' must be between 1 and 65536 (got 0)"},
+        {"max_packet = 65537\n",
+         "gw.conf:4:14: 'max_packet' must be between 1 and 65536 (got 65537)"},
+        {"device_wait = \"597h\"\n",
+         "gw.conf:4:15: 'device_wait' must be at most 2147483647ms (got \"597h\")"},
+    });
 }
 
 void serial_type_and_name_errors(void **) {
-    expect_error(serial_route("baud = \"9600\"\n"), "gw.conf:4:8: 'baud' must be an integer (got string)");
-    expect_error(serial_route("stop_bits = 1.5\n"), "gw.conf:4:13: 'stop_bits' must be an integer (got float)");
-    expect_error(serial_route("dtr = \"on\"\n"), "gw.conf:4:7: 'dtr' must be a boolean (got string)");
-    expect_error(serial_route("rs485 = 1\n"), "gw.conf:4:9: 'rs485' must be a boolean (got integer)");
-    expect_error(serial_route("keep_delimiter = \"yes\"\n"),
-                 "gw.conf:4:18: 'keep_delimiter' must be a boolean (got string)");
-    expect_error(serial_route("delimiter = 13\n"), "gw.conf:4:13: 'delimiter' must be a string (got integer)");
-    expect_error(serial_route("lock_dir = false\n"), "gw.conf:4:12: 'lock_dir' must be a string (got boolean)");
-    expect_error(serial_route("parity = \"N\"\n"),
-                 "gw.conf:4:10: 'parity' must be one of none, even, odd, mark, space (got \"N\")");
-    expect_error(serial_route("flow_control = \"hardware\"\n"),
-                 "gw.conf:4:16: 'flow_control' must be one of none, rtscts, xonxoff (got \"hardware\")");
-    expect_error(serial_route("serial_clients = \"single\"\n"),
-                 "gw.conf:4:18: 'serial_clients' must be one of exclusive, kick-old, shared (got \"single\")");
-    expect_error(serial_route("serial_open = \"boot\"\n"),
-                 "gw.conf:4:15: 'serial_open' must be one of on-connect, always (got \"boot\")");
-    expect_error(serial_route("on_device_missing = \"block\"\n"),
-                 "gw.conf:4:21: 'on_device_missing' must be one of refuse, wait (got \"block\")");
-    expect_error(serial_route("on_device_loss = \"keep\"\n"),
-                 "gw.conf:4:18: 'on_device_loss' must be one of close, hold (got \"keep\")");
-    expect_error(serial_route("parity = 0\n"), "gw.conf:4:10: 'parity' must be a string (got integer)");
-    expect_error(serial_route("idle_gap = \"10000char\"\n"),
-                 "gw.conf:4:12: 'idle_gap' must be at most 9999.9char (got \"10000char\")");
-    expect_error(serial_route("idle_gap = \"2h\"\n"), "gw.conf:4:12: 'idle_gap' must be at most 4294967ms (got \"2h\")");
-    expect_error(serial_route("idle_gap = 5\n"),
-                 "gw.conf:4:12: 'idle_gap' must be a string such as \"5ms\" or \"3.5char\" (got integer)");
+    expect_serial_errors({
+        {"baud = \"9600\"\n",
+         "gw.conf:4:8: 'baud' must be an integer (got string)"},
+        {"stop_bits = 1.5\n",
+         "gw.conf:4:13: 'stop_bits' must be an integer (got float)"},
+        {"dtr = \"on\"\n",
+         "gw.conf:4:7: 'dtr' must be a boolean (got string)"},
+        {"rs485 = 1\n",
+         "gw.conf:4:9: 'rs485' must be a boolean (got integer)"},
+        {"keep_delimiter = \"yes\"\n",
+         "gw.conf:4:18: 'keep_delimiter' must be a boolean (got string)"},
+        {"delimiter = 13\n",
+         "gw.conf:4:13: 'delimiter' must be a string (got integer)"},
+        {"lock_dir = false\n",
+         "gw.conf:4:12: 'lock_dir' must be a string (got boolean)"},
+        {"parity = \"N\"\n",
+         "gw.conf:4:10: 'parity' must be one of none, even, odd, mark, space (got \"N\")"},
+        {"flow_control = \"hardware\"\n",
+         "gw.conf:4:16: 'flow_control' must be one of none, rtscts, xonxoff (got \"hardware\")"},
+        {"serial_clients = \"single\"\n",
+         "gw.conf:4:18: 'serial_clients' must be one of exclusive, kick-old, shared (got \"single\")"},
+        {"serial_open = \"boot\"\n",
+         "gw.conf:4:15: 'serial_open' must be one of on-connect, always (got \"boot\")"},
+        {"on_device_missing = \"block\"\n",
+         "gw.conf:4:21: 'on_device_missing' must be one of refuse, wait (got \"block\")"},
+        {"on_device_loss = \"keep\"\n",
+         "gw.conf:4:18: 'on_device_loss' must be one of close, hold (got \"keep\")"},
+        {"parity = 0\n",
+         "gw.conf:4:10: 'parity' must be a string (got integer)"},
+        {"idle_gap = \"10000char\"\n",
+         "gw.conf:4:12: 'idle_gap' must be at most 9999.9char (got \"10000char\")"},
+        {"idle_gap = \"2h\"\n",
+         "gw.conf:4:12: 'idle_gap' must be at most 4294967ms (got \"2h\")"},
+        {"idle_gap = 5\n",
+         "gw.conf:4:12: 'idle_gap' must be a string such as \"5ms\" or \"3.5char\" (got integer)"},
+    });
     for (const char *bad : {"5", "3.55char", ".5char", "3.char", "char", "3.5 char", "3.5chars", "-1ms", "123456789char"}) {
         expect_error(serial_route(std::string("idle_gap = \"") + bad + "\"\n"),
                      std::string("gw.conf:4:12: 'idle_gap' must be a time such as \"5ms\" or a number of characters "
@@ -1287,6 +1335,7 @@ void activation_matching(void **) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(default_config_file),
+        cmocka_unit_test(default_config_examples),
         cmocka_unit_test(empty_file_has_no_routes),
         cmocka_unit_test(route_defaults),
         cmocka_unit_test(every_key_set),

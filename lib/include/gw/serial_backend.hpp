@@ -104,6 +104,17 @@ struct SerialCounters {
 /// Connects a listener's clients to one serial device. The handler of a
 /// serial route: install it with Server::listen()/adopt() like a Forwarder.
 ///
+/// Behaviour in brief: client -> device, each message goes to the device as
+/// the route framed it (raw: the bytes as read; line: the line and its
+/// '\n'; u16be/u32be: the payload), whole, through a bounded queue that
+/// pauses the sending client when full. Device -> clients, each packet (see
+/// SerialPacking) is sent with send() on raw routes and as one message on
+/// framed ones. The exclusive writer is backpressured (the device is not
+/// read while its queue is full); any other client that cannot take a
+/// packet is dropped (dropped_slow). A client's EOF closes it. Each change
+/// of the device's state (open, missing, busy, unusable, lost, back,
+/// closed) is logged once, at info or warning level.
+///
 /// Lifetime and threading: created on the loop thread of the server whose
 /// listeners it serves; must outlive them and not outlive the loop (its
 /// device fd, watch and timers live there). Loop thread only, except
