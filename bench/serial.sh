@@ -145,11 +145,16 @@ names = {"pty": "pty alone (no gateway)", "relay": "minimal relay (poll)", "ser2
 print(open(header).read(), end="")
 print()
 print(f"16-byte round trips ({count} per run) and bulk echo ({bulk} bytes), medians over {rounds} rounds")
-print(f"  {'':24s} {'p50 us':>9s} {'p99 us':>9s} {'rt/s':>8s} {'bulk MB/s':>10s} {'CPU us/rt':>10s}")
+def spread(peer, i):
+    v = [r[i] for r in rows.get(peer, []) if not math.isnan(r[i])]
+    return f"{min(v):.0f}-{max(v):.0f}" if v else "-"
+print(f"  {'':24s} {'p50 us':>9s} {'(runs)':>11s} {'p99 us':>9s} {'rt/s':>8s} {'bulk MB/s':>10s} {'CPU us/rt':>10s}")
 for peer in ("pty", "relay", "ser2net", "gatewayd"):
     cpu = f"{med(peer,4):10.1f}" if peer != "pty" else f"{'-':>10s}"
-    print(f"  {names[peer]:24s} {med(peer,0):9.1f} {med(peer,1):9.1f} {med(peer,3):8.0f} {med(peer,7)/1e6:10.2f} {cpu}")
-print("  (MB = 10^6 bytes; CPU us/rt: the gateway process's CPU time per round trip)")
+    print(f"  {names[peer]:24s} {med(peer,0):9.1f} {spread(peer,0):>11s} {med(peer,1):9.1f} {med(peer,3):8.0f}"
+          f" {med(peer,7)/1e6:10.2f} {cpu}")
+print("  ((runs): lowest-highest p50 of the runs; MB = 10^6 bytes; CPU us/rt: the gateway process's CPU time")
+print("  per round trip, all its threads)")
 g, s = "gatewayd", "ser2net"
 print()
 print("gatewayd / ser2net (latency: lower is better; rt/s and bulk: higher is better)")
@@ -161,6 +166,16 @@ print(f"  the pty's own round trip:           {med('pty',0):7.1f} us")
 print(f"  + TCP loopback and a relay process: {med('relay',0)-med('pty',0):7.1f} us (minimal relay {med('relay',0):.1f} us)")
 print(f"  + gatewayd over the minimal relay:  {med(g,0)-med('relay',0):7.1f} us (gatewayd {med(g,0):.1f} us,"
       f" {med(g,0)-med('pty',0):.1f} us over the pty alone)")
+def paired(a, b, i=0):  # a's figure minus b's, run by run of the same round
+    bya = {round_: r[i] for round_, r in rounds_of(a)}
+    d = sorted(r[i] - bya[k] for k, r in rounds_of(b) if k in bya)
+    return d
+def rounds_of(peer):
+    return [(int(l.split()[1]), [float(x) for x in l.split()[2:]]) for l in open(results) if l.split()[0] == peer]
+d = paired("relay", g)
+if d:
+    print(f"  paired in each round, gatewayd minus relay: median {statistics.median(d):.1f} us"
+          f" (rounds {min(d):.1f} to {max(d):.1f}); CPU per round trip: gatewayd {med(g,4):.1f} us, relay {med('relay',4):.1f} us")
 print(f"  ser2net over the minimal relay:     {med(s,0)-med('relay',0):7.1f} us (its chardelay: after each read from the line it waits"
       " 2 characters or chardelay-min = 1000 us, an epoll timeout of 2 ms, before sending)")
 print()
