@@ -345,7 +345,9 @@ void Daemon::reject_reload(const char *why) {
 // by the UUCP lock our own PID holds and by TIOCEXCL: its clients get the
 // one-line "busy" reason (or wait, with on_device_missing = "wait"), and an
 // "always" one tries again every second. So the old clients keep the settings
-// they came with, and no two handlers ever read one device.
+// they came with, and two handlers never read one device. (Only a daemon
+// running as root with lock_dir = "" has neither guard, root not being bound
+// by TIOCEXCL; gateway.conf(5) says to restart it instead.)
 Daemon::ReloadPlan Daemon::plan_reload(const std::map<std::string, RouteState> &running,
                                        const std::vector<Route> &routes) {
   ReloadPlan plan;

@@ -133,18 +133,6 @@ static void finish(gwd_fixture *f, pty *p, int c)
     pty_close(p);
 }
 
-/* The one line the daemon sends before closing a client it cannot serve. */
-static void expect_line_and_eof(int c, const char *prefix, const char *suffix)
-{
-    char line[512];
-    int n = gwt_read_line(NULL, c, line, sizeof line, GWD_TIMEOUT_MS);
-    assert_true(n > 0);
-    if (strncmp(line, prefix, strlen(prefix)) != 0 || (suffix && !strstr(line, suffix)))
-        fail_msg("line \"%s\" does not start with \"%s\"%s%s", line, prefix, suffix ? " or lacks " : "",
-                 suffix ? suffix : "");
-    assert_int_equal(gwt_wait_eof(NULL, c, GWD_TIMEOUT_MS, NULL), 0);
-}
-
 static void expect_log(const gwd_fixture *f, const char *needle, int count)
 {
     if (!gwd_log_wait(&f->proc, needle, count, GWD_TIMEOUT_MS)) {
@@ -153,6 +141,32 @@ static void expect_log(const gwd_fixture *f, const char *needle, int count)
         free(err);
         fail();
     }
+}
+
+/* The one line the daemon sends a client before closing it: it starts with
+ * "serial:DEVICE" and `what`, and contains `also` (unless NULL). Then EOF; the
+ * client is closed here. */
+static void expect_told(int c, const char *device, const char *what, const char *also)
+{
+    char prefix[600], line[1024];
+    snprintf(prefix, sizeof prefix, "serial:%s%s", device, what);
+    int n = gwt_read_line(NULL, c, line, sizeof line, GWD_TIMEOUT_MS);
+    assert_true(n > 0);
+    if (strncmp(line, prefix, strlen(prefix)) != 0 || (also && !strstr(line, also)))
+        fail_msg("line \"%s\" does not start with \"%s\"%s%s", line, prefix, also ? " or lacks " : "",
+                 also ? also : "");
+    assert_int_equal(gwt_wait_eof(NULL, c, GWD_TIMEOUT_MS, NULL), 0);
+    close(c);
+}
+
+/* Writes the config, reloads and waits for "reloaded: N routes". */
+static void reload(gwd_fixture *f, const char *conf, int routes)
+{
+    char done[64];
+    snprintf(done, sizeof done, "<6>reloaded: %d routes\n", routes);
+    gwd_dir_write(&f->dir, "gateway.conf", conf, NULL, 0);
+    gwd_signal(&f->proc, SIGHUP);
+    expect_log(f, done, 1);
 }
 
 /* Waits until the UUCP lock file of the pty (LCK..N for /dev/pts/N, in the
@@ -222,11 +236,7 @@ static void test_exclusive_refusal(void **state)
     pty p;
     int port;
     int first = serve(f, &p, &port, "");
-    int second = client(port);
-    char prefix[200];
-    snprintf(prefix, sizeof prefix, "serial:%s is in use by another client", p.slave);
-    expect_line_and_eof(second, prefix, NULL);
-    close(second);
+    expect_told(client(port), p.slave, " is in use by another client", NULL);
     expect_log(f, "refusing 127.0.0.1:", 1);
     both_ways(first, p.master, "still\n", "here\n");
     finish(f, &p, first);
@@ -244,10 +254,7 @@ static void test_missing_device_then_plugged_in(void **state)
     int port = gwd_port();
     start_serial(f, port, link, "");
     int c = client(port);
-    char prefix[500];
-    snprintf(prefix, sizeof prefix, "serial:%s is not available: ", link);
-    expect_line_and_eof(c, prefix, NULL);
-    close(c);
+    expect_told(c, link, " is not available: ", NULL);
     expect_log(f, ": device missing (", 1);
 
     pty p;
@@ -270,10 +277,7 @@ static void test_unplug_closes_the_client(void **state)
     int port;
     int c = serve(f, &p, &port, "");
     pty_close(&p);
-    char prefix[200];
-    snprintf(prefix, sizeof prefix, "serial:%s: the device was lost (", p.slave);
-    expect_line_and_eof(c, prefix, NULL);
-    close(c);
+    expect_told(c, p.slave, ": the device was lost (", NULL);
     expect_log(f, "device lost (", 1);
     assert_true(gwd_alive(&f->proc));
     int again = gwd_connect_retry(port, GWD_TIMEOUT_MS);
@@ -296,18 +300,12 @@ static void test_reload_keeps_an_unchanged_serial_route(void **state)
     char more[1200];
     snprintf(more, sizeof more, "%s\n[[route]]\nname = \"echo\"\nlisten = \"127.0.0.1:%d\"\nbackend = \"echo\"\n", conf,
              gwd_port());
-    gwd_dir_write(&f->dir, "gateway.conf", more, NULL, 0);
-    gwd_signal(&f->proc, SIGHUP);
-    expect_log(f, "<6>reloaded: 2 routes\n", 1);
+    reload(f, more, 2);
     both_ways(c, p.master, "after\n", "reload\n");
     /* The same handler: the device was opened once, and a second client is
      * still refused by the exclusive policy of the one connected. */
     assert_int_equal(gwd_log_count(&f->proc, "device open ("), 1);
-    int second = client(port);
-    char prefix[200];
-    snprintf(prefix, sizeof prefix, "serial:%s is in use by another client", p.slave);
-    expect_line_and_eof(second, prefix, NULL);
-    close(second);
+    expect_told(client(port), p.slave, " is in use by another client", NULL);
     finish(f, &p, c);
 }
 
@@ -323,14 +321,8 @@ static void test_reload_changed_serial_route_hands_over(void **state)
     int old_client = serve(f, &p, &port, "baud = 9600\n");
     char conf[1024];
     serial_conf(f, conf, sizeof conf, port, p.slave, "baud = 19200\n");
-    gwd_dir_write(&f->dir, "gateway.conf", conf, NULL, 0);
-    gwd_signal(&f->proc, SIGHUP);
-    expect_log(f, "<6>reloaded: 1 routes\n", 1);
-    int early = client(port);
-    char prefix[200];
-    snprintf(prefix, sizeof prefix, "serial:%s is busy: ", p.slave);
-    expect_line_and_eof(early, prefix, "(this process)");
-    close(early);
+    reload(f, conf, 1);
+    expect_told(client(port), p.slave, " is busy: ", "(this process)");
     both_ways(old_client, p.master, "old client\n", "still served\n");
 
     /* The old handler lets the device go with its last client: its lock
