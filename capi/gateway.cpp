@@ -310,7 +310,12 @@ template <typename Core, typename Enum, size_t N>
 bool core_enum(Core &out, const Enum &field, const long (&values)[N], const char *field_name, std::string &why) {
   const long raw = raw_enum(field);
   if (std::find(std::begin(values), std::end(values), raw) == std::end(values)) {
-    why = std::string("gw_serial_options.") + field_name + " is " + std::to_string(raw) +
+    // As the caller wrote it: an enum whose constants are all positive may
+    // be unsigned, and -1 would show as 4294967295.
+    static_assert(sizeof(Enum) == sizeof(int), "the C enums are int-sized");
+    int written;
+    std::memcpy(&written, &field, sizeof written);
+    why = std::string("gw_serial_options.") + field_name + " is " + std::to_string(written) +
           ", which is none of its enum's constants";
     return false;
   }
@@ -453,7 +458,7 @@ struct ForwarderMaker {
     gw::AddressIssue issue;
     if (gw::parse_backend_address(backend_text, backend, &issue) != 0) {
       server->core->logger().log(gw::LogLevel::error,
-                                 "gw_listener_create_forward: the backend is not tcp://HOST:PORT or unix:/PATH: %s",
+                                 "gw_listener_create_forward: bad backend address: %s",
                                  gw::describe(issue.error));
       return GW_EADDRESS;
     }

@@ -255,8 +255,9 @@ typedef struct gw_stats {
     uint64_t bytes_in;      /**< bytes read from clients */
     uint64_t bytes_out;     /**< bytes written to clients */
     /** Bytes forwarded inside the kernel (splice), both directions; they are
-     *  not in bytes_in/bytes_out. Only gatewayd's forwarding routes splice:
-     *  0 for listeners of this API. Since 0.2.0. */
+     *  not in bytes_in/bytes_out. Only forwarding listeners splice (bulk
+     *  flows of gatewayd's routes and of gw_listener_create_forward()'s
+     *  GW_FRAMING_RAW listeners): 0 for the others. Since 0.2.0. */
     uint64_t bytes_spliced;
 } gw_stats;
 
