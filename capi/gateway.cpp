@@ -253,8 +253,8 @@ struct CallbackHandler {
 };
 
 // The core of every function that makes a listener: validates, lets
-// `make_backend` (given the listener's config, once valid) make the handler
-// of a backend listener, then lets `open` make the core listener with that
+// `make_backend` make the handler of a backend listener (once the listener's
+// own options are valid), then lets `open` make the core listener with that
 // handler, or with the wrapper's callbacks when there is no backend.
 template <typename Open, typename MakeBackend = CallbackHandler>
 int make_listener(gw_listener_t **out, gw_server_t *server, const gw_listener_options *caller_options, Open &&open,
@@ -323,16 +323,20 @@ bool core_enum(Core &out, const Enum &field, const long (&values)[N], const char
   return true;
 }
 
-// gw_line to the core's "leave alone" (nullopt), low or high.
-bool core_line(std::optional<bool> &out, gw_line line, const char *field_name, std::string &why) {
+// gw_line to the core's "leave alone" (nullopt), low or high. By reference:
+// the field may hold any int, and loading it as a gw_line could be undefined.
+bool core_line(std::optional<bool> &out, const gw_line &line, const char *field_name, std::string &why) {
   switch (raw_enum(line)) {
     case GW_LINE_KEEP: out.reset(); return true;
     case GW_LINE_LOW: out = false; return true;
     case GW_LINE_HIGH: out = true; return true;
-    default:
-      why = std::string("gw_serial_options.") + field_name + " is " + std::to_string(raw_enum(line)) +
+    default: {
+      int written;  // as the caller wrote it (see core_enum)
+      std::memcpy(&written, &line, sizeof written);
+      why = std::string("gw_serial_options.") + field_name + " is " + std::to_string(written) +
             ": use GW_LINE_KEEP, GW_LINE_LOW or GW_LINE_HIGH";
       return false;
+    }
   }
 }
 

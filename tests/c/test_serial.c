@@ -369,7 +369,7 @@ static void test_serial_refusals_are_logged(void **state)
     CASE("stop_bits 3", GW_EINVAL)->stop_bits = 3;
     set_raw(&CASE("parity is 9", GW_EINVAL)->parity, 9);
     set_raw(&CASE("flow_control is -1", GW_EINVAL)->flow_control, -1);
-    set_raw(&CASE("dtr is 3", GW_EINVAL)->dtr, 3);
+    set_raw(&CASE("dtr is -7", GW_EINVAL)->dtr, -7);
     set_raw(&CASE("rts is 3", GW_EINVAL)->rts, 3);
     set_raw(&CASE("clients is 3", GW_EINVAL)->clients, 3);
     set_raw(&CASE("open is 2", GW_EINVAL)->open, 2);
