@@ -10,14 +10,21 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <iterator>
 #include <memory>
 #include <new>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <vector>
 
+#include "gw/address.hpp"
 #include "gw/errors.hpp"
 #include "gw/fd.hpp"
+#include "gw/forwarder.hpp"
+#include "gw/resolver.hpp"
+#include "gw/serial.hpp"
+#include "gw/serial_backend.hpp"
 #include "gw/server.hpp"
 #include "gw/systemd.hpp"
 
@@ -33,17 +40,48 @@ GW_ERRNO_GATEWAY_MAP(GW_CHECK_ERR_XX)
 GW_CLOSE_REASON_MAP(GW_CHECK_CLOSE_XX)
 #undef GW_CHECK_CLOSE_XX
 static_assert(static_cast<int>(gw::Framing::u32be) == GW_FRAMING_U32BE, "framings differ");
+// The serial options' enums: each C row's value is the core enumerator it
+// names, so that converting is a cast of a value checked to be in the table.
+#define GW_CHECK_ENUM_XX(prefix, core_enum, NAME, core, value)                     \
+  static_assert(static_cast<int>(gw::core_enum::core) == GW_##prefix##_##NAME,      \
+                "gw::" #core_enum "::" #core " is not GW_" #prefix "_" #NAME);
+#define GW_CHECK_PARITY_XX(NAME, core, value) GW_CHECK_ENUM_XX(PARITY, Parity, NAME, core, value)
+GW_PARITY_MAP(GW_CHECK_PARITY_XX)
+#define GW_CHECK_FLOW_XX(NAME, core, value) GW_CHECK_ENUM_XX(FLOW_CONTROL, FlowControl, NAME, core, value)
+GW_FLOW_CONTROL_MAP(GW_CHECK_FLOW_XX)
+#define GW_CHECK_CLIENTS_XX(NAME, core, value) GW_CHECK_ENUM_XX(SERIAL_CLIENTS, SerialClients, NAME, core, value)
+GW_SERIAL_CLIENTS_MAP(GW_CHECK_CLIENTS_XX)
+#define GW_CHECK_OPEN_XX(NAME, core, value) GW_CHECK_ENUM_XX(SERIAL_OPEN, SerialOpen, NAME, core, value)
+GW_SERIAL_OPEN_MAP(GW_CHECK_OPEN_XX)
+#define GW_CHECK_MISSING_XX(NAME, core, value) GW_CHECK_ENUM_XX(DEVICE_MISSING, DeviceMissing, NAME, core, value)
+GW_DEVICE_MISSING_MAP(GW_CHECK_MISSING_XX)
+#define GW_CHECK_LOSS_XX(NAME, core, value) GW_CHECK_ENUM_XX(DEVICE_LOSS, DeviceLoss, NAME, core, value)
+GW_DEVICE_LOSS_MAP(GW_CHECK_LOSS_XX)
+#undef GW_CHECK_PARITY_XX
+#undef GW_CHECK_FLOW_XX
+#undef GW_CHECK_CLIENTS_XX
+#undef GW_CHECK_OPEN_XX
+#undef GW_CHECK_MISSING_XX
+#undef GW_CHECK_LOSS_XX
+#undef GW_CHECK_ENUM_XX
 
 struct gw_timer;
 
 /// The C server: the core server plus what the C API adds (its listener
-/// wrappers, its timers, and deferred self-destruction from callbacks).
+/// wrappers, its timers, the resolver of its forward listeners' host names,
+/// and deferred self-destruction from callbacks).
 struct gw_server {
   gw_log_fn log = nullptr;
   void *log_user_data = nullptr;
   std::unique_ptr<gw::Server> core;
   std::vector<std::unique_ptr<gw_listener>> listeners;
   std::vector<gw_timer *> timers;
+  // Shared by the forward listeners whose backend is a host name, created
+  // with the first one (as gatewayd's Daemon does). It must be destroyed
+  // before core's loop: ~gw_server drops this reference before core.reset(),
+  // and the Forwarders that still hold it go with core's listeners, which
+  // the core frees before its loop.
+  std::shared_ptr<gw::Resolver> resolver;
   // run/dispatch frames on the loop thread's stack (callbacks may nest
   // gw_server_dispatch()), and the teardown's own frame while it runs the
   // last posts. Only the frame that brings it back to 0 may free the server.
@@ -53,10 +91,18 @@ struct gw_server {
   ~gw_server();
 };
 
-/// One C listener: a ConnectionHandler that calls the C callbacks.
+/// One C listener: a ConnectionHandler that calls the C callbacks, or, for
+/// gw_listener_create_serial()/_forward(), the owner of the backend that
+/// handles its clients instead (then the callbacks are all null).
 struct gw_listener final : gw::ConnectionHandler {
   gw_server *owner = nullptr;
   gw::Listener *core = nullptr;
+  // The backend (a SerialBackend or a Forwarder), or null. Shared with the
+  // core listener, which needs it for as long as it has connections: the
+  // core frees its listeners, and with them this handler, before its loop,
+  // where the backend's fds and timers live. ~gw_server drops this reference
+  // before core.reset(), so that the core's is the last.
+  std::shared_ptr<gw::ConnectionHandler> backend;
   gw_open_fn on_open_fn = nullptr;
   gw_message_fn on_message_fn = nullptr;
   gw_close_fn on_close_fn = nullptr;
@@ -138,15 +184,25 @@ constexpr size_t listener_options_size(unsigned version) {
 }
 static_assert(GW_LISTENER_OPTIONS_VERSION == 2, "a new version needs its size in listener_options_size()");
 
+// The bytes of gw_serial_options that each version has (one version so far).
+constexpr size_t serial_options_size(unsigned) { return sizeof(gw_serial_options); }
+static_assert(GW_SERIAL_OPTIONS_VERSION == 1, "a new version needs its size in serial_options_size()");
+
 // Copies the caller's options as its version has them; the fields it does
 // not have are zero, their default. GW_EINVAL for versions 0 and > current.
-int read_listener_options(gw_listener_options &out, const gw_listener_options *in) {
+template <typename Options>
+int read_versioned(Options &out, const Options *in, unsigned current, size_t (*size_of)(unsigned)) {
+  static_assert(std::is_trivially_copyable_v<Options>, "option structs are plain C structs");
   unsigned version;
   std::memcpy(&version, in, sizeof version);  // the first field of every version
-  if (version < 1 || version > GW_LISTENER_OPTIONS_VERSION) return GW_EINVAL;
+  if (version < 1 || version > current) return GW_EINVAL;
   std::memset(&out, 0, sizeof out);
-  std::memcpy(&out, in, listener_options_size(version));
+  std::memcpy(&out, in, size_of(version));
   return 0;
+}
+
+int read_listener_options(gw_listener_options &out, const gw_listener_options *in) {
+  return read_versioned(out, in, GW_LISTENER_OPTIONS_VERSION, [](unsigned v) { return listener_options_size(v); });
 }
 
 // Zero means "the default" for every field (gateway.h): these are the
@@ -190,35 +246,240 @@ int to_listener_config(gw::ListenerConfig &out, const gw_listener_options &optio
   return 0;
 }
 
-// Shared by create, adopt and create_systemd: validates, then lets `open`
-// make the core listener with the wrapper as its handler.
-template <typename Open>
-int make_listener(gw_listener_t **out, gw_server_t *server, const gw_listener_options *caller_options, Open &&open) {
+// No backend: the listener's clients go to its callbacks.
+struct CallbackHandler {
+  int operator()(std::shared_ptr<gw::ConnectionHandler> &) const { return 0; }
+  static constexpr bool is_backend = false;
+};
+
+// The core of every function that makes a listener: validates, lets
+// `make_backend` make the handler of a backend listener (once the listener's
+// own options are valid), then lets `open` make the core listener with that
+// handler, or with the wrapper's callbacks when there is no backend.
+template <typename Open, typename MakeBackend = CallbackHandler>
+int make_listener(gw_listener_t **out, gw_server_t *server, const gw_listener_options *caller_options, Open &&open,
+                  MakeBackend &&make_backend = {}) {
   if (!out || !server || !caller_options) return GW_EINVAL;
   if (!on_loop_thread(server)) return GW_EWRONGTHREAD;
   // From here on, only the copy: it has every field of the current version.
   gw_listener_options copy;
   if (int rc = read_listener_options(copy, caller_options)) return rc;
   const gw_listener_options *options = &copy;
+  // A backend handles the connections: callbacks would never run.
+  if (std::decay_t<MakeBackend>::is_backend &&
+      (options->on_open || options->on_message || options->on_close || options->on_drain))
+    return GW_EINVAL;
   return guarded([&] {
     gw::ListenerConfig config;
     if (int rc = to_listener_config(config, *options)) return rc;
     auto wrapper = std::make_unique<gw_listener>();
     wrapper->owner = server;
+    if (int rc = make_backend(wrapper->backend)) return rc;
     wrapper->on_open_fn = options->on_open;
     wrapper->on_message_fn = options->on_message;
     wrapper->on_close_fn = options->on_close;
     wrapper->on_drain_fn = options->on_drain;
     wrapper->user_data = options->user_data;
+    std::shared_ptr<gw::ConnectionHandler> handler = wrapper->backend ? wrapper->backend : borrow(*wrapper);
     server->listeners.reserve(server->listeners.size() + 1);  // no throw after the core owns the fd
     gw::Listener *core = nullptr;
-    if (int rc = open(core, config, *wrapper)) return rc;
+    if (int rc = open(core, config, std::move(handler))) return rc;
     wrapper->core = core;
     *out = wrapper.get();
     server->listeners.push_back(std::move(wrapper));
     return 0;
   });
 }
+
+// ---- backends ---------------------------------------------------------------
+
+// The values of one of <gateway/tables.h>'s enum tables.
+#define GW_VALUE_XX(NAME, core, value) value,
+constexpr long parity_values[] = {GW_PARITY_MAP(GW_VALUE_XX)};
+constexpr long flow_control_values[] = {GW_FLOW_CONTROL_MAP(GW_VALUE_XX)};
+constexpr long serial_clients_values[] = {GW_SERIAL_CLIENTS_MAP(GW_VALUE_XX)};
+constexpr long serial_open_values[] = {GW_SERIAL_OPEN_MAP(GW_VALUE_XX)};
+constexpr long device_missing_values[] = {GW_DEVICE_MISSING_MAP(GW_VALUE_XX)};
+constexpr long device_loss_values[] = {GW_DEVICE_LOSS_MAP(GW_VALUE_XX)};
+#undef GW_VALUE_XX
+
+// Converts a C enum field to the core enum its table maps it to (the rows'
+// values are the core's: see the static_asserts at the top). False, with
+// `why`, for a value that is in no row: C lets any int be stored there.
+template <typename Core, typename Enum, size_t N>
+bool core_enum(Core &out, const Enum &field, const long (&values)[N], const char *field_name, std::string &why) {
+  const long raw = raw_enum(field);
+  if (std::find(std::begin(values), std::end(values), raw) == std::end(values)) {
+    // As the caller wrote it: an enum whose constants are all positive may
+    // be unsigned, and -1 would show as 4294967295.
+    static_assert(sizeof(Enum) == sizeof(int), "the C enums are int-sized");
+    int written;
+    std::memcpy(&written, &field, sizeof written);
+    why = std::string("gw_serial_options.") + field_name + " is " + std::to_string(written) +
+          ", which is none of its enum's constants";
+    return false;
+  }
+  out = static_cast<Core>(raw);
+  return true;
+}
+
+// gw_line to the core's "leave alone" (nullopt), low or high. By reference:
+// the field may hold any int, and loading it as a gw_line could be undefined.
+bool core_line(std::optional<bool> &out, const gw_line &line, const char *field_name, std::string &why) {
+  switch (raw_enum(line)) {
+    case GW_LINE_KEEP: out.reset(); return true;
+    case GW_LINE_LOW: out = false; return true;
+    case GW_LINE_HIGH: out = true; return true;
+    default: {
+      int written;  // as the caller wrote it (see core_enum)
+      std::memcpy(&written, &line, sizeof written);
+      why = std::string("gw_serial_options.") + field_name + " is " + std::to_string(written) +
+            ": use GW_LINE_KEEP, GW_LINE_LOW or GW_LINE_HIGH";
+      return false;
+    }
+  }
+}
+
+// An unsigned count the core keeps as int: values beyond INT_MAX stay out
+// of range (validate() then names them) instead of wrapping into it.
+int saturated_int(unsigned value) { return value > INT_MAX ? INT_MAX : static_cast<int>(value); }
+
+constexpr uint32_t default_baud = 9600;
+constexpr int default_data_bits = 8;
+constexpr int default_stop_bits = 1;
+constexpr unsigned default_device_wait_ms = 10000;
+static_assert(gw::SerialSettings{}.baud == default_baud && gw::SerialSettings{}.data_bits == default_data_bits &&
+                  gw::SerialSettings{}.stop_bits == default_stop_bits,
+              "gateway.h documents the core's line defaults");
+
+// The core's config for `options` (a copy with every field of the current
+// version), zero fields as their defaults. GW_EINVAL or GW_EADDRESS, with
+// `why`, for what is wrong before the core's own validate() runs.
+int to_serial_config(gw::SerialBackendConfig &out, const gw_serial_options &options, std::string &why) {
+  if (!options.device) {
+    why = "gw_serial_options.device is NULL: give the device's path, as in /dev/ttyUSB0";
+    return GW_EINVAL;
+  }
+  out.path = options.device;
+  gw::SerialSettings &line = out.settings;
+  line.baud = options.baud ? options.baud : default_baud;
+  line.data_bits = options.data_bits ? saturated_int(options.data_bits) : default_data_bits;
+  line.stop_bits = options.stop_bits ? saturated_int(options.stop_bits) : default_stop_bits;
+  if (!core_enum(line.parity, options.parity, parity_values, "parity", why) ||
+      !core_enum(line.flow_control, options.flow_control, flow_control_values, "flow_control", why) ||
+      !core_line(line.dtr, options.dtr, "dtr", why) || !core_line(line.rts, options.rts, "rts", why) ||
+      !core_enum(out.clients, options.clients, serial_clients_values, "clients", why) ||
+      !core_enum(out.open, options.open, serial_open_values, "open", why) ||
+      !core_enum(out.on_missing, options.on_missing, device_missing_values, "on_missing", why) ||
+      !core_enum(out.on_loss, options.on_loss, device_loss_values, "on_loss", why))
+    return GW_EINVAL;
+  // The fields are named after the non-default levels (gateway.h): zero is
+  // the core's default, RTS asserted while sending and deasserted after.
+  line.rs485.enabled = options.rs485 != 0;
+  line.rs485.rts_on_send = options.rs485_rts_on_send_low == 0;
+  line.rs485.rts_after_send = options.rs485_rts_after_send_high != 0;
+  line.rs485.delay_before_send_ms = options.rs485_delay_before_send_ms;
+  line.rs485.delay_after_send_ms = options.rs485_delay_after_send_ms;
+  if (options.readonly_client_count && !options.readonly_clients) {
+    why = "gw_serial_options.readonly_clients is NULL with readonly_client_count " +
+          std::to_string(options.readonly_client_count);
+    return GW_EINVAL;
+  }
+  for (size_t i = 0; i < options.readonly_client_count; ++i) {
+    gw::Cidr cidr;
+    gw::AddressIssue issue;
+    const char *text = options.readonly_clients[i];
+    if (!text || gw::parse_cidr(text, cidr, &issue) != 0) {
+      why = "gw_serial_options.readonly_clients[" + std::to_string(i) + "] is not a CIDR such as 10.0.0.0/8" +
+            (text ? std::string(": ") + gw::describe(issue.error) : std::string(" (NULL)"));
+      return GW_EADDRESS;
+    }
+    out.readonly_clients.push_back(cidr);
+  }
+  gw::SerialPacking &packing = out.packing;
+  packing.idle_gap_us = options.idle_gap_us;
+  packing.idle_gap_tenth_chars = options.idle_gap_tenth_chars;
+  if (options.delimiter_length && !options.delimiter) {
+    why = "gw_serial_options.delimiter is NULL with delimiter_length " + std::to_string(options.delimiter_length);
+    return GW_EINVAL;
+  }
+  // Refused here rather than by validate(): a length such as strlen() of a
+  // long string is not worth copying to be told it is too long.
+  if (options.delimiter_length > 2) {
+    why = "gw_serial_options.delimiter_length is " + std::to_string(options.delimiter_length) +
+          ": a packet delimiter is one or two bytes, as in \"\\r\\n\"";
+    return GW_EINVAL;
+  }
+  if (options.delimiter_length) packing.delimiter.assign(options.delimiter, options.delimiter_length);
+  packing.keep_delimiter = options.strip_delimiter == 0;
+  packing.max_packet = options.max_packet;
+  packing.max_hold_ms = options.max_hold_ms;
+  out.device_wait_ms = options.device_wait_ms ? options.device_wait_ms : default_device_wait_ms;
+  if (options.lock_dir) out.open_options.lock_dir = options.lock_dir;  // "" = no lock file
+  return 0;
+}
+
+// make_listener()'s MakeBackend for gw_listener_create_serial(). Every
+// refusal is logged at error level: the code alone (GW_EINVAL) cannot tell
+// firmware which of thirty fields is wrong.
+struct SerialBackendMaker {
+  static constexpr bool is_backend = true;
+  gw_server *server;
+  const gw_serial_options *caller_options;
+
+  int operator()(std::shared_ptr<gw::ConnectionHandler> &out) const {
+    const gw::Logger &logger = server->core->logger();
+    gw_serial_options options;
+    if (read_versioned(options, caller_options, GW_SERIAL_OPTIONS_VERSION, serial_options_size) != 0) {
+      unsigned version;
+      std::memcpy(&version, caller_options, sizeof version);
+      logger.log(gw::LogLevel::error, "gw_listener_create_serial: gw_serial_options version %u is not one of 1 to %u",
+                 version, static_cast<unsigned>(GW_SERIAL_OPTIONS_VERSION));
+      return GW_EINVAL;
+    }
+    gw::SerialBackendConfig config;
+    std::string why;
+    int rc = to_serial_config(config, options, why);
+    const std::string label = std::string("serial:") + (options.device ? options.device : "");
+    if (rc == 0) {
+      std::unique_ptr<gw::SerialBackend> backend;
+      rc = gw::SerialBackend::create(backend, server->core->loop(), logger, std::move(config), label, why);
+      if (rc == 0) out = std::move(backend);
+    }
+    if (rc != 0) logger.log(gw::LogLevel::error, "gw_listener_create_serial: %s", why.c_str());
+    return rc;
+  }
+};
+
+// make_listener()'s MakeBackend for gw_listener_create_forward().
+struct ForwarderMaker {
+  static constexpr bool is_backend = true;
+  gw_server *server;
+  const char *backend_text;
+
+  int operator()(std::shared_ptr<gw::ConnectionHandler> &out) const {
+    gw::BackendAddress backend;
+    gw::AddressIssue issue;
+    if (gw::parse_backend_address(backend_text, backend, &issue) != 0) {
+      server->core->logger().log(gw::LogLevel::error,
+                                 "gw_listener_create_forward: bad backend address: %s",
+                                 gw::describe(issue.error));
+      return GW_EADDRESS;
+    }
+    if (backend.resolved) {  // an IP literal or a Unix socket: nothing to look up
+      out = std::make_shared<gw::Forwarder>(backend.address, backend_text);
+      return 0;
+    }
+    // A host name is resolved in the background, never here (a lookup can
+    // take seconds, and a name that does not resolve yet must not keep the
+    // listener from listening): as gatewayd's Daemon::make_handler does.
+    if (!server->resolver) server->resolver = std::make_shared<gw::Resolver>(server->core->loop());
+    auto name = std::make_unique<gw::ResolvedName>(server->resolver, backend.host, backend.port,
+                                                   std::string("backend ") + backend_text, server->core->logger());
+    out = std::make_shared<gw::Forwarder>(std::move(name), backend_text);
+    return 0;
+  }
+};
 
 // Runs the loop (to the end, or one pass) with the server marked as
 // dispatching, so that gw_server_destroy() from a callback only stops it.
@@ -258,6 +519,10 @@ gw_server::~gw_server() {
   --dispatch_depth;
   for (gw_timer *timer : timers) delete timer;
   timers.clear();
+  // The backends and the resolver live on core's loop: their last
+  // references are now the core listeners', which core frees before the loop.
+  for (auto &listener : listeners) listener->backend.reset();
+  resolver.reset();
   core.reset();
 }
 
@@ -387,16 +652,17 @@ int gw_server_stats(gw_stats *out, const gw_server_t *server) {
 
 int gw_listener_create(gw_listener_t **out, gw_server_t *server, const gw_listener_options *options) {
   if (options && !options->address) return GW_EINVAL;
-  return make_listener(out, server, options, [&](gw::Listener *&core, const gw::ListenerConfig &config, gw_listener &handler) {
-    return server->core->listen(core, options->address, config, borrow(handler));
-  });
+  return make_listener(out, server, options,
+                       [&](gw::Listener *&core, const gw::ListenerConfig &config, std::shared_ptr<gw::ConnectionHandler> handler) {
+                         return server->core->listen(core, options->address, config, std::move(handler));
+                       });
 }
 
 int gw_listener_adopt(gw_listener_t **out, gw_server_t *server, int fd, const gw_listener_options *options) {
-  return make_listener(out, server, options, [&](gw::Listener *&core, const gw::ListenerConfig &config, gw_listener &handler) {
-    auto events = borrow(handler);  // may throw: before the Fd exists
-    gw::Fd owned(fd);
-    int rc = server->core->adopt(core, std::move(owned), config, std::move(events));
+  return make_listener(out, server, options,
+                       [&](gw::Listener *&core, const gw::ListenerConfig &config, std::shared_ptr<gw::ConnectionHandler> handler) {
+    gw::Fd owned(fd);  // nothing below throws before adopt() takes it
+    int rc = server->core->adopt(core, std::move(owned), config, std::move(handler));
     if (rc != 0) owned.release();  // not moved from: still the caller's, untouched (the header's promise)
     return rc;
   });
@@ -406,7 +672,8 @@ int gw_listener_create_systemd(gw_listener_t **out, int *out_inherited, gw_serve
                                const gw_listener_options *options) {
   if (out_inherited) *out_inherited = 0;
   if (!name || !*name) return GW_EINVAL;
-  return make_listener(out, server, options, [&](gw::Listener *&core, const gw::ListenerConfig &config, gw_listener &handler) {
+  return make_listener(out, server, options,
+                       [&](gw::Listener *&core, const gw::ListenerConfig &config, std::shared_ptr<gw::ConnectionHandler> handler) {
     gw::sd::collect_listen_fds();  // a process started by hand has none: not an error
     int fd = -1;
     if (gw::sd::take_listen_fd(name, fd) == 0) {
@@ -414,14 +681,36 @@ int gw_listener_create_systemd(gw_listener_t **out, int *out_inherited, gw_serve
       // does. A failed adopt leaves it untouched, so it is closed here, once
       // (nobody else can claim it: it has left the pool).
       gw::Fd pooled(fd);
-      int rc = server->core->adopt(core, std::move(pooled), config, borrow(handler));
+      int rc = server->core->adopt(core, std::move(pooled), config, handler);
       if (rc == -EBADF) pooled.release();  // not an open fd at all (on success pooled is empty: the server's now)
       if (rc == 0 && out_inherited) *out_inherited = 1;
       return rc;
     }
-    if (options->address) return server->core->listen(core, options->address, config, borrow(handler));
+    if (options->address) return server->core->listen(core, options->address, config, std::move(handler));
     return gw::sd::available() ? GW_ENOTFOUND : GW_ENOSYS;
   });
+}
+
+int gw_listener_create_serial(gw_listener_t **out, gw_server_t *server, const gw_listener_options *listener,
+                              const gw_serial_options *serial) {
+  if (!serial || (listener && !listener->address)) return GW_EINVAL;
+  return make_listener(
+      out, server, listener,
+      [&](gw::Listener *&core, const gw::ListenerConfig &config, std::shared_ptr<gw::ConnectionHandler> handler) {
+        return server->core->listen(core, listener->address, config, std::move(handler));
+      },
+      SerialBackendMaker{server, serial});
+}
+
+int gw_listener_create_forward(gw_listener_t **out, gw_server_t *server, const gw_listener_options *listener,
+                               const char *backend) {
+  if (!backend || (listener && !listener->address)) return GW_EINVAL;
+  return make_listener(
+      out, server, listener,
+      [&](gw::Listener *&core, const gw::ListenerConfig &config, std::shared_ptr<gw::ConnectionHandler> handler) {
+        return server->core->listen(core, listener->address, config, std::move(handler));
+      },
+      ForwarderMaker{server, backend});
 }
 
 int gw_listener_port(const gw_listener_t *listener) {
@@ -430,7 +719,9 @@ int gw_listener_port(const gw_listener_t *listener) {
 }
 
 int gw_listener_broadcast(gw_listener_t *listener, const void *data, size_t len) {
-  if (!listener || (!data && len)) return GW_EINVAL;
+  // A backend listener's clients get the backend's bytes: a message put in
+  // among them would corrupt that stream (a half-sent frame, a reply).
+  if (!listener || (!data && len) || listener->backend) return GW_EINVAL;
   if (!on_loop_thread(listener->owner)) return GW_EWRONGTHREAD;
   return guarded([&] { return listener->core->broadcast(data, len); });
 }

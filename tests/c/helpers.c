@@ -423,6 +423,26 @@ size_t gwt_read_exact(gw_server_t *srv, int fd, void *buf, size_t len, int timeo
     return got;
 }
 
+size_t gwt_read_fd_exact(gw_server_t *srv, int fd, void *buf, size_t len, int timeout_ms)
+{
+    char *p = buf;
+    size_t got = 0;
+    int64_t end = gwt_now_ms() + timeout_ms;
+    while (got < len) {
+        if (!wait_fd(srv, fd, POLLIN, end))
+            break;
+        ssize_t n = read(fd, p + got, len - got);
+        if (n > 0) {
+            got += (size_t)n;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            continue;
+        break; /* EOF or error (EIO: a pty whose other side is closed) */
+    }
+    return got;
+}
+
 int gwt_read_line(gw_server_t *srv, int fd, char *buf, size_t cap, int timeout_ms)
 {
     size_t got = 0;
@@ -708,8 +728,10 @@ void gwt_log_fn(gw_log_level level, const char *line, void *user_data)
         fprintf(stderr, "[gw %d] %s\n", (int)level, line);
     pthread_mutex_lock(&l->mu);
     l->lines++;
-    if (l->needle && strcasestr(line, l->needle))
+    if (l->needle && strcasestr(line, l->needle)) {
         l->matches++;
+        l->match_level = (int)level;
+    }
     pthread_mutex_unlock(&l->mu);
 }
 

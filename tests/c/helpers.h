@@ -100,6 +100,9 @@ size_t gwt_read_exact(gw_server_t *srv, int fd, void *buf, size_t len, int timeo
 /* Reads up to and including '\n' into buf (NUL-terminated, without the '\n').
  * Returns the line length, or -1 (timeout, EOF before '\n', overflow). */
 int gwt_read_line(gw_server_t *srv, int fd, char *buf, size_t cap, int timeout_ms);
+/* gwt_read_exact() for any fd (a pty master, a pipe): read() instead of
+ * recv(). The fd should be non-blocking. */
+size_t gwt_read_fd_exact(gw_server_t *srv, int fd, void *buf, size_t len, int timeout_ms);
 /* Waits for EOF (read returns 0) discarding data. Returns 0 on EOF, 1 on
  * ECONNRESET, -1 on timeout/other error. *discarded (may be NULL) gets the
  * number of bytes read before. */
@@ -183,6 +186,7 @@ typedef struct gwt_log {
     int lines;
     int matches;          /* lines containing `needle` (case-insensitive) */
     const char *needle;
+    int match_level;      /* the level of the last matching line */
 } gwt_log;
 void gwt_log_fn(gw_log_level level, const char *line, void *user_data);
 

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Fuzz target: the C API's option validation (gw_server_create,
-// gw_listener_create, gw_listener_adopt, gw_listener_create_systemd), through
-// the public header only, as firmware would call it.
+// gw_listener_create, gw_listener_adopt, gw_listener_create_systemd,
+// gw_listener_create_serial), through the public header only, as firmware
+// would call it.
 //
 // The input is read as a sequence of fields (see Input): the server options
 // (any version, any log level int), then up to three listener calls, each
@@ -11,6 +12,11 @@
 // alphabet without the digits 1-9 and without hex letters, so that whatever
 // the parser accepts can only be 127.0.0.1 with port 0: the fuzzer never
 // binds anything else.
+//
+// Serial options (any version, any enum int, any numbers, a delimiter of any
+// length) name a device that cannot exist (/nonexistent/...), or a relative
+// path, or NULL, and never a lock directory (lock_dir ""): the fuzzer opens
+// no device and writes no lock file.
 //
 // Checked: invalid options return the GW_E* code the header documents
 // (GW_EINVAL before anything else, GW_EADDRESS for an address or CIDR that
@@ -274,6 +280,66 @@ void check_listener(gw_server_t *server, gw_listener_t *listener, bool connect) 
   ::close(client);
 }
 
+// Serial options from the input; the listener's come from build_listener().
+struct SerialCase {
+  gw_serial_options options;
+  std::string device;
+  std::string delimiter;
+  std::vector<const char *> readonly;
+};
+
+void build_serial(Input &in, SerialCase &c) {
+  c.options = GW_SERIAL_OPTIONS_INIT;
+  gw_serial_options &o = c.options;
+  uint8_t shape = in.u8();
+  if (shape & 1) o.version = (shape & 2) ? in.u32() : GW_SERIAL_OPTIONS_VERSION + 1;
+  uint8_t device = in.u8() % 4;
+  if (device == 0) {
+    o.device = nullptr;
+  } else {
+    c.device = device == 1 ? "ttyFUZZ" : "/nonexistent/gw-fuzz/tty" + in.text(8);
+    o.device = c.device.c_str();
+  }
+  o.baud = static_cast<unsigned>(in.size_like(115200));
+  o.data_bits = in.u8() % 10;
+  o.stop_bits = in.u8() % 4;
+  set_raw_enum(o.parity, (shape & 4) ? in.u32() : in.u8() % 6);
+  set_raw_enum(o.flow_control, (shape & 4) ? in.u32() : in.u8() % 4);
+  set_raw_enum(o.dtr, in.u8() % 4);
+  set_raw_enum(o.rts, in.u8() % 4);
+  if (shape & 8) {
+    o.rs485 = in.u8() & 1;
+    o.rs485_rts_on_send_low = in.u8() & 1;
+    o.rs485_rts_after_send_high = in.u8() & 1;
+    o.rs485_delay_before_send_ms = in.u8();
+    o.rs485_delay_after_send_ms = in.u8();
+  }
+  set_raw_enum(o.clients, in.u8() % 4);
+  set_raw_enum(o.open, in.u8() % 3);
+  set_raw_enum(o.on_missing, in.u8() % 3);
+  set_raw_enum(o.on_loss, in.u8() % 3);
+  o.device_wait_ms = in.u8();
+  if (shape & 16) {
+    size_t count = in.u8() % 3;
+    for (size_t i = 0; i < count; ++i)
+      c.readonly.push_back(in.u8() & 1 ? valid_cidrs[in.u8() % (sizeof valid_cidrs / sizeof *valid_cidrs)]
+                                       : invalid_cidrs[in.u8() % (sizeof invalid_cidrs / sizeof *invalid_cidrs)]);
+    o.readonly_clients = c.readonly.empty() ? nullptr : c.readonly.data();
+    o.readonly_client_count = count;
+  }
+  if (shape & 32) {
+    c.delimiter = in.text(4);
+    o.delimiter = (shape & 64) ? nullptr : c.delimiter.data();
+    o.delimiter_length = c.delimiter.size();
+    o.strip_delimiter = in.u8() & 1;
+  }
+  o.idle_gap_us = in.u8();
+  o.idle_gap_tenth_chars = in.u8();
+  o.max_packet = in.u8();
+  o.max_hold_ms = in.u8();
+  o.lock_dir = "";  // never a lock file
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -310,6 +376,31 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint8_t how = in.u8();
     bool connect = (how & 0x10) != 0;
     gw_listener_t *listener = nullptr;
+    if ((how & 0xC0) == 0xC0) {
+      // A serial listener: the documented codes only, and a working
+      // listener (clients refused with a reason: the device is missing).
+      SerialCase serial;
+      build_serial(in, serial);
+      c.options.on_open = nullptr;
+      c.options.on_message = nullptr;
+      c.options.on_close = nullptr;
+      rc = gw_listener_create_serial(&listener, server, &c.options, &serial.options);
+      if (c.address_null || c.must_einval) {
+        require(rc == GW_EINVAL, "gw_listener_create_serial: invalid listener options not refused", rc);
+      } else {
+        require(rc == 0 || rc == GW_EINVAL || rc == GW_EADDRESS, "gw_listener_create_serial: an undocumented code",
+                rc);
+        require(rc != 0 || serial.options.device, "gw_listener_create_serial: no device accepted");
+      }
+      if (std::getenv("GW_FUZZ_VERBOSE"))
+        std::fprintf(stderr, "call %d: serial device %s baud %u: rc %d\n", call,
+                     serial.options.device ? serial.options.device : "(null)", serial.options.baud, rc);
+      if (rc == 0) {
+        require(listener != nullptr, "success without a listener");
+        check_listener(server, listener, connect);
+      }
+      continue;
+    }
     switch (how % 3) {
       case 0: {
         rc = gw_listener_create(&listener, server, &c.options);

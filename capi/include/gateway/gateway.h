@@ -255,8 +255,9 @@ typedef struct gw_stats {
     uint64_t bytes_in;      /**< bytes read from clients */
     uint64_t bytes_out;     /**< bytes written to clients */
     /** Bytes forwarded inside the kernel (splice), both directions; they are
-     *  not in bytes_in/bytes_out. Only gatewayd's forwarding routes splice:
-     *  0 for listeners of this API. Since 0.2.0. */
+     *  not in bytes_in/bytes_out. Only forwarding listeners splice (bulk
+     *  flows of gatewayd's routes and of gw_listener_create_forward()'s
+     *  GW_FRAMING_RAW listeners): 0 for the others. Since 0.2.0. */
     uint64_t bytes_spliced;
 } gw_stats;
 
@@ -363,11 +364,178 @@ GW_EXTERN int gw_listener_port(const gw_listener_t *listener);
  *  connection of the listener. A connection whose queue cannot take it is
  *  closed with GW_CLOSE_LIMIT rather than silently missing a message.
  *  Returns the number of connections the message was queued on (>= 0), or a
- *  negative code. Loop thread only. */
+ *  negative code (GW_EINVAL for a listener of gw_listener_create_serial()
+ *  or gw_listener_create_forward()). Loop thread only. */
 GW_EXTERN int gw_listener_broadcast(gw_listener_t *listener, const void *data, size_t len);
 
 /** This listener's counters. Thread-safe. */
 GW_EXTERN int gw_listener_stats(gw_stats *out, const gw_listener_t *listener);
+
+/* ---- Backends: listeners whose clients the library serves -------------- */
+
+/* gatewayd's backends for firmware: a listener made by one of the two
+ * functions below hands each client to a serial device or to another server
+ * instead of to callbacks. The listener's own settings (address, backlog,
+ * framing, limits, allow list, timeouts) come from a gw_listener_options as
+ * for gw_listener_create(); its callbacks must be NULL (GW_EINVAL
+ * otherwise: the backend handles the connections, and no gw_conn_t of such a
+ * listener ever reaches the firmware; user_data is ignored). The framing
+ * applies to what clients send: with GW_FRAMING_LINE, say, only whole lines
+ * reach the device or server, each as it was framed. gw_listener_port() and
+ * gw_listener_stats() work on these listeners; gw_listener_broadcast()
+ * returns GW_EINVAL for them, since the bytes their clients receive come
+ * from the backend. The backend belongs to the server, like the listener. */
+
+/* The enums' constants are made from the tables in <gateway/tables.h>, which
+ * say what each means. Each enum's 0 is its default. */
+typedef enum gw_parity {
+#define GW_PARITY_XX(NAME, core, value) GW_PARITY_##NAME = (value),
+    GW_PARITY_MAP(GW_PARITY_XX)
+#undef GW_PARITY_XX
+} gw_parity;
+
+typedef enum gw_flow_control {
+#define GW_FLOW_CONTROL_XX(NAME, core, value) GW_FLOW_CONTROL_##NAME = (value),
+    GW_FLOW_CONTROL_MAP(GW_FLOW_CONTROL_XX)
+#undef GW_FLOW_CONTROL_XX
+} gw_flow_control;
+
+/** Who may use the device when several clients connect. */
+typedef enum gw_serial_clients {
+#define GW_SERIAL_CLIENTS_XX(NAME, core, value) GW_SERIAL_CLIENTS_##NAME = (value),
+    GW_SERIAL_CLIENTS_MAP(GW_SERIAL_CLIENTS_XX)
+#undef GW_SERIAL_CLIENTS_XX
+} gw_serial_clients;
+
+/** When the device is open. */
+typedef enum gw_serial_open {
+#define GW_SERIAL_OPEN_XX(NAME, core, value) GW_SERIAL_OPEN_##NAME = (value),
+    GW_SERIAL_OPEN_MAP(GW_SERIAL_OPEN_XX)
+#undef GW_SERIAL_OPEN_XX
+} gw_serial_open;
+
+/** A client that comes while the device is missing (absent, unplugged, or
+ *  held by another program). */
+typedef enum gw_device_missing {
+#define GW_DEVICE_MISSING_XX(NAME, core, value) GW_DEVICE_MISSING_##NAME = (value),
+    GW_DEVICE_MISSING_MAP(GW_DEVICE_MISSING_XX)
+#undef GW_DEVICE_MISSING_XX
+} gw_device_missing;
+
+/** The device goes away (unplugged, hung up) while clients are connected. */
+typedef enum gw_device_loss {
+#define GW_DEVICE_LOSS_XX(NAME, core, value) GW_DEVICE_LOSS_##NAME = (value),
+    GW_DEVICE_LOSS_MAP(GW_DEVICE_LOSS_XX)
+#undef GW_DEVICE_LOSS_XX
+} gw_device_loss;
+
+/** The level a modem control line (DTR, RTS) is set to when the device opens. */
+typedef enum gw_line {
+    GW_LINE_KEEP = 0, /**< as opening the device left it (the default) */
+    GW_LINE_LOW = 1,  /**< deasserted */
+    GW_LINE_HIGH = 2  /**< asserted */
+} gw_line;
+
+/* What gatewayd's serial routes say about their device (gateway.conf(5)
+ * documents each setting under the name in brackets). Every field's zero
+ * means its default, as for every option struct. */
+typedef struct gw_serial_options {
+    unsigned version;              /**< GW_SERIAL_OPTIONS_VERSION */
+    /** The device: an absolute path ("/dev/ttyUSB0"). A symlink such as
+     *  /dev/serial/by-id/... is followed anew on every open, so that an
+     *  adapter that comes back under another name is found again. Required.
+     *  A device that does not exist (yet) is not an error: the listener
+     *  listens, and its clients get a one-line reason or wait (on_missing). */
+    const char *device;
+    unsigned baud;                 /**< 50 to 4000000, any rate [baud]; 0 = 9600 */
+    unsigned data_bits;            /**< 5 to 8 [data_bits]; 0 = 8 */
+    gw_parity parity;              /**< [parity]; 0 = GW_PARITY_NONE */
+    unsigned stop_bits;            /**< 1 or 2 [stop_bits]; 0 = 1 */
+    gw_flow_control flow_control;  /**< [flow_control]; 0 = GW_FLOW_CONTROL_NONE */
+    gw_line dtr, rts;              /**< initial levels [dtr, rts]; 0 = GW_LINE_KEEP */
+    /** Nonzero: RS-485 direction control by the driver (TIOCSRS485) [rs485];
+     *  a driver without RS-485 support makes each open fail with a logged
+     *  reason. 0: the port's RS-485 state is left as it is. */
+    int rs485;
+    /** RS-485 RTS levels [rts_on_send, rts_after_send]. Each field is named
+     *  after the level that is not the default, so that zero is the default:
+     *  RTS asserted while sending and deasserted after, the usual wiring of
+     *  a transceiver's driver-enable pin. Nonzero rs485_rts_on_send_low
+     *  keeps RTS deasserted while sending; nonzero rs485_rts_after_send_high
+     *  asserts it after sending. */
+    int rs485_rts_on_send_low;
+    int rs485_rts_after_send_high;
+    /** Delays around a transmission, 0 to 100 ms [delay_before_send,
+     *  delay_after_send]; 0 = none. */
+    unsigned rs485_delay_before_send_ms, rs485_delay_after_send_ms;
+    gw_serial_clients clients;     /**< [serial_clients]; 0 = GW_SERIAL_CLIENTS_EXCLUSIVE */
+    /** CIDRs ("10.0.0.0/8") whose clients see the device's output but whose
+     *  input is discarded [readonly_clients]; NULL = none. A bad entry:
+     *  GW_EADDRESS. */
+    const char *const *readonly_clients;
+    size_t readonly_client_count;
+    /* Packing, device to network: when the bytes read from the device go to
+     * the clients as one packet (one message, on a framed listener). All
+     * zero, the default: each read goes out at once, with no added delay. */
+    unsigned idle_gap_us;          /**< send once the line was quiet this long [idle_gap = "5ms"]; 0 = off */
+    /** The same in tenths of characters at the line's rate [idle_gap =
+     *  "3.5char" is 35]; nonzero wins over idle_gap_us. 0 = off. */
+    unsigned idle_gap_tenth_chars;
+    /** One or two bytes that end a packet [delimiter]; delimiter_length 0 =
+     *  none (delimiter may then be NULL). Not a C string: "\0" is allowed. */
+    const char *delimiter;
+    size_t delimiter_length;
+    int strip_delimiter;           /**< nonzero: the delimiter is not sent on; 0 = kept */
+    size_t max_packet;             /**< send a packet at this many bytes [max_packet]; 0 = no limit */
+    unsigned max_hold_ms;          /**< a packet's first byte waits at most this long [max_hold]; 0 = no limit */
+    gw_serial_open open;           /**< [serial_open]; 0 = GW_SERIAL_OPEN_ON_CONNECT */
+    gw_device_missing on_missing;  /**< [on_device_missing]; 0 = GW_DEVICE_MISSING_REFUSE */
+    unsigned device_wait_ms;       /**< with GW_DEVICE_MISSING_WAIT [device_wait]; 0 = 10000 */
+    gw_device_loss on_loss;        /**< [on_device_loss]; 0 = GW_DEVICE_LOSS_CLOSE */
+    /** Where the UUCP lock file ("LCK..ttyUSB0") that minicom, picocom and
+     *  ser2net respect is made; NULL = "/run/lock"; "" = no lock file
+     *  (TIOCEXCL is still set). */
+    const char *lock_dir;
+} gw_serial_options;
+
+/* Versions 1 to this one are accepted (see the conventions at the top). */
+#define GW_SERIAL_OPTIONS_VERSION 1
+/* The version, every other field zero: the defaults (spelled out for
+ * -Wmissing-field-initializers). */
+#define GW_SERIAL_OPTIONS_INIT                                                                \
+    { GW_SERIAL_OPTIONS_VERSION, NULL, 0, 0, GW_PARITY_NONE, 0, GW_FLOW_CONTROL_NONE,          \
+      GW_LINE_KEEP, GW_LINE_KEEP, 0, 0, 0, 0, 0, GW_SERIAL_CLIENTS_EXCLUSIVE, NULL, 0, 0, 0,    \
+      NULL, 0, 0, 0, 0, GW_SERIAL_OPEN_ON_CONNECT, GW_DEVICE_MISSING_REFUSE, 0,                \
+      GW_DEVICE_LOSS_CLOSE, NULL }
+
+/** Creates a listener (as gw_listener_create() does, from `listener`) whose
+ *  clients reach the serial device `serial` describes, with gatewayd's
+ *  client policies, packing and hot-plug: an unplugged device is watched for
+ *  (inotify, no polling) and reopened with its settings, and the listener
+ *  never goes away. Loop thread only. Returns 0, GW_EINVAL (a NULL
+ *  argument, a version out of range, a callback set in `listener`, an enum
+ *  value outside its list, or a setting out of range: the reason is logged
+ *  at GW_LOG_ERROR through the server's log, so that the firmware sees why),
+ *  GW_EADDRESS (a bad readonly_clients entry), GW_EWRONGTHREAD, or what
+ *  gw_listener_create() returns. Since 0.2.0. */
+GW_EXTERN int gw_listener_create_serial(gw_listener_t **out, gw_server_t *server,
+                                        const gw_listener_options *listener,
+                                        const gw_serial_options *serial);
+
+/** Creates a listener (as gw_listener_create() does, from `listener`) that
+ *  forwards each client to `backend` over a connection of its own, both
+ *  ways, with backpressure and half-close passed on, as gatewayd's routes
+ *  do. `backend` is "tcp://IP:PORT" ("tcp://[::1]:502"), "tcp://NAME:PORT"
+ *  (looked up in the background, never on the loop thread, and again every
+ *  few minutes and when no address answers; clients that come before the
+ *  first answer wait for it, at most 5 s), or "unix:/ABSOLUTE/PATH". A
+ *  backend that cannot be reached closes the client, with a logged reason.
+ *  Loop thread only. Returns 0, GW_EINVAL (a NULL argument, a callback set
+ *  in `listener`), GW_EADDRESS (a backend string not of those forms),
+ *  GW_EWRONGTHREAD, or what gw_listener_create() returns. Since 0.2.0. */
+GW_EXTERN int gw_listener_create_forward(gw_listener_t **out, gw_server_t *server,
+                                         const gw_listener_options *listener,
+                                         const char *backend);
 
 /* ---- Connections -------------------------------------------------------- */
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The tables of the C ABI that the core shares: error codes and close
- * reasons, as X-macros (libuv's UV_ERRNO_MAP style). Each list exists here
+ * reasons (and the enums of the serial options, below), as X-macros (libuv's UV_ERRNO_MAP style). Each list exists here
  * once; <gateway/gateway.h> makes the GW_E* and GW_CLOSE_* constants from
  * them, and the core (lib/) makes gw::err, gw::CloseReason, gw_strerror(),
  * gw_err_name() and both close-reason name functions from them, so that a
@@ -73,5 +73,44 @@
     XX(OVERSIZE, oversize, 5, "oversized frame") /* it sent a frame larger than max_frame */ \
     XX(STOPPING, stopping, 6, "server stopping") /* the server is stopping */                 \
     XX(LOCAL, local, 7, "closed locally")      /* gw_conn_close() was called */
+
+/*
+ * The enums of gw_serial_options (<gateway/gateway.h>, since 0.2.0):
+ * XX(NAME, core, value). The C constant is GW_<ENUM>_##NAME; `core` is the
+ * enumerator of the core's enum that the row stands for (gw::Parity::core,
+ * ...), which capi/gateway.cpp checks row by row with static_asserts and
+ * converts through. The words of gatewayd's configuration ("kick-old") are
+ * the core's, in its name tables (lib/include/gw/serial.hpp,
+ * serial_backend.hpp), not here. Each enum's 0 is its default, so that a
+ * zeroed field means the default, as every option does.
+ */
+#define GW_PARITY_MAP(XX)                                                              \
+    XX(NONE, none, 0)   /* no parity bit (the default) */                              \
+    XX(EVEN, even, 1)                                                                  \
+    XX(ODD, odd, 2)                                                                    \
+    XX(MARK, mark, 3)   /* the parity bit always 1 */                                  \
+    XX(SPACE, space, 4) /* the parity bit always 0 */
+
+#define GW_FLOW_CONTROL_MAP(XX)                                                        \
+    XX(NONE, none, 0)       /* no flow control (the default) */                        \
+    XX(RTSCTS, rtscts, 1)   /* hardware: RTS/CTS */                                    \
+    XX(XONXOFF, xonxoff, 2) /* software: XON/XOFF characters */
+
+#define GW_SERIAL_CLIENTS_MAP(XX)                                                      \
+    XX(EXCLUSIVE, exclusive, 0) /* one client; the next gets a one-line reason and is closed (the default) */ \
+    XX(KICK_OLD, kick_old, 1)   /* a newcomer takes the port over from the client that had it */ \
+    XX(SHARED, shared, 2)       /* device output to every client; input passed on whole frame by whole frame */
+
+#define GW_SERIAL_OPEN_MAP(XX)                                                         \
+    XX(ON_CONNECT, on_connect, 0) /* opened for the first client, closed after the last (the default) */ \
+    XX(ALWAYS, always, 1)         /* kept open; output while no client is connected is counted and discarded */
+
+#define GW_DEVICE_MISSING_MAP(XX)                                                      \
+    XX(REFUSE, refuse, 0) /* a client gets a one-line reason and is closed (the default) */ \
+    XX(WAIT, wait, 1)     /* a client waits up to device_wait_ms for the device */
+
+#define GW_DEVICE_LOSS_MAP(XX)                                                         \
+    XX(CLOSE, close, 0) /* the clients are closed with a logged reason (the default) */ \
+    XX(HOLD, hold, 1)   /* the clients stay; their output resumes when the device returns */
 
 #endif /* GATEWAY_TABLES_H */
