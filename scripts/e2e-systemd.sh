@@ -73,14 +73,6 @@ if [ "$arch" != "$host_arch" ]; then
     { echo "e2e: binfmt $q lacks the F (fix binary) flag needed inside the container" >&2; exit 1; }
 fi
 
-# ---- packages -------------------------------------------------------------------
-version=$(sed -n 's/^project(gateway VERSION \([0-9.]*\).*/\1/p' "$root/CMakeLists.txt")
-if [ $build = 1 ] || [ ! -f "$root/dist/apt/gateway_${version}_${arch}.deb" ]; then
-  log "building packages"
-  "$root/scripts/package.sh" "$arch"
-fi
-[ -f "$root/dist/apt/Packages" ] || { echo "e2e: no dist/apt/Packages" >&2; exit 1; }
-
 # ---- the serial route's device side ------------------------------------------
 # The rootfs has no socat: the program on the pty's other side is
 # tests/tools/pty_peer from the CMake build of ARCH (scripts/test.sh builds
@@ -99,6 +91,14 @@ fi
 case $arch in amd64) want='Advanced Micro Devices X86-64' ;; arm64) want=AArch64 ;; armhf) want=ARM ;; esac
 machine=$(LC_ALL=C readelf -h "$peer" | sed -n 's/^ *Machine: *//p')
 [ "$machine" = "$want" ] || { echo "e2e: $peer is '$machine', expected '$want' for $arch" >&2; exit 1; }
+
+# ---- packages -------------------------------------------------------------------
+version=$(sed -n 's/^project(gateway VERSION \([0-9.]*\).*/\1/p' "$root/CMakeLists.txt")
+if [ $build = 1 ] || [ ! -f "$root/dist/apt/gateway_${version}_${arch}.deb" ]; then
+  log "building packages"
+  "$root/scripts/package.sh" "$arch"
+fi
+[ -f "$root/dist/apt/Packages" ] || { echo "e2e: no dist/apt/Packages" >&2; exit 1; }
 
 # ---- the repositories the board sees -------------------------------------------
 # make_repos DIR writes, under DIR:
