@@ -34,6 +34,16 @@ echo_check() {
   [ "$reply" = "$1" ]
 }
 
+# security_check: systemd-analyze security rates gateway.service as loaded now
+# (drop-ins included) at most 2.0; sets $exposure.
+security_check() {
+  systemd-analyze security --no-pager gateway.service > /root/security.txt 2>&1
+  exposure=$(sed -n 's/.*Overall exposure level for gateway.service: \([0-9.]*\).*/\1/p' /root/security.txt)
+  echo "exposure: $exposure"
+  [ -n "$exposure" ] || { cat /root/security.txt; fail "no exposure level"; }
+  awk -v e="$exposure" 'BEGIN { exit !(e <= 2.0) }' || { cat /root/security.txt; fail "exposure $exposure > 2.0"; }
+}
+
 # use_repo DIR: the only gateway source is DIR, trusted through the one key
 # that gateway-archive-keyring installs (never trusted=yes).
 use_repo() {
@@ -90,11 +100,7 @@ systemd-analyze verify /lib/systemd/system/gateway.socket /lib/systemd/system/ga
 cat /root/verify.txt
 [ -s /root/verify.txt ] && fail "systemd-analyze verify is not clean"
 ok "systemd-analyze verify: clean"
-systemd-analyze security --no-pager gateway.service > /root/security.txt 2>&1
-exposure=$(sed -n 's/.*Overall exposure level for gateway.service: \([0-9.]*\).*/\1/p' /root/security.txt)
-echo "exposure: $exposure"
-[ -n "$exposure" ] || { cat /root/security.txt; fail "no exposure level"; }
-awk -v e="$exposure" 'BEGIN { exit !(e <= 2.0) }' || { cat /root/security.txt; fail "exposure $exposure > 2.0"; }
+security_check
 ok "systemd-analyze security: exposure $exposure (<= 2.0)"
 
 step "socket activation"
@@ -171,6 +177,130 @@ newpid=$(systemctl show -p MainPID --value gateway.service)
 [ "$newpid" != 0 ] && [ "$newpid" != "$pid" ] || fail "gatewayd was not restarted by the upgrade (pid $pid -> $newpid)"
 ok "upgraded to $(dpkg-query -W -f '${Version}' gateway): conffile edit kept, gatewayd restarted (pid $pid -> $newpid)"
 sed -i '/^# local edit (e2e)/d' /etc/gateway/gateway.conf
+
+step "serial route: the packaged drop-in, a pty standing in for the UART"
+# The container has no UART: tests/tools/pty_peer (copied to /root by
+# e2e-systemd.sh) holds a pty's master side, answers each byte with its
+# uppercase, and names the slave (root:dialout 0660, like a UART node) with a
+# /dev/serial/by-id link, as udev names a USB adapter.
+dropin=/usr/share/gateway/gateway.service.d/serial.conf
+link=/dev/serial/by-id/usb-gateway_e2e_pty-if00-port0
+[ -x /root/pty_peer ] || fail "no /root/pty_peer"
+[ -f "$dropin" ] || fail "the package ships no $dropin"
+dpkg -S "$dropin" | grep -q '^gateway: ' || fail "$dropin does not belong to the gateway package"
+# The UUCP lock directory must exist for ReadWritePaths=-/run/lock to bind it.
+[ -d /run/lock ] || fail "no /run/lock on this system"
+echo "/run/lock: $(stat -c '%A %U:%G' /run/lock)"
+mkdir -p /etc/systemd/system/gateway.service.d
+cp "$dropin" /etc/systemd/system/gateway.service.d/serial.conf
+# Test only: the pty slaves (the "pts" group of /proc/devices) stand in for
+# the ttyS/ttyUSB/ttyACM groups that the shipped drop-in allows.
+printf '[Service]\n# e2e only: a pseudo-terminal stands in for the UART\nDeviceAllow=char-pts rw\n' \
+  > /etc/systemd/system/gateway.service.d/zz-e2e-pty.conf
+cp /etc/gateway/gateway.conf /root/gateway.conf.orig
+# The device is missing until pty_peer runs: a client waits for it.
+printf '\n[[route]]\nname = "serial"\nlisten = "127.0.0.1:7001"\nbackend = "serial:%s"\n%s\n%s\n' \
+  "$link" 'on_device_missing = "wait"' 'device_wait = "30s"' >> /etc/gateway/gateway.conf
+/usr/sbin/gatewayd --check-config --config /etc/gateway/gateway.conf || fail "the serial route does not check"
+systemctl daemon-reload || fail "daemon-reload"
+systemctl restart gateway.service || fail "restart gateway.service with the serial drop-in"
+systemctl is-active gateway.service || fail "gateway.service not active with the serial drop-in"
+systemctl show -p DropInPaths -p PrivateDevices -p DevicePolicy -p DeviceAllow -p SupplementaryGroups \
+  -p ReadWritePaths gateway.service
+systemctl show -p DropInPaths --value gateway.service | grep -q 'gateway.service.d/serial.conf' ||
+  fail "the serial drop-in is not loaded"
+[ "$(systemctl show -p PrivateDevices --value gateway.service)" = no ] || fail "PrivateDevices is not off"
+[ "$(systemctl show -p DevicePolicy --value gateway.service)" = closed ] || fail "DevicePolicy is not closed"
+systemctl show -p SupplementaryGroups --value gateway.service | grep -qw dialout || fail "no SupplementaryGroups=dialout"
+systemd-analyze verify gateway.service > /root/verify-serial.txt 2>&1
+cat /root/verify-serial.txt
+[ -s /root/verify-serial.txt ] && fail "systemd-analyze verify is not clean with the serial drop-in"
+security_check
+ok "drop-in loaded; verify clean; systemd-analyze security with it: exposure $exposure (<= 2.0)"
+
+pid=$(systemctl show -p MainPID --value gateway.service)
+dialout_gid=$(getent group dialout | cut -d: -f3)
+grep '^Groups:' "/proc/$pid/status"
+grep '^Groups:' "/proc/$pid/status" | grep -qw "$dialout_gid" || fail "gatewayd is not in the dialout group"
+# In the service's mount namespace: /run/lock writable although
+# ProtectSystem=strict makes /run read-only. Read from its mountinfo (the last
+# mount on a path is the one on top), not with nsenter: qemu-user has no
+# setns().
+grep -E '^([^ ]+ ){4}/run(/lock)? ' "/proc/$pid/mountinfo"
+lock_mount=$(awk '$5 == "/run/lock" { o = $6 } END { print o }' "/proc/$pid/mountinfo")
+case $lock_mount in rw*) ;; *) fail "/run/lock is not a writable mount in gateway.service's namespace ('$lock_mount')" ;; esac
+ok "gatewayd (pid $pid) has group dialout ($dialout_gid); /run/lock is writable in its namespace"
+
+# serial_exchange TEXT: a client on 127.0.0.1:7001 sends TEXT and must get its
+# uppercase back from the device.
+serial_exchange() {
+  local reply want
+  want=$(printf '%s' "$1" | tr '[:lower:]' '[:upper:]')
+  reply=$(timeout 40 bash -c '
+    exec 3<>/dev/tcp/127.0.0.1/7001 || exit 1
+    printf "%s\n" "$1" >&3
+    IFS= read -r -t 35 line <&3 || exit 1
+    printf "%s" "$line"' _ "$1") || { echo "no reply to '$1'"; return 1; }
+  echo "sent '$1', got '$reply'"
+  [ "$reply" = "$want" ]
+}
+# peer_read TEXT: pty_peer logged TEXT and its newline arriving from the route.
+peer_read() {
+  grep -qF "read $(( ${#1} + 1 )) bytes: \"$1\\n\"" /root/pty_peer.log
+}
+# journal_wait TEXT: gateway.service's journal since this step shows TEXT
+# within 20 s.
+journal_wait() {
+  local i
+  for i in $(seq 1 40); do
+    journalctl --no-pager -u gateway.service --since "@$serial_t0" | grep -qF "$1" && return 0
+    sleep 0.5
+  done
+  return 1
+}
+serial_t0=$(date +%s)
+
+# Hot-plug: a client that comes before the device waits; the by-id link
+# appearing (/dev/serial does not exist yet, so gatewayd watches /dev with
+# inotify) opens the device and the client is served.
+[ -e /dev/serial ] && fail "/dev/serial already exists"
+serial_exchange "hello serial" > /root/serial-first.txt 2>&1 &
+waiting=$!
+journal_wait "device missing" || fail "gatewayd did not log the serial device missing"
+/root/pty_peer "$link" > /root/pty_peer.log 2>&1 &
+peer=$!
+wait "$waiting"; rc=$?
+cat /root/serial-first.txt /root/pty_peer.log
+[ "$rc" -eq 0 ] || fail "the waiting client got no answer from the device once it appeared"
+peer_read "hello serial" || fail "the device did not receive the client's bytes"
+journal_wait "serial:$link: device open (" || fail "gatewayd did not log the device open"
+journalctl --no-pager -u gateway.service --since "@$serial_t0" | grep -F "serial:$link"
+ok "a waiting client was served once $link appeared (inotify under the sandbox)"
+
+# Both directions with the device present, and the UUCP lock that gatewayd
+# holds in /run/lock while a client has the port.
+serial_exchange "second line" || fail "no answer from the device on the second exchange"
+peer_read "second line" || fail "the device did not receive the second line"
+exec 3<>/dev/tcp/127.0.0.1/7001 || fail "connect to the serial route"
+printf 'held\n' >&3
+IFS= read -r -t 20 line <&3 || fail "no answer while holding the port"
+[ "$line" = HELD ] || fail "answer '$line', expected 'HELD'"
+ls -l /run/lock
+lockfile=$(grep -lsx " *$pid" /run/lock/LCK..* | head -1)
+[ -n "$lockfile" ] || fail "no UUCP lock file of gatewayd (pid $pid) in /run/lock"
+exec 3>&-
+ok "client -> device and device -> client on the serial route; gatewayd held $lockfile"
+
+# Back to the packaged state: no drop-in, the packaged configuration.
+kill "$peer"; wait "$peer"
+[ -e "$link" ] && fail "pty_peer left $link behind"
+rm -r /etc/systemd/system/gateway.service.d
+cp /root/gateway.conf.orig /etc/gateway/gateway.conf
+systemctl daemon-reload || fail "daemon-reload"
+systemctl restart gateway.service || fail "restart gateway.service without the drop-in"
+[ "$(systemctl show -p PrivateDevices --value gateway.service)" = yes ] || fail "PrivateDevices not back on"
+echo_check "after serial" || fail "no echo after removing the serial drop-in"
+ok "drop-in removed: PrivateDevices=yes again, the echo route answers"
 
 step "stop"
 systemctl stop gateway.service gateway.socket || fail "systemctl stop"

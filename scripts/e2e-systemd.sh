@@ -19,7 +19,14 @@
 #      gateway.service is now active, triggered by the socket, and its
 #      journal shows gatewayd took the socket from systemd;
 #      systemd-analyze verify is clean and security exposure <= 2.0;
-#      systemctl reload works; stop both units;
+#      systemctl reload works; SIGKILL: systemd restarts gatewayd on the
+#      same socket, no client lost; an upgrade keeps the conffile's edits;
+#      serial route: the packaged drop-in (+ a test-only DeviceAllow=char-pts)
+#      in /etc/systemd/system/gateway.service.d, verify clean, exposure still
+#      <= 2.0; a client waiting for a missing /dev/serial/by-id link is served
+#      once tests/tools/pty_peer (the device side of a pty) creates it; bytes
+#      both ways; gatewayd logs the device open and holds its UUCP lock in
+#      /run/lock; stop both units;
 #      apt purge gateway (+ autoremove) leaves no file behind.
 # arm64 and armhf boot a rootfs of their own architecture under
 # qemu-user-static through binfmt_misc (slower: a few minutes), installing
@@ -65,6 +72,25 @@ if [ "$arch" != "$host_arch" ]; then
   grep -q '^flags:.*F' /proc/sys/fs/binfmt_misc/$q ||
     { echo "e2e: binfmt $q lacks the F (fix binary) flag needed inside the container" >&2; exit 1; }
 fi
+
+# ---- the serial route's device side ------------------------------------------
+# The rootfs has no socat: the program on the pty's other side is
+# tests/tools/pty_peer from the CMake build of ARCH (scripts/test.sh builds
+# it in the native and cross stages, before packages and e2e).
+case $arch in
+  "$host_arch") preset=native ;;
+  *) preset=$arch ;;
+esac
+peer=$root/build/$preset/tests/pty_peer
+if [ ! -x "$peer" ]; then
+  echo "e2e: no $peer: build it first with" >&2
+  [ "$preset" = native ] || echo "  scripts/sysroot.sh $arch &&" >&2
+  echo "  cmake --preset $preset && cmake --build --preset $preset --target pty_peer" >&2
+  exit 1
+fi
+case $arch in amd64) want='Advanced Micro Devices X86-64' ;; arm64) want=AArch64 ;; armhf) want=ARM ;; esac
+machine=$(LC_ALL=C readelf -h "$peer" | sed -n 's/^ *Machine: *//p')
+[ "$machine" = "$want" ] || { echo "e2e: $peer is '$machine', expected '$want' for $arch" >&2; exit 1; }
 
 # ---- packages -------------------------------------------------------------------
 version=$(sed -n 's/^project(gateway VERSION \([0-9.]*\).*/\1/p' "$root/CMakeLists.txt")
@@ -138,6 +164,7 @@ tar -C "$work/root" -xf "$tarball"
 make_repos "$work/root/srv"
 cp "$root"/dist/apt/gateway-archive-keyring_*_all.deb "$work/root/root/"
 install -m 0755 "$root/scripts/e2e-systemd-inside.sh" "$work/root/root/e2e.sh"
+install -m 0755 "$peer" "$work/root/root/pty_peer"
 
 # ---- boot and test ------------------------------------------------------------------
 timeout_s=${GW_E2E_TIMEOUT:-$([ "$arch" = "$host_arch" ] && echo 180 || echo 1500)}

@@ -5,7 +5,8 @@
 #   scripts/package.sh [amd64|arm64|armhf|all]...     (default: amd64)
 #
 # For each architecture, writes to dist/:
-#   gateway_<ver>_<arch>.deb         gatewayd, /etc/gateway/gateway.conf, units, man pages
+#   gateway_<ver>_<arch>.deb         gatewayd, /etc/gateway/gateway.conf, units, man pages,
+#                                    the serial drop-in in /usr/share/gateway
 #   libgateway0_<ver>_<arch>.deb     libgateway.so.0 (Multi-Arch: same)
 #   libgateway-dev_<ver>_<arch>.deb  header, gateway.pc, CMake package
 # runs lintian on them (fails on any error or warning), and refreshes the signed
@@ -70,6 +71,9 @@ for arch in "${arches[@]}"; do
   cp -a "$root/packaging/debian" "$stage/debian"
   cp "$root/packaging/gateway.socket" "$root/packaging/gateway.service" \
      "$root/packaging/gatewayd.8" "$root/packaging/gateway.conf.5" "$stage/debian/"
+  # Drop-ins the admin copies to /etc/systemd/system (gateway.install puts
+  # them in /usr/share/gateway: not /usr/share/doc, which boards often strip).
+  cp -r "$root/packaging/gateway.service.d" "$stage/debian/dropins"
   if [ "$chlog_version" != "$version" ]; then
     # CMakeLists.txt was bumped without a changelog entry: say so in the package.
     { printf 'gateway (%s) unstable; urgency=medium\n\n' "$version"
