@@ -27,7 +27,7 @@
 typedef struct echo_backend {
     int lfd;
     pthread_t thread;
-    volatile int stop;
+    int stop; /* set by the test thread, read by the echo thread: __atomic_* */
     int served; /* connections accepted (read after join) */
 } echo_backend;
 
@@ -49,7 +49,7 @@ static void serve_one(int fd)
 static void *echo_main(void *arg)
 {
     echo_backend *b = arg;
-    while (!b->stop) {
+    while (!__atomic_load_n(&b->stop, __ATOMIC_SEQ_CST)) {
         struct pollfd p = { b->lfd, POLLIN, 0 };
         if (poll(&p, 1, 50) <= 0)
             continue;
@@ -72,7 +72,7 @@ static void echo_start(echo_backend *b, int lfd)
 
 static void echo_stop(echo_backend *b)
 {
-    b->stop = 1;
+    __atomic_store_n(&b->stop, 1, __ATOMIC_SEQ_CST);
     pthread_join(b->thread, NULL);
     close(b->lfd);
 }
