@@ -34,7 +34,7 @@
   static_assert(GW_##name == gw::err::name, "gw::err::" #name " is not GW_" #name);
 GW_ERRNO_GATEWAY_MAP(GW_CHECK_ERR_XX)
 #undef GW_CHECK_ERR_XX
-#define GW_CHECK_CLOSE_XX(NAME, name, value, text)                               \
+#define GW_CHECK_CLOSE_XX(NAME, name, value, text)                          \
   static_assert(static_cast<int>(gw::CloseReason::name) == GW_CLOSE_##NAME, \
                 "gw::CloseReason::" #name " is not GW_CLOSE_" #NAME);
 GW_CLOSE_REASON_MAP(GW_CHECK_CLOSE_XX)
@@ -42,8 +42,8 @@ GW_CLOSE_REASON_MAP(GW_CHECK_CLOSE_XX)
 static_assert(static_cast<int>(gw::Framing::u32be) == GW_FRAMING_U32BE, "framings differ");
 // The serial options' enums: each C row's value is the core enumerator it
 // names, so that converting is a cast of a value checked to be in the table.
-#define GW_CHECK_ENUM_XX(prefix, core_enum, NAME, core, value)                     \
-  static_assert(static_cast<int>(gw::core_enum::core) == GW_##prefix##_##NAME,      \
+#define GW_CHECK_ENUM_XX(prefix, core_enum, NAME, core, value)                 \
+  static_assert(static_cast<int>(gw::core_enum::core) == GW_##prefix##_##NAME, \
                 "gw::" #core_enum "::" #core " is not GW_" #prefix "_" #NAME);
 #define GW_CHECK_PARITY_XX(NAME, core, value) GW_CHECK_ENUM_XX(PARITY, Parity, NAME, core, value)
 GW_PARITY_MAP(GW_CHECK_PARITY_XX)
@@ -461,8 +461,7 @@ struct ForwarderMaker {
     gw::BackendAddress backend;
     gw::AddressIssue issue;
     if (gw::parse_backend_address(backend_text, backend, &issue) != 0) {
-      server->core->logger().log(gw::LogLevel::error,
-                                 "gw_listener_create_forward: bad backend address: %s",
+      server->core->logger().log(gw::LogLevel::error, "gw_listener_create_forward: bad backend address: %s",
                                  gw::describe(issue.error));
       return GW_EADDRESS;
     }
@@ -639,7 +638,8 @@ static void copy_stats(Layout *out, const gw::Stats &stats) {
   out->refused = stats.refused.load(std::memory_order_relaxed);
   out->bytes_in = stats.bytes_in.load(std::memory_order_relaxed);
   out->bytes_out = stats.bytes_out.load(std::memory_order_relaxed);
-  if constexpr (std::is_same_v<Layout, gw_stats>) out->bytes_spliced = stats.bytes_spliced.load(std::memory_order_relaxed);
+  if constexpr (std::is_same_v<Layout, gw_stats>)
+    out->bytes_spliced = stats.bytes_spliced.load(std::memory_order_relaxed);
 }
 
 extern "C" {
@@ -652,43 +652,46 @@ int gw_server_stats(gw_stats *out, const gw_server_t *server) {
 
 int gw_listener_create(gw_listener_t **out, gw_server_t *server, const gw_listener_options *options) {
   if (options && !options->address) return GW_EINVAL;
-  return make_listener(out, server, options,
-                       [&](gw::Listener *&core, const gw::ListenerConfig &config, std::shared_ptr<gw::ConnectionHandler> handler) {
-                         return server->core->listen(core, options->address, config, std::move(handler));
-                       });
+  return make_listener(
+      out, server, options,
+      [&](gw::Listener *&core, const gw::ListenerConfig &config, std::shared_ptr<gw::ConnectionHandler> handler) {
+        return server->core->listen(core, options->address, config, std::move(handler));
+      });
 }
 
 int gw_listener_adopt(gw_listener_t **out, gw_server_t *server, int fd, const gw_listener_options *options) {
-  return make_listener(out, server, options,
-                       [&](gw::Listener *&core, const gw::ListenerConfig &config, std::shared_ptr<gw::ConnectionHandler> handler) {
-    gw::Fd owned(fd);  // nothing below throws before adopt() takes it
-    int rc = server->core->adopt(core, std::move(owned), config, std::move(handler));
-    if (rc != 0) owned.release();  // not moved from: still the caller's, untouched (the header's promise)
-    return rc;
-  });
+  return make_listener(
+      out, server, options,
+      [&](gw::Listener *&core, const gw::ListenerConfig &config, std::shared_ptr<gw::ConnectionHandler> handler) {
+        gw::Fd owned(fd);  // nothing below throws before adopt() takes it
+        int rc = server->core->adopt(core, std::move(owned), config, std::move(handler));
+        if (rc != 0) owned.release();  // not moved from: still the caller's, untouched (the header's promise)
+        return rc;
+      });
 }
 
 int gw_listener_create_systemd(gw_listener_t **out, int *out_inherited, gw_server_t *server, const char *name,
                                const gw_listener_options *options) {
   if (out_inherited) *out_inherited = 0;
   if (!name || !*name) return GW_EINVAL;
-  return make_listener(out, server, options,
-                       [&](gw::Listener *&core, const gw::ListenerConfig &config, std::shared_ptr<gw::ConnectionHandler> handler) {
-    gw::sd::collect_listen_fds();  // a process started by hand has none: not an error
-    int fd = -1;
-    if (gw::sd::take_listen_fd(name, fd) == 0) {
-      // Taken from the pool, the fd is ours: `pooled` owns it until the server
-      // does. A failed adopt leaves it untouched, so it is closed here, once
-      // (nobody else can claim it: it has left the pool).
-      gw::Fd pooled(fd);
-      int rc = server->core->adopt(core, std::move(pooled), config, handler);
-      if (rc == -EBADF) pooled.release();  // not an open fd at all (on success pooled is empty: the server's now)
-      if (rc == 0 && out_inherited) *out_inherited = 1;
-      return rc;
-    }
-    if (options->address) return server->core->listen(core, options->address, config, std::move(handler));
-    return gw::sd::available() ? GW_ENOTFOUND : GW_ENOSYS;
-  });
+  return make_listener(
+      out, server, options,
+      [&](gw::Listener *&core, const gw::ListenerConfig &config, std::shared_ptr<gw::ConnectionHandler> handler) {
+        gw::sd::collect_listen_fds();  // a process started by hand has none: not an error
+        int fd = -1;
+        if (gw::sd::take_listen_fd(name, fd) == 0) {
+          // Taken from the pool, the fd is ours: `pooled` owns it until the server
+          // does. A failed adopt leaves it untouched, so it is closed here, once
+          // (nobody else can claim it: it has left the pool).
+          gw::Fd pooled(fd);
+          int rc = server->core->adopt(core, std::move(pooled), config, handler);
+          if (rc == -EBADF) pooled.release();  // not an open fd at all (on success pooled is empty: the server's now)
+          if (rc == 0 && out_inherited) *out_inherited = 1;
+          return rc;
+        }
+        if (options->address) return server->core->listen(core, options->address, config, std::move(handler));
+        return gw::sd::available() ? GW_ENOTFOUND : GW_ENOSYS;
+      });
 }
 
 int gw_listener_create_serial(gw_listener_t **out, gw_server_t *server, const gw_listener_options *listener,
@@ -752,7 +755,8 @@ __attribute__((visibility("default"))) int gwcompat_server_stats_0_1(gw_stats_0_
 }
 __asm__(".symver gwcompat_server_stats_0_1, gw_server_stats@GW_0");
 
-__attribute__((visibility("default"))) int gwcompat_listener_stats_0_1(gw_stats_0_1 *out, const gw_listener_t *listener) {
+__attribute__((visibility("default"))) int gwcompat_listener_stats_0_1(gw_stats_0_1 *out,
+                                                                       const gw_listener_t *listener) {
   if (!out || !listener) return GW_EINVAL;
   copy_stats(out, listener->core->stats());
   return 0;

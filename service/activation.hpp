@@ -15,20 +15,20 @@ namespace gw::service {
 
 // What the daemon knows about one inherited fd.
 struct InheritedSocket {
-    int fd = -1;                             // shown in messages only
-    std::string name;                        // FileDescriptorName= ("unknown" when unnamed)
-    std::optional<gw::SocketAddress> local;  // getsockname(); unset if that failed
-    bool listening = false;                  // SO_ACCEPTCONN
+  int fd = -1;                             // shown in messages only
+  std::string name;                        // FileDescriptorName= ("unknown" when unnamed)
+  std::optional<gw::SocketAddress> local;  // getsockname(); unset if that failed
+  bool listening = false;                  // SO_ACCEPTCONN
 };
 
 struct ActivationPlan {
-    // Per inherited socket, in the same order: the index of the route it
-    // serves in the routes given, or -1 when it serves none (see errors).
-    std::vector<int> route_of;
-    // One printable line per socket that serves no route, saying why and how
-    // to fix it. Startup fails when there is any.
-    std::vector<std::string> errors;
-    bool ok() const noexcept { return errors.empty(); }
+  // Per inherited socket, in the same order: the index of the route it
+  // serves in the routes given, or -1 when it serves none (see errors).
+  std::vector<int> route_of;
+  // One printable line per socket that serves no route, saying why and how
+  // to fix it. Startup fails when there is any.
+  std::vector<std::string> errors;
+  bool ok() const noexcept { return errors.empty(); }
 };
 
 // Matches sockets to routes: first by name (FileDescriptorName= equal to a

@@ -56,19 +56,19 @@
 namespace gw::service::toml_guard {
 
 struct TomlInternalError {
-    const char *what;
+  const char *what;
 };
 
 [[noreturn]] inline void internal_error(const char *what) { throw TomlInternalError{what}; }
 
 inline bool &unreachable_reached() noexcept {
-    static thread_local bool reached = false;
-    return reached;
+  static thread_local bool reached = false;
+  return reached;
 }
 
 inline bool unreachable_in_table() noexcept {
-    unreachable_reached() = true;
-    return false;
+  unreachable_reached() = true;
+  return false;
 }
 
 }  // namespace gw::service::toml_guard
@@ -93,7 +93,7 @@ inline bool unreachable_in_table() noexcept {
 #undef TOML_ASSUME
 #undef TOML_UNREACHABLE
 #define TOML_ASSERT(expr) \
-    ((expr) ? static_cast<void>(0) : ::gw::service::toml_guard::internal_error("assertion failed: " #expr))
+  ((expr) ? static_cast<void>(0) : ::gw::service::toml_guard::internal_error("assertion failed: " #expr))
 #define TOML_ASSERT_ASSUME(expr) TOML_ASSERT(expr)
 #define TOML_ASSUME(expr) static_assert(true)
 // The Unicode tables first: bool functions, noexcept.
@@ -130,59 +130,59 @@ constexpr std::string_view serial_scheme = "serial:"sv;
 // "text" with quotes, backslashes and control bytes escaped, so a message is
 // always one printable line.
 std::string quote(std::string_view s) {
-    std::string out;
-    out.reserve(s.size() + 2);
-    out += '"';
-    for (char ch : s) {
-        const auto c = static_cast<unsigned char>(ch);
-        if (c == '"' || c == '\\') {
-            out += '\\';
-            out += ch;
-        } else if (c < 0x20 || c == 0x7f) {
-            static const char hex[] = "0123456789abcdef";
-            out += "\\x";
-            out += hex[c >> 4];
-            out += hex[c & 15];
-        } else {
-            out += ch;
-        }
+  std::string out;
+  out.reserve(s.size() + 2);
+  out += '"';
+  for (char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (c < 0x20 || c == 0x7f) {
+      static const char hex[] = "0123456789abcdef";
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    } else {
+      out += ch;
     }
-    out += '"';
-    return out;
+  }
+  out += '"';
+  return out;
 }
 
 // 'key' in single quotes, escaped the same way (keys can be quoted in TOML).
 std::string quote_key(std::string_view s) {
-    std::string q = quote(s);
-    q.front() = '\'';
-    q.back() = '\'';
-    return q;
+  std::string q = quote(s);
+  q.front() = '\'';
+  q.back() = '\'';
+  return q;
 }
 
 std::string join(const std::string_view *first, const std::string_view *last) {
-    std::string out;
-    for (auto it = first; it != last; ++it) {
-        if (!out.empty()) out += ", ";
-        out += *it;
-    }
-    return out;
+  std::string out;
+  for (auto it = first; it != last; ++it) {
+    if (!out.empty()) out += ", ";
+    out += *it;
+  }
+  return out;
 }
 
 // Optimal string alignment distance (Levenshtein plus adjacent transpositions).
 std::size_t edit_distance(std::string_view a, std::string_view b) {
-    const std::size_t n = a.size(), m = b.size();
-    std::vector<std::vector<std::size_t>> d(n + 1, std::vector<std::size_t>(m + 1));
-    for (std::size_t i = 0; i <= n; ++i) d[i][0] = i;
-    for (std::size_t j = 0; j <= m; ++j) d[0][j] = j;
-    for (std::size_t i = 1; i <= n; ++i) {
-        for (std::size_t j = 1; j <= m; ++j) {
-            const std::size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-            d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
-            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
-                d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
-        }
+  const std::size_t n = a.size(), m = b.size();
+  std::vector<std::vector<std::size_t>> d(n + 1, std::vector<std::size_t>(m + 1));
+  for (std::size_t i = 0; i <= n; ++i) d[i][0] = i;
+  for (std::size_t j = 0; j <= m; ++j) d[0][j] = j;
+  for (std::size_t i = 1; i <= n; ++i) {
+    for (std::size_t j = 1; j <= m; ++j) {
+      const std::size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
     }
-    return d[n][m];
+  }
+  return d[n][m];
 }
 
 // The closest valid key at distance <= 2, shorter than the valid key (so "ab"
@@ -190,23 +190,23 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
 // not become "rts"); ties go to the earlier key.
 std::optional<std::string_view> suggest(std::string_view key, const std::string_view *first,
                                         const std::string_view *last) {
-    if (key.size() > 64) return std::nullopt;
-    std::string lower(key);
-    for (char &c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    std::optional<std::string_view> best;
-    std::size_t best_d = 3;
-    for (auto it = first; it != last; ++it) {
-        const std::size_t dist = edit_distance(lower, *it);
-        if (dist < best_d && dist < it->size() && 3 * dist < lower.size()) {
-            best = *it;
-            best_d = dist;
-        }
+  if (key.size() > 64) return std::nullopt;
+  std::string lower(key);
+  for (char &c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::optional<std::string_view> best;
+  std::size_t best_d = 3;
+  for (auto it = first; it != last; ++it) {
+    const std::size_t dist = edit_distance(lower, *it);
+    if (dist < best_d && dist < it->size() && 3 * dist < lower.size()) {
+      best = *it;
+      best_d = dist;
     }
-    return best;
+  }
+  return best;
 }
 
 const char *type_name(toml::node_type t) {
-    switch (t) {
+  switch (t) {
     case toml::node_type::table: return "table";
     case toml::node_type::array: return "array";
     case toml::node_type::string: return "string";
@@ -217,25 +217,23 @@ const char *type_name(toml::node_type t) {
     case toml::node_type::time: return "time";
     case toml::node_type::date_time: return "date-time";
     case toml::node_type::none: break;
-    }
-    return "nothing";
+  }
+  return "nothing";
 }
 
 bool all_digits(std::string_view s) {
-    return !s.empty() &&
-           std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
 // ---- the checker -------------------------------------------------------------
 
 struct Error {
-    SourcePos pos;
-    std::string message;
+  SourcePos pos;
+  std::string message;
 };
 
 SourcePos pos_of(const toml::source_region &r) {
-    return SourcePos{static_cast<std::uint32_t>(r.begin.line),
-                     static_cast<std::uint32_t>(r.begin.column)};
+  return SourcePos{static_cast<std::uint32_t>(r.begin.line), static_cast<std::uint32_t>(r.begin.column)};
 }
 
 // The struct a pointer to data member belongs to, and the member's type: Route
@@ -244,8 +242,8 @@ template <typename Member>
 struct member_traits;
 template <typename Section, typename Value>
 struct member_traits<Value Section::*> {
-    using section = Section;
-    using value = Value;
+  using section = Section;
+  using value = Value;
 };
 template <auto field>
 using section_of = typename member_traits<decltype(field)>::section;
@@ -261,129 +259,131 @@ enum class SerialValue { boolean, integer, duration, string };
 template <typename Part>
 Part &serial_part(gw::SerialBackendConfig &config) noexcept;
 template <>
-gw::SerialBackendConfig &serial_part(gw::SerialBackendConfig &config) noexcept { return config; }
+gw::SerialBackendConfig &serial_part(gw::SerialBackendConfig &config) noexcept {
+  return config;
+}
 template <>
-gw::SerialSettings &serial_part(gw::SerialBackendConfig &config) noexcept { return config.settings; }
+gw::SerialSettings &serial_part(gw::SerialBackendConfig &config) noexcept {
+  return config.settings;
+}
 template <>
-gw::Rs485Settings &serial_part(gw::SerialBackendConfig &config) noexcept { return config.settings.rs485; }
+gw::Rs485Settings &serial_part(gw::SerialBackendConfig &config) noexcept {
+  return config.settings.rs485;
+}
 template <>
-gw::SerialPacking &serial_part(gw::SerialBackendConfig &config) noexcept { return config.packing; }
+gw::SerialPacking &serial_part(gw::SerialBackendConfig &config) noexcept {
+  return config.packing;
+}
 template <>
-gw::SerialOpenOptions &serial_part(gw::SerialBackendConfig &config) noexcept { return config.open_options; }
+gw::SerialOpenOptions &serial_part(gw::SerialBackendConfig &config) noexcept {
+  return config.open_options;
+}
 
 // Checks one file. Single-use and single-threaded: run() once per Checker;
 // it borrows the path for as long as it lives.
 class Checker {
-public:
-    explicit Checker(const std::string &path) : path_(path) {}
+ public:
+  explicit Checker(const std::string &path) : path_(path) {}
 
-    ConfigResult run(std::string_view text);
+  ConfigResult run(std::string_view text);
 
-private:
-    // The file as far as it has been checked: the config it gives, and for
-    // each route where its name and listen address are written (the
-    // duplicate check cites them).
-    struct ParsedFile {
-        Config config;
-        std::vector<SourcePos> name_pos, listen_pos;
-    };
+ private:
+  // The file as far as it has been checked: the config it gives, and for
+  // each route where its name and listen address are written (the
+  // duplicate check cites them).
+  struct ParsedFile {
+    Config config;
+    std::vector<SourcePos> name_pos, listen_pos;
+  };
 
-    // A key of a TOML table and the handler that checks its value and stores
-    // it in `Section` (a ParsedFile for the top level, the ServiceSection, a
-    // Route). A section's array of Keys is the only list of its keys:
-    // check_keys dispatches through it and suggests from it, so a key is
-    // known exactly when it has a handler. Its order is the order of
-    // "valid keys: ..." in messages, and suggest() prefers the earlier key.
-    template <typename Section>
-    struct Key {
-        std::string_view name;
-        void (Checker::*check)(const toml::node &value, std::string_view key, Section &out);
-    };
-    static const Key<ParsedFile> top_keys[];
-    static const Key<ServiceSection> service_keys[];
-    static const Key<Route> route_keys[];
+  // A key of a TOML table and the handler that checks its value and stores
+  // it in `Section` (a ParsedFile for the top level, the ServiceSection, a
+  // Route). A section's array of Keys is the only list of its keys:
+  // check_keys dispatches through it and suggests from it, so a key is
+  // known exactly when it has a handler. Its order is the order of
+  // "valid keys: ..." in messages, and suggest() prefers the earlier key.
+  template <typename Section>
+  struct Key {
+    std::string_view name;
+    void (Checker::*check)(const toml::node &value, std::string_view key, Section &out);
+  };
+  static const Key<ParsedFile> top_keys[];
+  static const Key<ServiceSection> service_keys[];
+  static const Key<Route> route_keys[];
 
-    const std::string &path_;
-    std::vector<Error> errors_;
-    // The route being checked: its name in messages (" in route \"plc\""), and
-    // the serial keys it has, each with where its value is, for the checks
-    // that need the whole route (check_serial_route).
-    std::string route_context_;
-    std::vector<std::pair<std::string_view, SourcePos>> serial_keys_;
+  const std::string &path_;
+  std::vector<Error> errors_;
+  // The route being checked: its name in messages (" in route \"plc\""), and
+  // the serial keys it has, each with where its value is, for the checks
+  // that need the whole route (check_serial_route).
+  std::string route_context_;
+  std::vector<std::pair<std::string_view, SourcePos>> serial_keys_;
 
-    std::string where(SourcePos p) const {
-        return path_ + ":" + std::to_string(p.line) + ":" + std::to_string(p.column);
-    }
-    void error(SourcePos p, std::string message) {
-        errors_.push_back(Error{p, std::move(message)});
-    }
-    void error(const toml::node &n, std::string message) { error(pos_of(n.source()), std::move(message)); }
+  std::string where(SourcePos p) const { return path_ + ":" + std::to_string(p.line) + ":" + std::to_string(p.column); }
+  void error(SourcePos p, std::string message) { errors_.push_back(Error{p, std::move(message)}); }
+  void error(const toml::node &n, std::string message) { error(pos_of(n.source()), std::move(message)); }
 
-    template <typename Section, std::size_t N>
-    void check_keys(const toml::table &table, const Key<Section> (&keys)[N], const std::string &context,
-                    Section &out);
-    void unknown_key(const toml::key &k, const std::string &context, const std::string_view *first,
-                     const std::string_view *last);
-    void type_error(const toml::node &n, std::string_view key, const char *expected) {
-        error(n, quote_key(key) + " must be " + expected + " (got " + type_name(n.type()) + ")");
-    }
+  template <typename Section, std::size_t N>
+  void check_keys(const toml::table &table, const Key<Section> (&keys)[N], const std::string &context, Section &out);
+  void unknown_key(const toml::key &k, const std::string &context, const std::string_view *first,
+                   const std::string_view *last);
+  void type_error(const toml::node &n, std::string_view key, const char *expected) {
+    error(n, quote_key(key) + " must be " + expected + " (got " + type_name(n.type()) + ")");
+  }
 
-    bool get_string(const toml::node &n, std::string_view key, std::string &out);
-    bool get_int(const toml::node &n, std::string_view key, std::int64_t lo, std::int64_t hi,
-                 std::int64_t &out);
-    bool get_seconds(const toml::node &n, std::string_view key, std::int64_t seconds, milliseconds &out);
-    bool get_duration(const toml::node &n, std::string_view key, milliseconds &out);
-    template <typename Enum, std::size_t N>
-    bool get_enum(const toml::node &n, std::string_view key, const std::string_view (&names)[N],
-                  Enum &out);
-    template <typename Enum, std::size_t N>
-    bool get_enum(const toml::node &n, std::string_view key, const gw::EnumName<Enum> (&names)[N], Enum &out);
-    void enum_error(const toml::node &n, std::string_view key, const std::string &choices, const std::string &got);
+  bool get_string(const toml::node &n, std::string_view key, std::string &out);
+  bool get_int(const toml::node &n, std::string_view key, std::int64_t lo, std::int64_t hi, std::int64_t &out);
+  bool get_seconds(const toml::node &n, std::string_view key, std::int64_t seconds, milliseconds &out);
+  bool get_duration(const toml::node &n, std::string_view key, milliseconds &out);
+  template <typename Enum, std::size_t N>
+  bool get_enum(const toml::node &n, std::string_view key, const std::string_view (&names)[N], Enum &out);
+  template <typename Enum, std::size_t N>
+  bool get_enum(const toml::node &n, std::string_view key, const gw::EnumName<Enum> (&names)[N], Enum &out);
+  void enum_error(const toml::node &n, std::string_view key, const std::string &choices, const std::string &got);
 
-    // Handlers of a value stored as it is in one field of its section, such
-    // as &Route::backlog: a key of one of these kinds is one line in its table.
-    template <auto field, std::int64_t lo, std::int64_t hi>
-    void integer_field(const toml::node &value, std::string_view key, section_of<field> &out);
-    template <auto field>
-    void duration_field(const toml::node &value, std::string_view key, section_of<field> &out);
-    template <auto field>
-    void boolean_field(const toml::node &value, std::string_view key, section_of<field> &out);
-    template <auto field, const auto &names>
-    void enum_field(const toml::node &value, std::string_view key, section_of<field> &out);
+  // Handlers of a value stored as it is in one field of its section, such
+  // as &Route::backlog: a key of one of these kinds is one line in its table.
+  template <auto field, std::int64_t lo, std::int64_t hi>
+  void integer_field(const toml::node &value, std::string_view key, section_of<field> &out);
+  template <auto field>
+  void duration_field(const toml::node &value, std::string_view key, section_of<field> &out);
+  template <auto field>
+  void boolean_field(const toml::node &value, std::string_view key, section_of<field> &out);
+  template <auto field, const auto &names>
+  void enum_field(const toml::node &value, std::string_view key, section_of<field> &out);
 
-    // Handlers of a serial route's keys: each stores its value in the part of
-    // Route::serial its field belongs to (settings, packing, ...). A value
-    // with a range is checked by SerialBackendConfig::validate, the check
-    // SerialBackend::create makes, so --check-config and the daemon agree.
-    template <auto field, SerialValue kind>
-    void serial_field(const toml::node &value, std::string_view key, Route &route);
-    template <auto field, const auto &names>
-    void serial_enum(const toml::node &value, std::string_view key, Route &route);
-    void check_idle_gap(const toml::node &value, std::string_view key, Route &route);
-    void check_delimiter(const toml::node &value, std::string_view key, Route &route);
-    void check_max_packet(const toml::node &value, std::string_view key, Route &route);
-    void check_readonly_clients(const toml::node &value, std::string_view key, Route &route);
-    gw::SerialBackendConfig &serial_config(const toml::node &value, std::string_view key, Route &route);
-    bool serial_value_ok(const toml::node &value, const gw::SerialBackendConfig &probe,
-                         const std::string &stand_in, const std::string &as_written);
-    void check_serial_route(const toml::table &table, Route &route, std::size_t errors_before);
-    SourcePos serial_reason_pos(const std::string &why, const toml::table &table) const;
+  // Handlers of a serial route's keys: each stores its value in the part of
+  // Route::serial its field belongs to (settings, packing, ...). A value
+  // with a range is checked by SerialBackendConfig::validate, the check
+  // SerialBackend::create makes, so --check-config and the daemon agree.
+  template <auto field, SerialValue kind>
+  void serial_field(const toml::node &value, std::string_view key, Route &route);
+  template <auto field, const auto &names>
+  void serial_enum(const toml::node &value, std::string_view key, Route &route);
+  void check_idle_gap(const toml::node &value, std::string_view key, Route &route);
+  void check_delimiter(const toml::node &value, std::string_view key, Route &route);
+  void check_max_packet(const toml::node &value, std::string_view key, Route &route);
+  void check_readonly_clients(const toml::node &value, std::string_view key, Route &route);
+  gw::SerialBackendConfig &serial_config(const toml::node &value, std::string_view key, Route &route);
+  bool serial_value_ok(const toml::node &value, const gw::SerialBackendConfig &probe, const std::string &stand_in,
+                       const std::string &as_written);
+  void check_serial_route(const toml::table &table, Route &route, std::size_t errors_before);
+  SourcePos serial_reason_pos(const std::string &why, const toml::table &table) const;
 
-    // Handlers with checks of their own.
-    void check_service(const toml::node &value, std::string_view key, ParsedFile &out);
-    void check_routes(const toml::node &value, std::string_view key, ParsedFile &out);
-    void check_name(const toml::node &value, std::string_view key, Route &route);
-    void check_listen(const toml::node &value, std::string_view key, Route &route);
-    void check_backend(const toml::node &value, std::string_view key, Route &route);
-    void check_allow(const toml::node &value, std::string_view key, Route &route);
-    void check_serial_backend(const toml::node &value, std::string text, Route &route);
+  // Handlers with checks of their own.
+  void check_service(const toml::node &value, std::string_view key, ParsedFile &out);
+  void check_routes(const toml::node &value, std::string_view key, ParsedFile &out);
+  void check_name(const toml::node &value, std::string_view key, Route &route);
+  void check_listen(const toml::node &value, std::string_view key, Route &route);
+  void check_backend(const toml::node &value, std::string_view key, Route &route);
+  void check_allow(const toml::node &value, std::string_view key, Route &route);
+  void check_serial_backend(const toml::node &value, std::string text, Route &route);
 
-    bool check_route(const toml::node &n, std::size_t index, Route &route,
-                     SourcePos &name_pos, SourcePos &listen_pos);
-    bool check_cidr_list(const toml::node &n, std::string_view key, const char *when_absent,
-                         std::vector<std::string> &texts, std::vector<gw::Cidr> &nets);
-    void check_duplicates(const std::vector<Route> &routes, const std::vector<SourcePos> &name_pos,
-                          const std::vector<SourcePos> &listen_pos);
+  bool check_route(const toml::node &n, std::size_t index, Route &route, SourcePos &name_pos, SourcePos &listen_pos);
+  bool check_cidr_list(const toml::node &n, std::string_view key, const char *when_absent,
+                       std::vector<std::string> &texts, std::vector<gw::Cidr> &nets);
+  void check_duplicates(const std::vector<Route> &routes, const std::vector<SourcePos> &name_pos,
+                        const std::vector<SourcePos> &listen_pos);
 };
 
 // The keys of each section. A new key is a line here plus, unless it is a
@@ -445,155 +445,153 @@ const Checker::Key<Route> Checker::route_keys[] = {
 template <typename Section, std::size_t N>
 void Checker::check_keys(const toml::table &table, const Key<Section> (&keys)[N], const std::string &context,
                          Section &out) {
-    for (auto &&[k, v] : table) {
-        const std::string_view name = k.str();
-        const Key<Section> *known =
-            std::find_if(std::begin(keys), std::end(keys), [name](const Key<Section> &key) { return key.name == name; });
-        if (known != std::end(keys)) {
-            (this->*known->check)(v, name, out);
-            continue;
-        }
-        std::array<std::string_view, N> names;
-        std::transform(std::begin(keys), std::end(keys), names.begin(), [](const Key<Section> &key) { return key.name; });
-        unknown_key(k, context, names.data(), names.data() + N);
+  for (auto &&[k, v] : table) {
+    const std::string_view name = k.str();
+    const Key<Section> *known =
+        std::find_if(std::begin(keys), std::end(keys), [name](const Key<Section> &key) { return key.name == name; });
+    if (known != std::end(keys)) {
+      (this->*known->check)(v, name, out);
+      continue;
     }
+    std::array<std::string_view, N> names;
+    std::transform(std::begin(keys), std::end(keys), names.begin(), [](const Key<Section> &key) { return key.name; });
+    unknown_key(k, context, names.data(), names.data() + N);
+  }
 }
 
-void Checker::unknown_key(const toml::key &k, const std::string &context,
-                          const std::string_view *first, const std::string_view *last) {
-    std::string msg = "unknown " + std::string(context.empty() ? "top-level key " : "key ") +
-                      quote_key(k.str()) + context;
-    if (auto s = suggest(k.str(), first, last))
-        msg += " (did you mean " + quote_key(*s) + "?)";
-    else
-        msg += " (valid keys: " + join(first, last) + ")";
-    error(pos_of(k.source()), std::move(msg));
+void Checker::unknown_key(const toml::key &k, const std::string &context, const std::string_view *first,
+                          const std::string_view *last) {
+  std::string msg =
+      "unknown " + std::string(context.empty() ? "top-level key " : "key ") + quote_key(k.str()) + context;
+  if (auto s = suggest(k.str(), first, last))
+    msg += " (did you mean " + quote_key(*s) + "?)";
+  else
+    msg += " (valid keys: " + join(first, last) + ")";
+  error(pos_of(k.source()), std::move(msg));
 }
 
 bool Checker::get_string(const toml::node &n, std::string_view key, std::string &out) {
-    if (auto *s = n.as_string()) {
-        out = s->get();
-        return true;
-    }
-    type_error(n, key, "a string");
-    return false;
+  if (auto *s = n.as_string()) {
+    out = s->get();
+    return true;
+  }
+  type_error(n, key, "a string");
+  return false;
 }
 
-bool Checker::get_int(const toml::node &n, std::string_view key, std::int64_t lo, std::int64_t hi,
-                      std::int64_t &out) {
-    auto *i = n.as_integer();
-    if (!i) {
-        type_error(n, key, "an integer");
-        return false;
-    }
-    const std::int64_t v = i->get();
-    if (v < lo || v > hi) {
-        error(n, quote_key(key) + " must be between " + std::to_string(lo) + " and " +
-                     std::to_string(hi) + " (got " + std::to_string(v) + ")");
-        return false;
-    }
-    out = v;
-    return true;
+bool Checker::get_int(const toml::node &n, std::string_view key, std::int64_t lo, std::int64_t hi, std::int64_t &out) {
+  auto *i = n.as_integer();
+  if (!i) {
+    type_error(n, key, "an integer");
+    return false;
+  }
+  const std::int64_t v = i->get();
+  if (v < lo || v > hi) {
+    error(n, quote_key(key) + " must be between " + std::to_string(lo) + " and " + std::to_string(hi) + " (got " +
+                 std::to_string(v) + ")");
+    return false;
+  }
+  out = v;
+  return true;
 }
 
 // The start of the message for a duration above max_duration_ms, up to "(got ".
 std::string too_long(std::string_view key) {
-    return quote_key(key) + " must be at most " + format_duration(milliseconds(max_duration_ms)) + " (got ";
+  return quote_key(key) + " must be at most " + format_duration(milliseconds(max_duration_ms)) + " (got ";
 }
 
 // A duration written as an integer: a number of seconds.
 bool Checker::get_seconds(const toml::node &n, std::string_view key, std::int64_t seconds, milliseconds &out) {
-    if (seconds < 0) {
-        error(n, quote_key(key) + " must not be negative (got " + std::to_string(seconds) + ")");
-        return false;
-    }
-    if (seconds > max_duration_ms / 1000) {
-        error(n, too_long(key) + std::to_string(seconds) + ")");
-        return false;
-    }
-    out = milliseconds(seconds * 1000);
-    return true;
+  if (seconds < 0) {
+    error(n, quote_key(key) + " must not be negative (got " + std::to_string(seconds) + ")");
+    return false;
+  }
+  if (seconds > max_duration_ms / 1000) {
+    error(n, too_long(key) + std::to_string(seconds) + ")");
+    return false;
+  }
+  out = milliseconds(seconds * 1000);
+  return true;
 }
 
 bool Checker::get_duration(const toml::node &n, std::string_view key, milliseconds &out) {
-    if (auto *i = n.as_integer()) return get_seconds(n, key, i->get(), out);
-    auto *s = n.as_string();
-    if (!s) {
-        type_error(n, key, "a duration string or an integer number of seconds");
-        return false;
-    }
-    const std::string &text = s->get();
-    milliseconds d{};
-    if (!parse_duration(text, d)) {
-        std::string msg = quote_key(key) + R"( must be a duration such as "60s", "500ms", "5m", "1h" or "0" (got )" +
-                          quote(text);
-        if (all_digits(text)) msg += "; did you mean " + quote(text + "s") + "?";
-        error(n, msg + ")");
-        return false;
-    }
-    if (d.count() > max_duration_ms) {
-        error(n, too_long(key) + quote(text) + ")");
-        return false;
-    }
-    out = d;
-    return true;
+  if (auto *i = n.as_integer()) return get_seconds(n, key, i->get(), out);
+  auto *s = n.as_string();
+  if (!s) {
+    type_error(n, key, "a duration string or an integer number of seconds");
+    return false;
+  }
+  const std::string &text = s->get();
+  milliseconds d{};
+  if (!parse_duration(text, d)) {
+    std::string msg =
+        quote_key(key) + R"( must be a duration such as "60s", "500ms", "5m", "1h" or "0" (got )" + quote(text);
+    if (all_digits(text)) msg += "; did you mean " + quote(text + "s") + "?";
+    error(n, msg + ")");
+    return false;
+  }
+  if (d.count() > max_duration_ms) {
+    error(n, too_long(key) + quote(text) + ")");
+    return false;
+  }
+  out = d;
+  return true;
 }
 
 template <typename Enum, std::size_t N>
-bool Checker::get_enum(const toml::node &n, std::string_view key, const std::string_view (&names)[N],
-                       Enum &out) {
-    std::string text;
-    if (!get_string(n, key, text)) return false;
-    for (std::size_t i = 0; i < N; ++i) {
-        if (names[i] == text) {
-            out = static_cast<Enum>(i);
-            return true;
-        }
+bool Checker::get_enum(const toml::node &n, std::string_view key, const std::string_view (&names)[N], Enum &out) {
+  std::string text;
+  if (!get_string(n, key, text)) return false;
+  for (std::size_t i = 0; i < N; ++i) {
+    if (names[i] == text) {
+      out = static_cast<Enum>(i);
+      return true;
     }
-    enum_error(n, key, join(names, names + N), text);
-    return false;
+  }
+  enum_error(n, key, join(names, names + N), text);
+  return false;
 }
 
 // The same for the core's name tables (gw::parity_names, ...).
 template <typename Enum, std::size_t N>
 bool Checker::get_enum(const toml::node &n, std::string_view key, const gw::EnumName<Enum> (&names)[N], Enum &out) {
-    std::string text;
-    if (!get_string(n, key, text)) return false;
-    if (gw::enum_from_name(names, text, out)) return true;
-    std::array<std::string_view, N> words;
-    std::transform(std::begin(names), std::end(names), words.begin(),
-                   [](const gw::EnumName<Enum> &row) { return std::string_view(row.name); });
-    enum_error(n, key, join(words.data(), words.data() + N), text);
-    return false;
+  std::string text;
+  if (!get_string(n, key, text)) return false;
+  if (gw::enum_from_name(names, text, out)) return true;
+  std::array<std::string_view, N> words;
+  std::transform(std::begin(names), std::end(names), words.begin(),
+                 [](const gw::EnumName<Enum> &row) { return std::string_view(row.name); });
+  enum_error(n, key, join(words.data(), words.data() + N), text);
+  return false;
 }
 
 void Checker::enum_error(const toml::node &n, std::string_view key, const std::string &choices,
                          const std::string &got) {
-    error(n, quote_key(key) + " must be one of " + choices + " (got " + quote(got) + ")");
+  error(n, quote_key(key) + " must be one of " + choices + " (got " + quote(got) + ")");
 }
 
 template <auto field, std::int64_t lo, std::int64_t hi>
 void Checker::integer_field(const toml::node &value, std::string_view key, section_of<field> &out) {
-    std::int64_t i = 0;
-    if (get_int(value, key, lo, hi, i)) out.*field = static_cast<value_of<field>>(i);
+  std::int64_t i = 0;
+  if (get_int(value, key, lo, hi, i)) out.*field = static_cast<value_of<field>>(i);
 }
 
 template <auto field>
 void Checker::duration_field(const toml::node &value, std::string_view key, section_of<field> &out) {
-    get_duration(value, key, out.*field);
+  get_duration(value, key, out.*field);
 }
 
 template <auto field>
 void Checker::boolean_field(const toml::node &value, std::string_view key, section_of<field> &out) {
-    if (auto *b = value.as_boolean())
-        out.*field = b->get();
-    else
-        type_error(value, key, "a boolean");
+  if (auto *b = value.as_boolean())
+    out.*field = b->get();
+  else
+    type_error(value, key, "a boolean");
 }
 
 template <auto field, const auto &names>
 void Checker::enum_field(const toml::node &value, std::string_view key, section_of<field> &out) {
-    get_enum(value, key, names, out.*field);
+  get_enum(value, key, names, out.*field);
 }
 
 gw::SerialBackendConfig serial_probe();
@@ -604,55 +602,55 @@ gw::SerialBackendConfig serial_probe();
 // from a route whose backend is not serial.
 template <auto field, SerialValue kind>
 void Checker::serial_field(const toml::node &value, std::string_view key, Route &route) {
-    using T = value_of<field>;
-    gw::SerialBackendConfig &config = serial_config(value, key, route);
-    T v{};
-    // Set when `v` is a stand-in for a number its type cannot hold: a value
-    // outside every range, while messages name the number as written.
-    std::string stand_in, as_written;
-    if constexpr (kind == SerialValue::boolean) {
-        auto *b = value.as_boolean();
-        if (!b) return type_error(value, key, "a boolean");
-        v = b->get();
-        // Any boolean is in range; what it must agree with is checked once
-        // the whole route is known (check_serial_route).
-        serial_part<section_of<field>>(config).*field = v;
-        return;
-    } else if constexpr (kind == SerialValue::integer) {
-        auto *i = value.as_integer();
-        if (!i) return type_error(value, key, "an integer");
-        const std::int64_t written = i->get();
-        v = static_cast<T>(written);
-        if ((written < 0 && !std::is_signed_v<T>) || static_cast<std::int64_t>(v) != written) {
-            v = std::numeric_limits<T>::max();
-            stand_in = std::to_string(v);
-            as_written = std::to_string(written);
-        }
-    } else if constexpr (kind == SerialValue::duration) {
-        milliseconds d{};
-        if (!get_duration(value, key, d)) return;
-        v = static_cast<T>(d.count());  // at most max_duration_ms: fits every field
-    } else {
-        if (!get_string(value, key, v)) return;
+  using T = value_of<field>;
+  gw::SerialBackendConfig &config = serial_config(value, key, route);
+  T v{};
+  // Set when `v` is a stand-in for a number its type cannot hold: a value
+  // outside every range, while messages name the number as written.
+  std::string stand_in, as_written;
+  if constexpr (kind == SerialValue::boolean) {
+    auto *b = value.as_boolean();
+    if (!b) return type_error(value, key, "a boolean");
+    v = b->get();
+    // Any boolean is in range; what it must agree with is checked once
+    // the whole route is known (check_serial_route).
+    serial_part<section_of<field>>(config).*field = v;
+    return;
+  } else if constexpr (kind == SerialValue::integer) {
+    auto *i = value.as_integer();
+    if (!i) return type_error(value, key, "an integer");
+    const std::int64_t written = i->get();
+    v = static_cast<T>(written);
+    if ((written < 0 && !std::is_signed_v<T>) || static_cast<std::int64_t>(v) != written) {
+      v = std::numeric_limits<T>::max();
+      stand_in = std::to_string(v);
+      as_written = std::to_string(written);
     }
-    gw::SerialBackendConfig probe = serial_probe();
-    serial_part<section_of<field>>(probe).*field = v;
-    if (!serial_value_ok(value, probe, stand_in, as_written)) return;
-    serial_part<section_of<field>>(config).*field = std::move(v);
+  } else if constexpr (kind == SerialValue::duration) {
+    milliseconds d{};
+    if (!get_duration(value, key, d)) return;
+    v = static_cast<T>(d.count());  // at most max_duration_ms: fits every field
+  } else {
+    if (!get_string(value, key, v)) return;
+  }
+  gw::SerialBackendConfig probe = serial_probe();
+  serial_part<section_of<field>>(probe).*field = v;
+  if (!serial_value_ok(value, probe, stand_in, as_written)) return;
+  serial_part<section_of<field>>(config).*field = std::move(v);
 }
 
 template <auto field, const auto &names>
 void Checker::serial_enum(const toml::node &value, std::string_view key, Route &route) {
-    gw::SerialBackendConfig &config = serial_config(value, key, route);
-    get_enum(value, key, names, serial_part<section_of<field>>(config).*field);
+  gw::SerialBackendConfig &config = serial_config(value, key, route);
+  get_enum(value, key, names, serial_part<section_of<field>>(config).*field);
 }
 
 // The route's device config, created by its first serial key; notes where
 // `key` is for check_serial_route.
 gw::SerialBackendConfig &Checker::serial_config(const toml::node &value, std::string_view key, Route &route) {
-    serial_keys_.emplace_back(key, pos_of(value.source()));
-    if (!route.serial) route.serial.emplace();
-    return *route.serial;
+  serial_keys_.emplace_back(key, pos_of(value.source()));
+  if (!route.serial) route.serial.emplace();
+  return *route.serial;
 }
 
 // The defaults, on a device path that passes, with RS-485 on (its delays are
@@ -661,38 +659,38 @@ gw::SerialBackendConfig &Checker::serial_config(const toml::node &value, std::st
 // table come in name order, not in the file's). The whole route is checked
 // again at its end, for values that must agree with each other.
 gw::SerialBackendConfig serial_probe() {
-    gw::SerialBackendConfig probe;
-    probe.path = "/dev/ttyS0";
-    probe.settings.rs485.enabled = true;
-    return probe;
+  gw::SerialBackendConfig probe;
+  probe.path = "/dev/ttyS0";
+  probe.settings.rs485.enabled = true;
+  return probe;
 }
 
 // SerialBackendConfig::validate on `probe`. False, and the reason reported at
 // `value`, when it fails.
 bool Checker::serial_value_ok(const toml::node &value, const gw::SerialBackendConfig &probe,
                               const std::string &stand_in, const std::string &as_written) {
-    std::string why;
-    if (probe.validate(why) == 0) return true;
-    if (!stand_in.empty()) {
-        const std::size_t at = why.find(stand_in);
-        if (at != std::string::npos) why.replace(at, stand_in.size(), as_written);
-    }
-    error(value, why + route_context_);
-    return false;
+  std::string why;
+  if (probe.validate(why) == 0) return true;
+  if (!stand_in.empty()) {
+    const std::size_t at = why.find(stand_in);
+    if (at != std::string::npos) why.replace(at, stand_in.size(), as_written);
+  }
+  error(value, why + route_context_);
+  return false;
 }
 
 // "3.5char": a number of characters with at most one decimal, in tenths.
 bool parse_chars(std::string_view text, std::uint32_t &tenths) noexcept {
-    constexpr std::string_view unit = "char";
-    if (text.size() <= unit.size() || text.substr(text.size() - unit.size()) != unit) return false;
-    std::string_view number = text.substr(0, text.size() - unit.size());
-    std::string_view whole = number.substr(0, number.find('.'));
-    std::string_view tenth = number.size() > whole.size() ? number.substr(whole.size() + 1) : "0";
-    if (!all_digits(whole) || whole.size() > 8 || tenth.size() != 1 || !all_digits(tenth)) return false;
-    std::uint32_t value = 0;
-    for (char c : whole) value = value * 10 + static_cast<std::uint32_t>(c - '0');
-    tenths = value * 10 + static_cast<std::uint32_t>(tenth[0] - '0');
-    return true;
+  constexpr std::string_view unit = "char";
+  if (text.size() <= unit.size() || text.substr(text.size() - unit.size()) != unit) return false;
+  std::string_view number = text.substr(0, text.size() - unit.size());
+  std::string_view whole = number.substr(0, number.find('.'));
+  std::string_view tenth = number.size() > whole.size() ? number.substr(whole.size() + 1) : "0";
+  if (!all_digits(whole) || whole.size() > 8 || tenth.size() != 1 || !all_digits(tenth)) return false;
+  std::uint32_t value = 0;
+  for (char c : whole) value = value * 10 + static_cast<std::uint32_t>(c - '0');
+  tenths = value * 10 + static_cast<std::uint32_t>(tenth[0] - '0');
+  return true;
 }
 
 // idle_gap: a time ("5ms"), or a number of characters ("3.5char"), kept in
@@ -700,53 +698,55 @@ bool parse_chars(std::string_view text, std::uint32_t &tenths) noexcept {
 // could mean seconds or characters. The limits are what the fields hold in
 // microseconds: 4294967ms, and 9999.9 characters at 50 baud.
 void Checker::check_idle_gap(const toml::node &value, std::string_view key, Route &route) {
-    constexpr std::uint32_t max_tenths = 99'999;
-    constexpr std::int64_t max_ms = std::numeric_limits<std::uint32_t>::max() / 1000;
-    gw::SerialBackendConfig &config = serial_config(value, key, route);
-    auto *s = value.as_string();
-    if (!s) return type_error(value, key, R"(a string such as "5ms" or "3.5char")");
-    const std::string &text = s->get();
-    gw::SerialBackendConfig probe = serial_probe();
-    gw::SerialPacking &packing = probe.packing;
-    milliseconds d{};
-    if (parse_chars(text, packing.idle_gap_tenth_chars)) {
-        if (packing.idle_gap_tenth_chars > max_tenths)
-            return error(value, quote_key(key) + " must be at most 9999.9char (got " + quote(text) + ")");
-    } else if (parse_duration(text, d)) {
-        if (d.count() > max_ms)
-            return error(value, quote_key(key) + " must be at most " + format_duration(milliseconds(max_ms)) +
-                                    " (got " + quote(text) + ")");
-        packing.idle_gap_us = static_cast<std::uint32_t>(d.count() * 1000);
-    } else {
-        return error(value, quote_key(key) + R"( must be a time such as "5ms" or a number of characters )"
-                                             R"(such as "3.5char" (got )" + quote(text) + ")");
-    }
-    if (!serial_value_ok(value, probe, "", "")) return;
-    config.packing.idle_gap_us = packing.idle_gap_us;
-    config.packing.idle_gap_tenth_chars = packing.idle_gap_tenth_chars;
+  constexpr std::uint32_t max_tenths = 99'999;
+  constexpr std::int64_t max_ms = std::numeric_limits<std::uint32_t>::max() / 1000;
+  gw::SerialBackendConfig &config = serial_config(value, key, route);
+  auto *s = value.as_string();
+  if (!s) return type_error(value, key, R"(a string such as "5ms" or "3.5char")");
+  const std::string &text = s->get();
+  gw::SerialBackendConfig probe = serial_probe();
+  gw::SerialPacking &packing = probe.packing;
+  milliseconds d{};
+  if (parse_chars(text, packing.idle_gap_tenth_chars)) {
+    if (packing.idle_gap_tenth_chars > max_tenths)
+      return error(value, quote_key(key) + " must be at most 9999.9char (got " + quote(text) + ")");
+  } else if (parse_duration(text, d)) {
+    if (d.count() > max_ms)
+      return error(value, quote_key(key) + " must be at most " + format_duration(milliseconds(max_ms)) + " (got " +
+                              quote(text) + ")");
+    packing.idle_gap_us = static_cast<std::uint32_t>(d.count() * 1000);
+  } else {
+    return error(value, quote_key(key) +
+                            R"( must be a time such as "5ms" or a number of characters )"
+                            R"(such as "3.5char" (got )" +
+                            quote(text) + ")");
+  }
+  if (!serial_value_ok(value, probe, "", "")) return;
+  config.packing.idle_gap_us = packing.idle_gap_us;
+  config.packing.idle_gap_tenth_chars = packing.idle_gap_tenth_chars;
 }
 
 // One or two bytes, TOML escapes allowed ("\r\n", "\u0003"). The config
 // has no delimiter when the key is absent, so "" is a mistake, not "none".
 void Checker::check_delimiter(const toml::node &value, std::string_view key, Route &route) {
-    gw::SerialBackendConfig &config = serial_config(value, key, route);
-    std::string text;
-    if (!get_string(value, key, text)) return;
-    if (text.empty())
-        return error(value, quote_key(key) + " must not be empty (leave it out for packets without a delimiter)");
-    gw::SerialBackendConfig probe = serial_probe();
-    probe.packing.delimiter = text;
-    if (serial_value_ok(value, probe, "", "")) config.packing.delimiter = std::move(text);
+  gw::SerialBackendConfig &config = serial_config(value, key, route);
+  std::string text;
+  if (!get_string(value, key, text)) return;
+  if (text.empty())
+    return error(value, quote_key(key) + " must not be empty (leave it out for packets without a delimiter)");
+  gw::SerialBackendConfig probe = serial_probe();
+  probe.packing.delimiter = text;
+  if (serial_value_ok(value, probe, "", "")) config.packing.delimiter = std::move(text);
 }
 
 // Bytes. A packet is never longer than one read of the device (the loop's
 // scratch buffer), so a larger limit would never be reached; no limit is the
 // key left out.
 void Checker::check_max_packet(const toml::node &value, std::string_view key, Route &route) {
-    gw::SerialBackendConfig &config = serial_config(value, key, route);
-    std::int64_t bytes = 0;
-    if (get_int(value, key, 1, static_cast<std::int64_t>(gw::EventLoop::scratch_size), bytes))
-        config.packing.max_packet = static_cast<std::size_t>(bytes);
+  gw::SerialBackendConfig &config = serial_config(value, key, route);
+  std::int64_t bytes = 0;
+  if (get_int(value, key, 1, static_cast<std::int64_t>(gw::EventLoop::scratch_size), bytes))
+    config.packing.max_packet = static_cast<std::size_t>(bytes);
 }
 
 // What needs the whole route. A serial key on a route of another kind is an
@@ -754,213 +754,210 @@ void Checker::check_max_packet(const toml::node &value, std::string_view key, Ro
 // checked as a whole for the values that must agree with each other (rs485
 // with rts and flow_control, ...), unless one of its values is already wrong.
 void Checker::check_serial_route(const toml::table &table, Route &route, std::size_t errors_before) {
-    if (route.backend.kind == Backend::Kind::serial) {
-        std::string why;
-        if (errors_.size() == errors_before && route.serial->validate(why) != 0)
-            error(serial_reason_pos(why, table), why + route_context_);
-        return;
+  if (route.backend.kind == Backend::Kind::serial) {
+    std::string why;
+    if (errors_.size() == errors_before && route.serial->validate(why) != 0)
+      error(serial_reason_pos(why, table), why + route_context_);
+    return;
+  }
+  if (!route.backend.text.empty()) {  // a backend that did not parse is reported already
+    for (const auto &[key, pos] : serial_keys_) {
+      error(pos_of(table.find(key)->first.source()),
+            quote_key(key) + " is a serial setting, not one for the " + to_string(route.backend.kind) + " backend " +
+                quote(route.backend.text) + route_context_ +
+                R"( (remove it, or use a serial backend such as "serial:/dev/ttyUSB0"))");
     }
-    if (!route.backend.text.empty()) {  // a backend that did not parse is reported already
-        for (const auto &[key, pos] : serial_keys_) {
-            error(pos_of(table.find(key)->first.source()),
-                  quote_key(key) + " is a serial setting, not one for the " + to_string(route.backend.kind) +
-                      " backend " + quote(route.backend.text) + route_context_ +
-                      R"( (remove it, or use a serial backend such as "serial:/dev/ttyUSB0"))");
-        }
-    }
-    route.serial.reset();
+  }
+  route.serial.reset();
 }
 
 // Where to report a reason about several values: at the route's serial key
 // that the reason names first ("rs485 and flow_control rtscts ..." is about
 // 'rs485'), else at the backend.
 SourcePos Checker::serial_reason_pos(const std::string &why, const toml::table &table) const {
-    const auto word = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
-    SourcePos best = pos_of(table.get("backend")->source());
-    std::size_t first = std::string::npos;
-    for (const auto &[key, pos] : serial_keys_) {
-        for (std::size_t at = why.find(key); at != std::string::npos && at < first; at = why.find(key, at + 1)) {
-            const std::size_t end = at + key.size();
-            if ((at == 0 || !word(why[at - 1])) && (end == why.size() || !word(why[end]))) {
-                first = at;
-                best = pos;
-                break;
-            }
-        }
+  const auto word = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
+  SourcePos best = pos_of(table.get("backend")->source());
+  std::size_t first = std::string::npos;
+  for (const auto &[key, pos] : serial_keys_) {
+    for (std::size_t at = why.find(key); at != std::string::npos && at < first; at = why.find(key, at + 1)) {
+      const std::size_t end = at + key.size();
+      if ((at == 0 || !word(why[at - 1])) && (end == why.size() || !word(why[end]))) {
+        first = at;
+        best = pos;
+        break;
+      }
     }
-    return best;
+  }
+  return best;
 }
 
 void Checker::check_service(const toml::node &value, std::string_view key, ParsedFile &out) {
-    auto *tbl = value.as_table();
-    if (!tbl) {
-        type_error(value, key, "a table ([service])");
-        return;
-    }
-    check_keys(*tbl, service_keys, " in [service]", out.config.service);
+  auto *tbl = value.as_table();
+  if (!tbl) {
+    type_error(value, key, "a table ([service])");
+    return;
+  }
+  check_keys(*tbl, service_keys, " in [service]", out.config.service);
 }
 
 // The message for a listen address or tcp backend that gw's parser refused,
 // after the key name and before "(got ...)". `example` is the form to show.
-std::string host_port_problem(const gw::AddressIssue &issue, const char *example, const char *port_range,
-                              bool listen) {
-    using E = gw::AddressError;
-    const std::string part(issue.part);
-    switch (issue.error) {
+std::string host_port_problem(const gw::AddressIssue &issue, const char *example, const char *port_range, bool listen) {
+  using E = gw::AddressError;
+  const std::string part(issue.part);
+  switch (issue.error) {
     case E::shape: return std::string("must be ") + example;
     case E::ipv6_needs_brackets:
-        return listen ? R"(IPv6 addresses must be in brackets, e.g. "[::1]:7000")"
-                      : R"(IPv6 addresses must be in brackets, e.g. "tcp://[::1]:502")";
+      return listen ? R"(IPv6 addresses must be in brackets, e.g. "[::1]:7000")"
+                    : R"(IPv6 addresses must be in brackets, e.g. "tcp://[::1]:502")";
     case E::port_range: return std::string("port must be a number between ") + port_range;
-    case E::port_leading_zero:
-        return "port " + quote(part) + " must be written without leading zeros";
+    case E::port_leading_zero: return "port " + quote(part) + " must be written without leading zeros";
     case E::nul_byte: return "contains a NUL byte";
     case E::not_ipv4:
-        return listen ? "address " + quote(part) + " is not an IPv4 literal; use an address, not a host name"
-                      : "address " + quote(part) + " is not a valid IPv4 address";
+      return listen ? "address " + quote(part) + " is not an IPv4 literal; use an address, not a host name"
+                    : "address " + quote(part) + " is not a valid IPv4 address";
     case E::not_ipv6: return "address " + quote(part) + " is not an IPv6 literal";
     case E::scope_unknown:
-        return "scope " + quote(part) + " is not an interface name or index of this host (see ip link)";
-    case E::scope_not_link_local:
-        return "scope %" + part + " is only valid on a link-local address (fe80::/10)";
+      return "scope " + quote(part) + " is not an interface name or index of this host (see ip link)";
+    case E::scope_not_link_local: return "scope %" + part + " is only valid on a link-local address (fe80::/10)";
     case E::scope_missing:
-        return listen ? R"(link-local address needs a scope, e.g. "[fe80::1%eth0]:7000")"
-                      : R"(link-local address needs a scope, e.g. "tcp://[fe80::1%eth0]:502")";
+      return listen ? R"(link-local address needs a scope, e.g. "[fe80::1%eth0]:7000")"
+                    : R"(link-local address needs a scope, e.g. "tcp://[fe80::1%eth0]:502")";
     case E::bad_host_name: return "host " + quote(part) + " is not an IP address or host name";
     default: return gw::describe(issue.error);
-    }
+  }
 }
 
 void Checker::check_listen(const toml::node &n, std::string_view, Route &route) {
-    std::string text;
-    if (!get_string(n, "listen", text)) return;
-    gw::ListenAddress parsed;
-    gw::AddressIssue issue;
-    if (gw::parse_listen_address(text, parsed, &issue) != 0) {
-        const char *example = R"(ADDRESS:PORT such as "127.0.0.1:7000", "[::1]:7000" or ":7000")";
-        error(n, "'listen' " + host_port_problem(issue, example, "0 and 65535", true) + " (got " + quote(text) + ")");
-        return;
-    }
-    ListenAddress la;
-    la.address = parsed;
-    la.canonical = parsed.to_string();
-    la.text = std::move(text);
-    route.listen = std::move(la);
+  std::string text;
+  if (!get_string(n, "listen", text)) return;
+  gw::ListenAddress parsed;
+  gw::AddressIssue issue;
+  if (gw::parse_listen_address(text, parsed, &issue) != 0) {
+    const char *example = R"(ADDRESS:PORT such as "127.0.0.1:7000", "[::1]:7000" or ":7000")";
+    error(n, "'listen' " + host_port_problem(issue, example, "0 and 65535", true) + " (got " + quote(text) + ")");
+    return;
+  }
+  ListenAddress la;
+  la.address = parsed;
+  la.canonical = parsed.to_string();
+  la.text = std::move(text);
+  route.listen = std::move(la);
 }
 
 std::string unix_problem(const gw::AddressIssue &issue) {
-    using E = gw::AddressError;
-    switch (issue.error) {
+  using E = gw::AddressError;
+  switch (issue.error) {
     case E::unix_not_absolute: return R"(unix socket path must be absolute, e.g. "unix:/run/app.sock")";
     case E::unix_too_long:
-        return "unix socket path is " + std::to_string(issue.part.size()) + " bytes long; at most " +
-               std::to_string(max_unix_path) + " fit in sockaddr_un";
+      return "unix socket path is " + std::to_string(issue.part.size()) + " bytes long; at most " +
+             std::to_string(max_unix_path) + " fit in sockaddr_un";
     case E::nul_byte: return "contains a NUL byte";
     default: return gw::describe(issue.error);
-    }
+  }
 }
 
 // The message for a backend that gw's parser refused, after the key name and
 // before "(got ...)": in the terms of the scheme it was written with.
 std::string backend_problem(const gw::AddressIssue &issue, std::string_view text) {
-    if (issue.error == gw::AddressError::backend_scheme)
-        return "must be echo, tcp://HOST:PORT, unix:/PATH or serial:/DEVICE";
-    if (text.substr(0, 6) == "tcp://")
-        return host_port_problem(issue, R"(tcp://HOST:PORT, e.g. "tcp://127.0.0.1:502" or "tcp://[::1]:502")",
-                                 "1 and 65535", false);
-    if (text.substr(0, 5) == "unix:") return unix_problem(issue);
-    return gw::describe(issue.error);
+  if (issue.error == gw::AddressError::backend_scheme)
+    return "must be echo, tcp://HOST:PORT, unix:/PATH or serial:/DEVICE";
+  if (text.substr(0, 6) == "tcp://")
+    return host_port_problem(issue, R"(tcp://HOST:PORT, e.g. "tcp://127.0.0.1:502" or "tcp://[::1]:502")",
+                             "1 and 65535", false);
+  if (text.substr(0, 5) == "unix:") return unix_problem(issue);
+  return gw::describe(issue.error);
 }
 
 // "serial:/dev/ttyUSB0": the device path is checked as written, never looked
 // up: a device that is not there yet (a USB adapter not plugged in) is not an
 // error, and the route listens for it.
 void Checker::check_serial_backend(const toml::node &n, std::string text, Route &route) {
-    const std::string path = text.substr(serial_scheme.size());
-    gw::SerialBackendConfig probe = serial_probe();
-    probe.path = path;
-    if (!serial_value_ok(n, probe, "", "")) return;
-    Backend b;
-    b.kind = Backend::Kind::serial;
-    b.path = path;
-    b.text = std::move(text);
-    route.backend = std::move(b);
-    if (!route.serial) route.serial.emplace();
-    route.serial->path = path;
+  const std::string path = text.substr(serial_scheme.size());
+  gw::SerialBackendConfig probe = serial_probe();
+  probe.path = path;
+  if (!serial_value_ok(n, probe, "", "")) return;
+  Backend b;
+  b.kind = Backend::Kind::serial;
+  b.path = path;
+  b.text = std::move(text);
+  route.backend = std::move(b);
+  if (!route.serial) route.serial.emplace();
+  route.serial->path = path;
 }
 
 void Checker::check_backend(const toml::node &n, std::string_view, Route &route) {
-    std::string text;
-    if (!get_string(n, "backend", text)) return;
-    Backend b;
-    if (text == "echo") {
-        b.kind = Backend::Kind::echo;
-        b.text = std::move(text);
-        route.backend = std::move(b);
-        return;
-    }
-    if (text.compare(0, serial_scheme.size(), serial_scheme) == 0) return check_serial_backend(n, std::move(text), route);
-    gw::BackendAddress parsed;
-    gw::AddressIssue issue;
-    if (gw::parse_backend_address(text, parsed, &issue) != 0) {
-        error(n, "'backend' " + backend_problem(issue, text) + " (got " + quote(text) + ")");
-        return;
-    }
-    const bool unix_socket = parsed.kind == gw::BackendAddress::Kind::unix_socket;
-    b.kind = unix_socket ? Backend::Kind::unix_socket : Backend::Kind::tcp;
-    b.host = std::move(parsed.host);
-    b.port = parsed.port;
-    b.path = std::move(parsed.path);
-    if (parsed.resolved) b.address = parsed.address;
+  std::string text;
+  if (!get_string(n, "backend", text)) return;
+  Backend b;
+  if (text == "echo") {
+    b.kind = Backend::Kind::echo;
     b.text = std::move(text);
     route.backend = std::move(b);
+    return;
+  }
+  if (text.compare(0, serial_scheme.size(), serial_scheme) == 0) return check_serial_backend(n, std::move(text), route);
+  gw::BackendAddress parsed;
+  gw::AddressIssue issue;
+  if (gw::parse_backend_address(text, parsed, &issue) != 0) {
+    error(n, "'backend' " + backend_problem(issue, text) + " (got " + quote(text) + ")");
+    return;
+  }
+  const bool unix_socket = parsed.kind == gw::BackendAddress::Kind::unix_socket;
+  b.kind = unix_socket ? Backend::Kind::unix_socket : Backend::Kind::tcp;
+  b.host = std::move(parsed.host);
+  b.port = parsed.port;
+  b.path = std::move(parsed.path);
+  if (parsed.resolved) b.address = parsed.address;
+  b.text = std::move(text);
+  route.backend = std::move(b);
 }
 
 // One `allow` entry, by the runtime's parser; false (and `why` set) on error.
 bool check_cidr(const std::string &text, gw::Cidr &out, std::string &why) {
-    using E = gw::AddressError;
-    gw::Cidr parsed;
-    gw::AddressIssue issue;
-    if (gw::parse_cidr(text, parsed, &issue) == 0) {
-        out = parsed;
-        return true;
-    }
-    const std::string bits = text.find(':') != std::string::npos ? "128" : "32";
-    switch (issue.error) {
+  using E = gw::AddressError;
+  gw::Cidr parsed;
+  gw::AddressIssue issue;
+  if (gw::parse_cidr(text, parsed, &issue) == 0) {
+    out = parsed;
+    return true;
+  }
+  const std::string bits = text.find(':') != std::string::npos ? "128" : "32";
+  switch (issue.error) {
     case E::nul_byte: why = "contains a NUL byte"; break;
     case E::not_ip: why = R"(is not an address or CIDR such as "127.0.0.0/8" or "::1/128")"; break;
     case E::prefix_range: why = "has a bad prefix length (must be 0 to " + bits + ")"; break;
     case E::prefix_leading_zero: {
-        why = "has a prefix length with leading zeros (must be 0 to " + bits + ", written without them";
-        std::string_view digits = issue.part;
-        while (digits.size() > 1 && digits.front() == '0') digits.remove_prefix(1);
-        const std::string plain = text.substr(0, text.find('/') + 1) + std::string(digits);
-        gw::Cidr meant;
-        if (gw::parse_cidr(plain, meant) == 0) why += ": " + quote(plain);
-        why += ")";
-        break;
+      why = "has a prefix length with leading zeros (must be 0 to " + bits + ", written without them";
+      std::string_view digits = issue.part;
+      while (digits.size() > 1 && digits.front() == '0') digits.remove_prefix(1);
+      const std::string plain = text.substr(0, text.find('/') + 1) + std::string(digits);
+      gw::Cidr meant;
+      if (gw::parse_cidr(plain, meant) == 0) why += ": " + quote(plain);
+      why += ")";
+      break;
     }
     case E::host_bits: why = "has host bits set (did you mean " + quote(parsed.to_string()) + "?)"; break;
     default: why = gw::describe(issue.error); break;
-    }
-    return false;
+  }
+  return false;
 }
 
 void Checker::check_allow(const toml::node &n, std::string_view key, Route &route) {
-    std::vector<std::string> texts;
-    std::vector<gw::Cidr> nets;
-    if (!check_cidr_list(n, key, "allow every client", texts, nets)) return;
-    route.allow = std::move(texts);
-    route.allow_nets = std::move(nets);
+  std::vector<std::string> texts;
+  std::vector<gw::Cidr> nets;
+  if (!check_cidr_list(n, key, "allow every client", texts, nets)) return;
+  route.allow = std::move(texts);
+  route.allow_nets = std::move(nets);
 }
 
 // A security setting: one wrong entry refuses the whole list (and the file),
 // never just that entry.
 void Checker::check_readonly_clients(const toml::node &n, std::string_view key, Route &route) {
-    gw::SerialBackendConfig &config = serial_config(n, key, route);
-    std::vector<std::string> texts;
-    std::vector<gw::Cidr> nets;
-    if (check_cidr_list(n, key, "let every client write", texts, nets)) config.readonly_clients = std::move(nets);
+  gw::SerialBackendConfig &config = serial_config(n, key, route);
+  std::vector<std::string> texts;
+  std::vector<gw::Cidr> nets;
+  if (check_cidr_list(n, key, "let every client write", texts, nets)) config.readonly_clients = std::move(nets);
 }
 
 // A non-empty array of networks (`allow`, `readonly_clients`), each as written
@@ -968,124 +965,125 @@ void Checker::check_readonly_clients(const toml::node &n, std::string_view key, 
 // each wrong entry is reported. `when_absent` is what leaving the key out does.
 bool Checker::check_cidr_list(const toml::node &n, std::string_view key, const char *when_absent,
                               std::vector<std::string> &texts, std::vector<gw::Cidr> &nets) {
-    auto *arr = n.as_array();
-    if (!arr) {
-        std::string msg = quote_key(key) + " must be an array of strings (got " + std::string(type_name(n.type()));
-        if (auto *s = n.as_string()) msg += "; write " + std::string(key) + " = [" + quote(s->get()) + "]";
-        error(n, msg + ")");
-        return false;
+  auto *arr = n.as_array();
+  if (!arr) {
+    std::string msg = quote_key(key) + " must be an array of strings (got " + std::string(type_name(n.type()));
+    if (auto *s = n.as_string()) msg += "; write " + std::string(key) + " = [" + quote(s->get()) + "]";
+    error(n, msg + ")");
+    return false;
+  }
+  if (arr->empty()) {
+    error(n, quote_key(key) + " must not be empty (leave it out to " + when_absent + ")");
+    return false;
+  }
+  bool ok = true;
+  for (const toml::node &e : *arr) {
+    auto *s = e.as_string();
+    if (!s) {
+      error(e, quote_key(key) + " entries must be strings (got " + std::string(type_name(e.type())) + ")");
+      ok = false;
+      continue;
     }
-    if (arr->empty()) {
-        error(n, quote_key(key) + " must not be empty (leave it out to " + when_absent + ")");
-        return false;
+    gw::Cidr c;
+    std::string why;
+    if (!check_cidr(s->get(), c, why)) {
+      error(e, quote_key(key) + " entry " + quote(s->get()) + " " + why);
+      ok = false;
+      continue;
     }
-    bool ok = true;
-    for (const toml::node &e : *arr) {
-        auto *s = e.as_string();
-        if (!s) {
-            error(e, quote_key(key) + " entries must be strings (got " + std::string(type_name(e.type())) + ")");
-            ok = false;
-            continue;
-        }
-        gw::Cidr c;
-        std::string why;
-        if (!check_cidr(s->get(), c, why)) {
-            error(e, quote_key(key) + " entry " + quote(s->get()) + " " + why);
-            ok = false;
-            continue;
-        }
-        texts.push_back(s->get());
-        nets.push_back(std::move(c));
-    }
-    return ok;
+    texts.push_back(s->get());
+    nets.push_back(std::move(c));
+  }
+  return ok;
 }
 
 void Checker::check_name(const toml::node &value, std::string_view key, Route &route) {
-    std::string name;
-    if (!get_string(value, key, name)) return;
-    if (name.empty()) {
-        error(value, "'name' must not be empty");
-    } else if (name.size() > max_name_length) {
-        error(value, "'name' is " + std::to_string(name.size()) + " characters long; at most " +
-                         std::to_string(max_name_length) + " are allowed");
-    } else if (!std::all_of(name.begin(), name.end(), [](char c) {
-                   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                          (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
-               })) {
-        error(value, "'name' may only contain letters, digits, '_', '.' and '-' (got " + quote(name) + ")");
-    } else {
-        route.name = std::move(name);
-    }
+  std::string name;
+  if (!get_string(value, key, name)) return;
+  if (name.empty()) {
+    error(value, "'name' must not be empty");
+  } else if (name.size() > max_name_length) {
+    error(value, "'name' is " + std::to_string(name.size()) + " characters long; at most " +
+                     std::to_string(max_name_length) + " are allowed");
+  } else if (!std::all_of(name.begin(), name.end(), [](char c) {
+               return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                      c == '.' || c == '-';
+             })) {
+    error(value, "'name' may only contain letters, digits, '_', '.' and '-' (got " + quote(name) + ")");
+  } else {
+    route.name = std::move(name);
+  }
 }
 
 bool Checker::check_route(const toml::node &n, std::size_t index, Route &route, SourcePos &name_pos,
                           SourcePos &listen_pos) {
-    auto *tbl = n.as_table();
-    if (!tbl) {
-        error(n, "route #" + std::to_string(index + 1) + " must be a table ([[route]]) (got " +
-                     type_name(n.type()) + ")");
-        return false;
-    }
-    route.where = pos_of(tbl->source());
-    const std::size_t before = errors_.size();
+  auto *tbl = n.as_table();
+  if (!tbl) {
+    error(n, "route #" + std::to_string(index + 1) + " must be a table ([[route]]) (got " + type_name(n.type()) + ")");
+    return false;
+  }
+  route.where = pos_of(tbl->source());
+  const std::size_t before = errors_.size();
 
-    // The label used in messages: the name as written if it is a string at all.
-    std::string label = "route #" + std::to_string(index + 1);
-    if (auto *nm = tbl->get("name"); nm && nm->is_string()) label = "route " + quote(nm->as_string()->get());
+  // The label used in messages: the name as written if it is a string at all.
+  std::string label = "route #" + std::to_string(index + 1);
+  if (auto *nm = tbl->get("name"); nm && nm->is_string()) label = "route " + quote(nm->as_string()->get());
 
-    route_context_ = " in " + label;
-    serial_keys_.clear();
-    check_keys(*tbl, route_keys, route_context_, route);
-    check_serial_route(*tbl, route, before);
-    // Read by check_duplicates only for a valid name or listen address, which
-    // is then set and written in this table.
-    if (!route.name.empty()) name_pos = pos_of(tbl->get("name")->source());
-    if (route.listen) listen_pos = pos_of(tbl->get("listen")->source());
-    if (!tbl->contains("name"))
-        error(route.where, label + ": missing required key 'name' (a unique name, also the systemd "
-                                   "FileDescriptorName of its socket)");
-    if (!tbl->contains("backend"))
-        error(route.where, label + ": missing required key 'backend' (echo, tcp://HOST:PORT, unix:/PATH or "
-                                   "serial:/DEVICE)");
-    return errors_.size() == before;
+  route_context_ = " in " + label;
+  serial_keys_.clear();
+  check_keys(*tbl, route_keys, route_context_, route);
+  check_serial_route(*tbl, route, before);
+  // Read by check_duplicates only for a valid name or listen address, which
+  // is then set and written in this table.
+  if (!route.name.empty()) name_pos = pos_of(tbl->get("name")->source());
+  if (route.listen) listen_pos = pos_of(tbl->get("listen")->source());
+  if (!tbl->contains("name"))
+    error(route.where, label +
+                           ": missing required key 'name' (a unique name, also the systemd "
+                           "FileDescriptorName of its socket)");
+  if (!tbl->contains("backend"))
+    error(route.where, label +
+                           ": missing required key 'backend' (echo, tcp://HOST:PORT, unix:/PATH or "
+                           "serial:/DEVICE)");
+  return errors_.size() == before;
 }
 
 void Checker::check_duplicates(const std::vector<Route> &routes, const std::vector<SourcePos> &name_pos,
                                const std::vector<SourcePos> &listen_pos) {
-    for (std::size_t i = 0; i < routes.size(); ++i) {
-        const Route &r = routes[i];
-        if (!r.name.empty()) {
-            for (std::size_t j = 0; j < i; ++j) {
-                if (routes[j].name == r.name) {
-                    error(name_pos[i], "duplicate route name " + quote(r.name) + " (first defined at " +
-                                           where(name_pos[j]) + ")");
-                    break;
-                }
-            }
+  for (std::size_t i = 0; i < routes.size(); ++i) {
+    const Route &r = routes[i];
+    if (!r.name.empty()) {
+      for (std::size_t j = 0; j < i; ++j) {
+        if (routes[j].name == r.name) {
+          error(name_pos[i],
+                "duplicate route name " + quote(r.name) + " (first defined at " + where(name_pos[j]) + ")");
+          break;
         }
-        if (r.listen) {
-            for (std::size_t j = 0; j < i; ++j) {
-                if (routes[j].listen && r.listen->address.conflicts_with(routes[j].listen->address)) {
-                    const ListenAddress &first = *routes[j].listen;
-                    const std::string other = routes[j].name.empty() ? "route #" + std::to_string(j + 1)
-                                                                     : "route " + quote(routes[j].name);
-                    std::string msg = "duplicate listen address " + quote(r.listen->text);
-                    if (first.text == r.listen->text)
-                        msg += " (already used by " + other;
-                    else
-                        msg += " (same as " + quote(first.text) + " of " + other;
-                    msg += " at " + where(listen_pos[j]) + ")";
-                    error(listen_pos[i], std::move(msg));
-                    break;
-                }
-            }
-        }
+      }
     }
+    if (r.listen) {
+      for (std::size_t j = 0; j < i; ++j) {
+        if (routes[j].listen && r.listen->address.conflicts_with(routes[j].listen->address)) {
+          const ListenAddress &first = *routes[j].listen;
+          const std::string other =
+              routes[j].name.empty() ? "route #" + std::to_string(j + 1) : "route " + quote(routes[j].name);
+          std::string msg = "duplicate listen address " + quote(r.listen->text);
+          if (first.text == r.listen->text)
+            msg += " (already used by " + other;
+          else
+            msg += " (same as " + quote(first.text) + " of " + other;
+          msg += " at " + where(listen_pos[j]) + ")";
+          error(listen_pos[i], std::move(msg));
+          break;
+        }
+      }
+    }
+  }
 }
 
 std::string toml_version() {
-    return "toml++ " + std::to_string(TOML_LIB_MAJOR) + "." + std::to_string(TOML_LIB_MINOR) + "." +
-           std::to_string(TOML_LIB_PATCH);
+  return "toml++ " + std::to_string(TOML_LIB_MAJOR) + "." + std::to_string(TOML_LIB_MINOR) + "." +
+         std::to_string(TOML_LIB_PATCH);
 }
 
 // The one toml++ call. Its own syntax errors come back as `error`; an input
@@ -1093,77 +1091,76 @@ std::string toml_version() {
 // "cannot parse" error instead of a crash.
 bool parse_toml(std::string_view text, const std::string &path, toml::table &out, SourcePos &error_pos,
                 std::string &error) {
-    toml_guard::unreachable_reached() = false;
-    try {
-        out = toml::parse(text, std::string_view(path));
-    } catch (const toml::parse_error &e) {
-        error_pos = pos_of(e.source());
-        error = std::string(e.description());
-        return false;
-    } catch (const toml_guard::TomlInternalError &e) {
-        error = "cannot parse this file: the TOML parser (" + toml_version() + ") failed an internal check (" +
-                e.what + "); look for a stray character or bracket near the start of a line";
-        return false;
-    }
-    if (toml_guard::unreachable_reached()) {
-        error = "cannot parse this file: the TOML parser (" + toml_version() +
-                ") cannot classify a non-ASCII character; use ASCII outside strings and comments";
-        return false;
-    }
-    return true;
+  toml_guard::unreachable_reached() = false;
+  try {
+    out = toml::parse(text, std::string_view(path));
+  } catch (const toml::parse_error &e) {
+    error_pos = pos_of(e.source());
+    error = std::string(e.description());
+    return false;
+  } catch (const toml_guard::TomlInternalError &e) {
+    error = "cannot parse this file: the TOML parser (" + toml_version() + ") failed an internal check (" + e.what +
+            "); look for a stray character or bracket near the start of a line";
+    return false;
+  }
+  if (toml_guard::unreachable_reached()) {
+    error = "cannot parse this file: the TOML parser (" + toml_version() +
+            ") cannot classify a non-ASCII character; use ASCII outside strings and comments";
+    return false;
+  }
+  return true;
 }
 
 void Checker::check_routes(const toml::node &value, std::string_view key, ParsedFile &out) {
-    auto *arr = value.as_array();
-    if (!arr) {
-        type_error(value, key, "an array of tables: write [[route]], not [route]");
-        return;
-    }
-    for (std::size_t i = 0; i < arr->size(); ++i) {
-        Route r;
-        SourcePos np, lp;
-        check_route(*arr->get(i), i, r, np, lp);
-        out.config.routes.push_back(std::move(r));
-        out.name_pos.push_back(np);
-        out.listen_pos.push_back(lp);
-    }
+  auto *arr = value.as_array();
+  if (!arr) {
+    type_error(value, key, "an array of tables: write [[route]], not [route]");
+    return;
+  }
+  for (std::size_t i = 0; i < arr->size(); ++i) {
+    Route r;
+    SourcePos np, lp;
+    check_route(*arr->get(i), i, r, np, lp);
+    out.config.routes.push_back(std::move(r));
+    out.name_pos.push_back(np);
+    out.listen_pos.push_back(lp);
+  }
 }
 
 ConfigResult Checker::run(std::string_view text) {
-    ConfigResult result;
-    toml::table root;
-    SourcePos error_pos;
-    std::string parse_error;
-    if (!parse_toml(text, path_, root, error_pos, parse_error)) {
-        // An internal failure has no position: the message says so by having none.
-        const std::string at = error_pos.line == 0 ? path_ : where(error_pos);
-        result.errors.push_back(printable_line(at + ": " + parse_error));
-        return result;
-    }
-
-    ParsedFile file;
-    check_keys(root, top_keys, "", file);
-    check_duplicates(file.config.routes, file.name_pos, file.listen_pos);
-
-    if (errors_.empty()) {
-        result.config = std::move(file.config);
-        return result;
-    }
-    // Tables are visited in key order, not file order: report by position.
-    std::stable_sort(errors_.begin(), errors_.end(), [](const Error &a, const Error &b) {
-        return std::tie(a.pos.line, a.pos.column) < std::tie(b.pos.line, b.pos.column);
-    });
-    for (Error &e : errors_) result.errors.push_back(printable_line(where(e.pos) + ": " + e.message));
+  ConfigResult result;
+  toml::table root;
+  SourcePos error_pos;
+  std::string parse_error;
+  if (!parse_toml(text, path_, root, error_pos, parse_error)) {
+    // An internal failure has no position: the message says so by having none.
+    const std::string at = error_pos.line == 0 ? path_ : where(error_pos);
+    result.errors.push_back(printable_line(at + ": " + parse_error));
     return result;
+  }
+
+  ParsedFile file;
+  check_keys(root, top_keys, "", file);
+  check_duplicates(file.config.routes, file.name_pos, file.listen_pos);
+
+  if (errors_.empty()) {
+    result.config = std::move(file.config);
+    return result;
+  }
+  // Tables are visited in key order, not file order: report by position.
+  std::stable_sort(errors_.begin(), errors_.end(), [](const Error &a, const Error &b) {
+    return std::tie(a.pos.line, a.pos.column) < std::tie(b.pos.line, b.pos.column);
+  });
+  for (Error &e : errors_) result.errors.push_back(printable_line(where(e.pos) + ": " + e.message));
+  return result;
 }
 
 ConfigResult failure(const std::string &message) {
-    ConfigResult r;
-    try {
-        r.errors.push_back(printable_line(message));
-    } catch (...) {
-    }
-    return r;
+  ConfigResult r;
+  try {
+    r.errors.push_back(printable_line(message));
+  } catch (...) {}
+  return r;
 }
 
 }  // namespace
@@ -1171,43 +1168,43 @@ ConfigResult failure(const std::string &message) {
 // ---- public API ----------------------------------------------------------------
 
 ConfigResult parse_config(std::string_view text, const std::string &path_for_messages) {
-    try {
-        return Checker(path_for_messages).run(text);
-    } catch (const std::bad_alloc &) {
-        return failure(path_for_messages + ": out of memory");
-    } catch (const std::exception &e) {
-        return failure(path_for_messages + ": " + e.what());
-    } catch (...) {
-        return failure(path_for_messages + ": unexpected error");
-    }
+  try {
+    return Checker(path_for_messages).run(text);
+  } catch (const std::bad_alloc &) {
+    return failure(path_for_messages + ": out of memory");
+  } catch (const std::exception &e) {
+    return failure(path_for_messages + ": " + e.what());
+  } catch (...) {
+    return failure(path_for_messages + ": unexpected error");
+  }
 }
 
 ConfigResult load_config(const std::string &path) {
-    try {
-        const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0) return failure(path + ": cannot open: " + std::strerror(errno));
-        std::string text;
-        char buf[8192];
-        for (;;) {
-            const ssize_t n = ::read(fd, buf, sizeof buf);
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0) {
-                const int err = errno;
-                ::close(fd);
-                return failure(path + ": cannot read: " + std::strerror(err));
-            }
-            if (n == 0) break;
-            if (text.size() > (16u << 20)) {
-                ::close(fd);
-                return failure(path + ": cannot read: file is larger than 16 MiB");
-            }
-            text.append(buf, static_cast<std::size_t>(n));
-        }
+  try {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return failure(path + ": cannot open: " + std::strerror(errno));
+    std::string text;
+    char buf[8192];
+    for (;;) {
+      const ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        const int err = errno;
         ::close(fd);
-        return parse_config(text, path);
-    } catch (...) {
-        return failure(path + ": out of memory");
+        return failure(path + ": cannot read: " + std::strerror(err));
+      }
+      if (n == 0) break;
+      if (text.size() > (16u << 20)) {
+        ::close(fd);
+        return failure(path + ": cannot read: file is larger than 16 MiB");
+      }
+      text.append(buf, static_cast<std::size_t>(n));
     }
+    ::close(fd);
+    return parse_config(text, path);
+  } catch (...) {
+    return failure(path + ": out of memory");
+  }
 }
 
 namespace {
@@ -1215,121 +1212,121 @@ namespace {
 // The length of the valid UTF-8 sequence at s[i] (2 to 4), or 0: overlong
 // forms, surrogates and code points above U+10FFFF are invalid.
 std::size_t utf8_sequence(std::string_view s, std::size_t i, char32_t &cp) {
-    const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
-    const unsigned char lead = byte(i);
-    std::size_t length = 0;
-    char32_t min = 0;
-    if (lead >= 0xc2 && lead <= 0xdf) {
-        length = 2, min = 0x80, cp = lead & 0x1f;
-    } else if (lead >= 0xe0 && lead <= 0xef) {
-        length = 3, min = 0x800, cp = lead & 0x0f;
-    } else if (lead >= 0xf0 && lead <= 0xf4) {
-        length = 4, min = 0x10000, cp = lead & 0x07;
-    } else {
-        return 0;
-    }
-    if (i + length > s.size()) return 0;
-    for (std::size_t k = 1; k < length; ++k) {
-        if ((byte(i + k) & 0xc0) != 0x80) return 0;
-        cp = (cp << 6) | (byte(i + k) & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-    return length;
+  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char lead = byte(i);
+  std::size_t length = 0;
+  char32_t min = 0;
+  if (lead >= 0xc2 && lead <= 0xdf) {
+    length = 2, min = 0x80, cp = lead & 0x1f;
+  } else if (lead >= 0xe0 && lead <= 0xef) {
+    length = 3, min = 0x800, cp = lead & 0x0f;
+  } else if (lead >= 0xf0 && lead <= 0xf4) {
+    length = 4, min = 0x10000, cp = lead & 0x07;
+  } else {
+    return 0;
+  }
+  if (i + length > s.size()) return 0;
+  for (std::size_t k = 1; k < length; ++k) {
+    if ((byte(i + k) & 0xc0) != 0x80) return 0;
+    cp = (cp << 6) | (byte(i + k) & 0x3f);
+  }
+  if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+  return length;
 }
 
 void append_hex_byte(std::string &out, unsigned char c) {
-    static const char hex[] = "0123456789abcdef";
-    out += "\\x";
-    out += hex[c >> 4];
-    out += hex[c & 15];
+  static const char hex[] = "0123456789abcdef";
+  out += "\\x";
+  out += hex[c >> 4];
+  out += hex[c & 15];
 }
 
 }  // namespace
 
 std::string printable_line(std::string_view text) {
-    std::string out;
-    out.reserve(text.size());
-    for (std::size_t i = 0; i < text.size();) {
-        const auto c = static_cast<unsigned char>(text[i]);
-        if (c >= 0x20 && c < 0x7f) {
-            out += text[i++];
-            continue;
-        }
-        char32_t cp = 0;
-        const std::size_t length = c >= 0x80 ? utf8_sequence(text, i, cp) : 0;
-        if (length == 0) {
-            append_hex_byte(out, c);  // control byte, DEL or invalid UTF-8
-            ++i;
-        } else if (cp <= 0x9f) {
-            for (std::size_t k = 0; k < length; ++k) append_hex_byte(out, static_cast<unsigned char>(text[i + k]));
-            i += length;  // a C1 control, as its bytes
-        } else if (cp == 0x2028 || cp == 0x2029) {
-            out += cp == 0x2028 ? "\\u2028" : "\\u2029";  // line and paragraph separators
-            i += length;
-        } else {
-            out.append(text.substr(i, length));
-            i += length;
-        }
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x20 && c < 0x7f) {
+      out += text[i++];
+      continue;
     }
-    return out;
+    char32_t cp = 0;
+    const std::size_t length = c >= 0x80 ? utf8_sequence(text, i, cp) : 0;
+    if (length == 0) {
+      append_hex_byte(out, c);  // control byte, DEL or invalid UTF-8
+      ++i;
+    } else if (cp <= 0x9f) {
+      for (std::size_t k = 0; k < length; ++k) append_hex_byte(out, static_cast<unsigned char>(text[i + k]));
+      i += length;  // a C1 control, as its bytes
+    } else if (cp == 0x2028 || cp == 0x2029) {
+      out += cp == 0x2028 ? "\\u2028" : "\\u2029";  // line and paragraph separators
+      i += length;
+    } else {
+      out.append(text.substr(i, length));
+      i += length;
+    }
+  }
+  return out;
 }
 
 const char *to_string(LogLevel level) noexcept {
-    const auto i = static_cast<std::size_t>(level);
-    return i < std::size(log_level_names) ? log_level_names[i].data() : "?";
+  const auto i = static_cast<std::size_t>(level);
+  return i < std::size(log_level_names) ? log_level_names[i].data() : "?";
 }
 
 const char *to_string(Framing framing) noexcept {
-    const auto i = static_cast<std::size_t>(framing);
-    return i < std::size(framing_names) ? framing_names[i].data() : "?";
+  const auto i = static_cast<std::size_t>(framing);
+  return i < std::size(framing_names) ? framing_names[i].data() : "?";
 }
 
 const char *to_string(Backend::Kind kind) noexcept {
-    switch (kind) {
+  switch (kind) {
     case Backend::Kind::echo: return "echo";
     case Backend::Kind::tcp: return "tcp";
     case Backend::Kind::unix_socket: return "unix";
     case Backend::Kind::serial: return "serial";
-    }
-    return "?";
+  }
+  return "?";
 }
 
 bool parse_duration(std::string_view text, milliseconds &out) noexcept {
-    std::size_t digits = 0;
-    while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
-    if (digits == 0 || digits > 18) return false;
-    std::int64_t value = 0;
-    for (std::size_t i = 0; i < digits; ++i) value = value * 10 + (text[i] - '0');
-    const std::string_view unit = text.substr(digits);
-    std::int64_t scale = 0;
-    if (unit.empty())
-        scale = value == 0 ? 1 : 0;  // only "0" may go without a unit
-    else if (unit == "ms")
-        scale = 1;
-    else if (unit == "s")
-        scale = 1000;
-    else if (unit == "m")
-        scale = 60'000;
-    else if (unit == "h")
-        scale = 3'600'000;
-    if (scale == 0 || value > std::numeric_limits<std::int64_t>::max() / scale) return false;
-    out = milliseconds(value * scale);
-    return true;
+  std::size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+  if (digits == 0 || digits > 18) return false;
+  std::int64_t value = 0;
+  for (std::size_t i = 0; i < digits; ++i) value = value * 10 + (text[i] - '0');
+  const std::string_view unit = text.substr(digits);
+  std::int64_t scale = 0;
+  if (unit.empty())
+    scale = value == 0 ? 1 : 0;  // only "0" may go without a unit
+  else if (unit == "ms")
+    scale = 1;
+  else if (unit == "s")
+    scale = 1000;
+  else if (unit == "m")
+    scale = 60'000;
+  else if (unit == "h")
+    scale = 3'600'000;
+  if (scale == 0 || value > std::numeric_limits<std::int64_t>::max() / scale) return false;
+  out = milliseconds(value * scale);
+  return true;
 }
 
 std::string format_duration(milliseconds d) {
-    const std::int64_t ms = d.count();
-    if (ms == 0) return "0";
-    if (ms % 3'600'000 == 0) return std::to_string(ms / 3'600'000) + "h";
-    if (ms % 60'000 == 0) return std::to_string(ms / 60'000) + "m";
-    if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
-    return std::to_string(ms) + "ms";
+  const std::int64_t ms = d.count();
+  if (ms == 0) return "0";
+  if (ms % 3'600'000 == 0) return std::to_string(ms / 3'600'000) + "h";
+  if (ms % 60'000 == 0) return std::to_string(ms / 60'000) + "m";
+  if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
 }
 
 bool Route::allows(const gw::SocketAddress &peer) const noexcept {
-    if (allow_nets.empty()) return true;
-    const gw::IpKey ip = gw::ip_key(peer);
-    return std::any_of(allow_nets.begin(), allow_nets.end(), [&ip](const gw::Cidr &c) { return c.contains(ip); });
+  if (allow_nets.empty()) return true;
+  const gw::IpKey ip = gw::ip_key(peer);
+  return std::any_of(allow_nets.begin(), allow_nets.end(), [&ip](const gw::Cidr &c) { return c.contains(ip); });
 }
 
 }  // namespace gw::service

@@ -32,8 +32,8 @@ namespace gw::service {
 
 // 1-based, as toml++ reports them; 0 means "not from a file".
 struct SourcePos {
-    std::uint32_t line = 0;
-    std::uint32_t column = 0;
+  std::uint32_t line = 0;
+  std::uint32_t column = 0;
 };
 
 enum class LogLevel { error, warning, info, debug };
@@ -43,11 +43,11 @@ enum class Framing { raw, line, u16be, u32be };
 // "127.0.0.1:7000", "[::1]:7000", "[fe80::1%eth0]:7000", "0.0.0.0:7000",
 // "[::]:7000" or ":7000" (every address, dual-stack).
 struct ListenAddress {
-    gw::ListenAddress address;  // what the daemon binds or matches
-    std::string text;           // as written in the file
-    std::string canonical;      // address.to_string(): "127.0.0.1:7000", "[::1]:7000", ":7000"
+  gw::ListenAddress address;  // what the daemon binds or matches
+  std::string text;           // as written in the file
+  std::string canonical;      // address.to_string(): "127.0.0.1:7000", "[::1]:7000", ":7000"
 
-    std::uint16_t port() const noexcept { return static_cast<std::uint16_t>(address.address.port()); }
+  std::uint16_t port() const noexcept { return static_cast<std::uint16_t>(address.address.port()); }
 };
 
 // A `backend` value. tcp and unix ones are parsed by gw::parse_backend_address;
@@ -56,56 +56,56 @@ struct ListenAddress {
 // A serial one names a device; the route's serial keys say how to use it
 // (Route::serial).
 struct Backend {
-    enum class Kind { echo, tcp, unix_socket, serial };
-    Kind kind = Kind::echo;
-    std::string host;       // tcp: IP literal (no brackets, with any %scope) or a host name
-    std::uint16_t port = 0; // tcp: 1..65535
-    std::string path;       // unix_socket: absolute path, fits sockaddr_un; serial: the device, absolute
-    std::string text;       // as written: "echo", "tcp://127.0.0.1:502", "unix:/run/app.sock", "serial:/dev/ttyUSB0"
-    std::optional<gw::SocketAddress> address;  // tcp IP literal or unix: no lookup needed
+  enum class Kind { echo, tcp, unix_socket, serial };
+  Kind kind = Kind::echo;
+  std::string host;        // tcp: IP literal (no brackets, with any %scope) or a host name
+  std::uint16_t port = 0;  // tcp: 1..65535
+  std::string path;        // unix_socket: absolute path, fits sockaddr_un; serial: the device, absolute
+  std::string text;        // as written: "echo", "tcp://127.0.0.1:502", "unix:/run/app.sock", "serial:/dev/ttyUSB0"
+  std::optional<gw::SocketAddress> address;  // tcp IP literal or unix: no lookup needed
 };
 
 struct Route {
-    SourcePos where;                      // the [[route]] header
-    std::string name;                     // required, unique, [A-Za-z0-9_.-]{1,255}
-    std::optional<ListenAddress> listen;  // absent: an inherited socket must serve it
-    Backend backend;                      // required
-    int backlog = 128;                    // 1..65535
-    std::uint32_t max_clients = 256;      // 0 = unlimited
-    std::uint32_t max_clients_per_ip = 32;// 0 = unlimited
-    std::chrono::milliseconds idle_timeout{60'000};  // 0 = disabled
-    Framing framing = Framing::raw;
-    std::uint32_t max_frame = 65536;      // 1..16 MiB
-    std::chrono::milliseconds frame_timeout{30'000};  // framed routes: a started frame's deadline; 0 = none
-    std::vector<std::string> allow;       // as written; empty (key absent) = everyone
-    std::vector<gw::Cidr> allow_nets;     // parsed by gw::parse_cidr, same order as `allow`
-    bool keepalive = true;
-    bool splice = true;                   // tcp/unix backends: zero-copy once a flow turns bulk
-    // Set exactly for a serial backend: its device path and every serial key
-    // of the route, checked by SerialBackendConfig::validate (the check
-    // SerialBackend::create makes), so the daemon can use it as it is.
-    std::optional<gw::SerialBackendConfig> serial;
+  SourcePos where;                                 // the [[route]] header
+  std::string name;                                // required, unique, [A-Za-z0-9_.-]{1,255}
+  std::optional<ListenAddress> listen;             // absent: an inherited socket must serve it
+  Backend backend;                                 // required
+  int backlog = 128;                               // 1..65535
+  std::uint32_t max_clients = 256;                 // 0 = unlimited
+  std::uint32_t max_clients_per_ip = 32;           // 0 = unlimited
+  std::chrono::milliseconds idle_timeout{60'000};  // 0 = disabled
+  Framing framing = Framing::raw;
+  std::uint32_t max_frame = 65536;                  // 1..16 MiB
+  std::chrono::milliseconds frame_timeout{30'000};  // framed routes: a started frame's deadline; 0 = none
+  std::vector<std::string> allow;                   // as written; empty (key absent) = everyone
+  std::vector<gw::Cidr> allow_nets;                 // parsed by gw::parse_cidr, same order as `allow`
+  bool keepalive = true;
+  bool splice = true;  // tcp/unix backends: zero-copy once a flow turns bulk
+  // Set exactly for a serial backend: its device path and every serial key
+  // of the route, checked by SerialBackendConfig::validate (the check
+  // SerialBackend::create makes), so the daemon can use it as it is.
+  std::optional<gw::SerialBackendConfig> serial;
 
-    // No allow list, or the peer is inside one of its networks (the same
-    // test the listener applies: IPv4 peers as IPv4-mapped IPv6).
-    bool allows(const gw::SocketAddress &peer) const noexcept;
+  // No allow list, or the peer is inside one of its networks (the same
+  // test the listener applies: IPv4 peers as IPv4-mapped IPv6).
+  bool allows(const gw::SocketAddress &peer) const noexcept;
 };
 
 struct ServiceSection {
-    LogLevel log_level = LogLevel::info;
-    std::chrono::milliseconds stop_timeout{5'000};
+  LogLevel log_level = LogLevel::info;
+  std::chrono::milliseconds stop_timeout{5'000};
 };
 
 struct Config {
-    ServiceSection service;
-    std::vector<Route> routes;
+  ServiceSection service;
+  std::vector<Route> routes;
 };
 
 // Exactly one of the two is set: `config`, or a non-empty `errors`.
 struct ConfigResult {
-    std::optional<Config> config;
-    std::vector<std::string> errors;  // "PATH:LINE:COL: message", by position
-    bool ok() const noexcept { return config.has_value(); }
+  std::optional<Config> config;
+  std::vector<std::string> errors;  // "PATH:LINE:COL: message", by position
+  bool ok() const noexcept { return config.has_value(); }
 };
 
 inline constexpr const char *default_config_path = "/etc/gateway/gateway.conf";

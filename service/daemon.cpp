@@ -45,12 +45,11 @@ bool same_cidrs(const std::vector<gw::Cidr> &a, const std::vector<gw::Cidr> &b) 
 bool same_serial(const gw::SerialBackendConfig &a, const gw::SerialBackendConfig &b) {
   const auto line = [](const gw::SerialSettings &s) {
     const gw::Rs485Settings &r = s.rs485;
-    return std::tie(s.baud, s.data_bits, s.parity, s.stop_bits, s.flow_control, s.dtr, s.rts, r.enabled,
-                    r.rts_on_send, r.rts_after_send, r.delay_before_send_ms, r.delay_after_send_ms);
+    return std::tie(s.baud, s.data_bits, s.parity, s.stop_bits, s.flow_control, s.dtr, s.rts, r.enabled, r.rts_on_send,
+                    r.rts_after_send, r.delay_before_send_ms, r.delay_after_send_ms);
   };
   const auto packing = [](const gw::SerialPacking &p) {
-    return std::tie(p.idle_gap_us, p.idle_gap_tenth_chars, p.delimiter, p.keep_delimiter, p.max_packet,
-                    p.max_hold_ms);
+    return std::tie(p.idle_gap_us, p.idle_gap_tenth_chars, p.delimiter, p.keep_delimiter, p.max_packet, p.max_hold_ms);
   };
   const auto policies = [](const gw::SerialBackendConfig &c) {
     return std::tie(c.path, c.open_options.lock_dir, c.clients, c.open, c.on_missing, c.device_wait_ms, c.on_loss);
@@ -107,8 +106,8 @@ int Daemon::make_handler(const Route &route, std::shared_ptr<gw::ConnectionHandl
     // layer checked it with the same validate().
     std::unique_ptr<gw::SerialBackend> serial;
     std::string why;
-    if (int rc = gw::SerialBackend::create(serial, server_->loop(), server_->logger(), *route.serial, backend.text,
-                                           why)) {
+    if (int rc =
+            gw::SerialBackend::create(serial, server_->loop(), server_->logger(), *route.serial, backend.text, why)) {
       server_->logger().log(gw::LogLevel::error, "route \"%s\": %s", route.name.c_str(), why.c_str());
       return rc;
     }
@@ -124,9 +123,9 @@ int Daemon::make_handler(const Route &route, std::shared_ptr<gw::ConnectionHandl
   // seconds (longer than WatchdogSec), and a name that does not resolve yet
   // (the network is not up) must not keep the route from listening.
   if (!resolver_) resolver_ = std::make_shared<gw::Resolver>(server_->loop());
-  auto name = std::make_unique<gw::ResolvedName>(resolver_, backend.host, backend.port,
-                                                 "route \"" + route.name + "\": backend " + backend.text,
-                                                 server_->logger());
+  auto name =
+      std::make_unique<gw::ResolvedName>(resolver_, backend.host, backend.port,
+                                         "route \"" + route.name + "\": backend " + backend.text, server_->logger());
   out = std::make_shared<gw::Forwarder>(std::move(name), backend.text);
   return 0;
 }
@@ -228,8 +227,10 @@ bool Daemon::bind_remaining_routes() {
   for (auto &[name, state] : routes_) {
     if (state.listener) continue;
     if (!state.route.listen && !gw::sd::available()) {
-      log.log(gw::LogLevel::error, "route \"%s\" has no listen address: add listen = \"IP:PORT\" (this gatewayd "
-              "was built without systemd support, so no socket can be passed to it)", name.c_str());
+      log.log(gw::LogLevel::error,
+              "route \"%s\" has no listen address: add listen = \"IP:PORT\" (this gatewayd "
+              "was built without systemd support, so no socket can be passed to it)",
+              name.c_str());
       return false;
     }
     if (!state.route.listen) {
@@ -274,13 +275,13 @@ void Daemon::start_watchdog() {
 void Daemon::update_status() {
   const gw::Stats &stats = server_->stats();
   char status[256];
-  std::snprintf(status, sizeof status, "STATUS=%zu routes, %llu clients, %llu accepted, %llu refused, %llu bytes in, %llu bytes out, %llu bytes spliced",
-                routes_.size(), static_cast<unsigned long long>(stats.clients.load()),
-                static_cast<unsigned long long>(stats.accepted.load()),
-                static_cast<unsigned long long>(stats.refused.load()),
-                static_cast<unsigned long long>(stats.bytes_in.load()),
-                static_cast<unsigned long long>(stats.bytes_out.load()),
-                static_cast<unsigned long long>(stats.bytes_spliced.load()));
+  std::snprintf(
+      status, sizeof status,
+      "STATUS=%zu routes, %llu clients, %llu accepted, %llu refused, %llu bytes in, %llu bytes out, %llu bytes spliced",
+      routes_.size(), static_cast<unsigned long long>(stats.clients.load()),
+      static_cast<unsigned long long>(stats.accepted.load()), static_cast<unsigned long long>(stats.refused.load()),
+      static_cast<unsigned long long>(stats.bytes_in.load()), static_cast<unsigned long long>(stats.bytes_out.load()),
+      static_cast<unsigned long long>(stats.bytes_spliced.load()));
   gw::sd::notify(status);
 }
 
@@ -321,8 +322,9 @@ void Daemon::announce_reloading() {
   timespec now{};
   clock_gettime(CLOCK_MONOTONIC, &now);
   char reloading[64];
-  std::snprintf(reloading, sizeof reloading, "RELOADING=1\nMONOTONIC_USEC=%llu",
-                static_cast<unsigned long long>(now.tv_sec) * 1000000ull + static_cast<unsigned long long>(now.tv_nsec) / 1000);
+  std::snprintf(
+      reloading, sizeof reloading, "RELOADING=1\nMONOTONIC_USEC=%llu",
+      static_cast<unsigned long long>(now.tv_sec) * 1000000ull + static_cast<unsigned long long>(now.tv_nsec) / 1000);
   gw::sd::notify(reloading);
   server_->logger().log(gw::LogLevel::info, "SIGHUP: reloading %s", config_path_.c_str());
 }
@@ -375,7 +377,8 @@ const Daemon::RouteState *Daemon::listener_to_keep(const std::map<std::string, R
                                                    const std::vector<Route> &routes, const Route &route,
                                                    std::set<std::string> &taken) {
   auto same_listen = [&](const RouteState &old) {
-    return old.inherited || (old.route.listen && route.listen && old.route.listen->canonical == route.listen->canonical);
+    return old.inherited ||
+           (old.route.listen && route.listen && old.route.listen->canonical == route.listen->canonical);
   };
   auto old = running.find(route.name);
   if (old != running.end() && same_listen(old->second)) {
@@ -385,8 +388,7 @@ const Daemon::RouteState *Daemon::listener_to_keep(const std::map<std::string, R
   for (const auto &[old_name, old_state] : running) {
     // Structured bindings cannot be captured in C++17 (clang refuses): name it.
     const std::string &removed = old_name;
-    bool kept_by_name =
-        std::any_of(routes.begin(), routes.end(), [&](const Route &r) { return r.name == removed; });
+    bool kept_by_name = std::any_of(routes.begin(), routes.end(), [&](const Route &r) { return r.name == removed; });
     if (!kept_by_name && !taken.count(old_name) && !old_state.inherited && same_listen(old_state)) {
       taken.insert(old_name);
       return &old_state;
@@ -436,15 +438,16 @@ const char *Daemon::prepare_route(const ReloadPlan::Step &step, RouteState &stat
   const gw::Logger &log = server_->logger();
   if (!route.listen) {
     roll_back(created);
-    log.log(gw::LogLevel::error, "route \"%s\" has no listen address, and sockets from systemd cannot be added by a reload",
+    log.log(gw::LogLevel::error,
+            "route \"%s\" has no listen address, and sockets from systemd cannot be added by a reload",
             route.name.c_str());
     return "a new route has no socket";
   }
   int rc = server_->listen(state.listener, route.listen->address, listener_config(route), state.handler);
   if (rc != 0) {
     roll_back(created);
-    log.log(gw::LogLevel::error, "route \"%s\": cannot listen on %s: %s", route.name.c_str(), route.listen->text.c_str(),
-            gw::err::describe(rc));
+    log.log(gw::LogLevel::error, "route \"%s\": cannot listen on %s: %s", route.name.c_str(),
+            route.listen->text.c_str(), gw::err::describe(rc));
     return "a new route cannot listen";
   }
   created.push_back(state.listener);

@@ -57,8 +57,9 @@ int parse_options(int argc, char **argv, Options &options) {
       case 'C': options.check_only = true; break;
       case 'h': usage(stdout); return 0;
       case 'V':
-        std::printf("gatewayd %s (systemd: %s)\n", GW_PROJECT_VERSION,
-                    gw::sd::available() ? "yes, socket activation, notify and watchdog" : "no, built without libsystemd");
+        std::printf(
+            "gatewayd %s (systemd: %s)\n", GW_PROJECT_VERSION,
+            gw::sd::available() ? "yes, socket activation, notify and watchdog" : "no, built without libsystemd");
         return 0;
       default: usage(stderr); return 2;
     }
@@ -81,7 +82,8 @@ int main(int argc, char **argv) {
 
   gw::service::ConfigResult loaded = gw::service::load_config(config_path);
   if (!loaded.ok()) {
-    for (const std::string &error : loaded.errors) std::fprintf(stderr, "%s%s\n", check_only ? "" : "<3>", error.c_str());
+    for (const std::string &error : loaded.errors)
+      std::fprintf(stderr, "%s%s\n", check_only ? "" : "<3>", error.c_str());
     return exit_config;
   }
   if (check_only) {

@@ -80,9 +80,7 @@ bool c_string(std::string_view text, char (&buffer)[N]) noexcept {
   return true;
 }
 
-bool is_link_local(const in6_addr &a) noexcept {
-  return IN6_IS_ADDR_LINKLOCAL(&a) || IN6_IS_ADDR_MC_LINKLOCAL(&a);
-}
+bool is_link_local(const in6_addr &a) noexcept { return IN6_IS_ADDR_LINKLOCAL(&a) || IN6_IS_ADDR_MC_LINKLOCAL(&a); }
 
 // "%eth0" or "%2": an interface of this host, by name or by index (decimal,
 // no leading zeros). 0 if there is no such interface.
@@ -140,8 +138,7 @@ int parse_ipv6(std::string_view host, uint16_t port, SocketAddress &out, Address
   return 0;
 }
 
-int parse_host(std::string_view host, bool bracketed, uint16_t port, SocketAddress &out,
-               AddressIssue *issue) noexcept {
+int parse_host(std::string_view host, bool bracketed, uint16_t port, SocketAddress &out, AddressIssue *issue) noexcept {
   return bracketed ? parse_ipv6(host, port, out, issue) : parse_ipv4(host, port, out, issue);
 }
 
@@ -459,8 +456,7 @@ int parse_cidr(std::string_view text, Cidr &out, AddressIssue *issue) noexcept {
   int family = v6 ? AF_INET6 : AF_INET;
   void *into = v6 ? static_cast<void *>(&reinterpret_cast<sockaddr_in6 *>(&address.storage)->sin6_addr)
                   : static_cast<void *>(&reinterpret_cast<sockaddr_in *>(&address.storage)->sin_addr);
-  if (!c_string(host, buffer) || inet_pton(family, buffer, into) != 1)
-    return refuse(issue, AddressError::not_ip, host);
+  if (!c_string(host, buffer) || inet_pton(family, buffer, into) != 1) return refuse(issue, AddressError::not_ip, host);
   address.storage.ss_family = static_cast<sa_family_t>(family);
   unsigned long max = v6 ? 128 : 32, prefix = max;
   if (slash != std::string_view::npos) {

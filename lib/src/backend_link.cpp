@@ -169,8 +169,8 @@ void BackendLink::connect_failed(int error) {
 void BackendLink::on_connect_timeout() {
   if (!client_) return;
   if (waiting_for_name_) {
-    return give_up("no address yet: the name is still being resolved after " +
-                   std::to_string(connect_timeout_ms_) + " ms");
+    return give_up("no address yet: the name is still being resolved after " + std::to_string(connect_timeout_ms_) +
+                   " ms");
   }
   if (connecting_) connect_failed(ETIMEDOUT);
 }
@@ -348,7 +348,7 @@ bool BackendLink::splice_failed(SpliceEnd end, int error) {
 void BackendLink::abort_client(int error) {
   Connection &client = *client_;
   client.listener().server().logger().log(LogLevel::info, "%s: %s: %s", client.config().name.c_str(),
-                                           client.peer().to_string().c_str(), std::strerror(error));
+                                          client.peer().to_string().c_str(), std::strerror(error));
   client.abort(CloseReason::reset);
 }
 
@@ -376,8 +376,8 @@ void BackendLink::backend_failed(int error) {
 // still reaches it. `client_` must be set.
 void BackendLink::close_client(const char *why, CloseReason reason) {
   client_->listener().server().logger().log(LogLevel::warning, "%s: %s: backend %s: %s; closing the client",
-                                             client_->config().name.c_str(), client_->peer().to_string().c_str(),
-                                             forwarder_.label().c_str(), why);
+                                            client_->config().name.c_str(), client_->peer().to_string().c_str(),
+                                            forwarder_.label().c_str(), why);
   out_.release();
   client_->close(reason);
 }

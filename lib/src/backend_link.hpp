@@ -95,7 +95,7 @@ class BackendLink final : IoHandler, IoDelegate {
   Connection *client_;
   EventLoop &loop_;
   uint64_t connect_timeout_ms_;
-  Timer connect_timer_;  // the current connect attempt, or the wait for the name
+  Timer connect_timer_;                // the current connect attempt, or the wait for the name
   ResolvedName::Addresses addresses_;  // what this client tries, in order
   size_t next_ = 0;
   std::string tried_;  // "ADDRESS: error, ..." of the failed attempts
@@ -103,7 +103,7 @@ class BackendLink final : IoHandler, IoDelegate {
   bool waiting_for_name_ = false;
   bool unreachable_ = false;
   Fd fd_;
-  Buffer out_;  // buffered mode: client -> backend bytes the backend has not taken yet
+  Buffer out_;                         // buffered mode: client -> backend bytes the backend has not taken yet
   SplicePipe to_backend_, to_client_;  // splice mode
   uint32_t interest_ = 0;
   bool watched_ = false;

@@ -185,7 +185,7 @@ void Connection::deliver(const uint8_t *data, size_t length) {
     if (scan.status == FrameScan::need_more) break;
     if (scan.status == FrameScan::oversize) {
       listener_.server().logger().log(LogLevel::info, "%s: closing %s: frame larger than max_frame (%zu bytes)",
-                                     settings.name.c_str(), peer_.to_string().c_str(), settings.max_frame);
+                                      settings.name.c_str(), peer_.to_string().c_str(), settings.max_frame);
       in_.release();
       close(CloseReason::oversize);
       return;
@@ -222,9 +222,10 @@ void Connection::on_frame_timeout() {
     frame_timer_->start(config_->frame_timeout_ms);
     return;
   }
-  listener_.server().logger().log(LogLevel::info, "%s: closing %s: frame not complete within frame_timeout (%llu ms, %zu bytes of it received)",
-                                 config_->name.c_str(), peer_.to_string().c_str(),
-                                 static_cast<unsigned long long>(config_->frame_timeout_ms), in_.size());
+  listener_.server().logger().log(
+      LogLevel::info, "%s: closing %s: frame not complete within frame_timeout (%llu ms, %zu bytes of it received)",
+      config_->name.c_str(), peer_.to_string().c_str(), static_cast<unsigned long long>(config_->frame_timeout_ms),
+      in_.size());
   close(CloseReason::idle);
 }
 
@@ -249,8 +250,10 @@ void Connection::handle_peer_eof() {
     close(CloseReason::peer);
     return;
   }
-  if (state_ == State::closing && out_.empty()) finish(reason_);
-  else update_interest();
+  if (state_ == State::closing && out_.empty())
+    finish(reason_);
+  else
+    update_interest();
 }
 
 // ---- closing -------------------------------------------------------------
@@ -302,8 +305,7 @@ void Connection::finish(CloseReason reason) {
   Server &server = listener_.server();
   if (!out_.empty()) {
     server.logger().log(LogLevel::warning, "%s: %s: %zu queued bytes could not be delivered (%s)",
-                        config().name.c_str(), peer_.to_string().c_str(), out_.size(),
-                        close_reason_name(reason));
+                        config().name.c_str(), peer_.to_string().c_str(), out_.size(), close_reason_name(reason));
   }
   server.loop().remove(fd_.get());
   fd_.reset();
@@ -314,8 +316,8 @@ void Connection::finish(CloseReason reason) {
   // batch: handlers further down this batch may still hold pointers to us,
   // and ignore us since we are closed.
   owner_.on_closed(*this, position_, was_closing);
-  server.logger().log(LogLevel::info, "%s: %s closed (%s)", config().name.c_str(),
-                      peer_.to_string().c_str(), close_reason_name(reason));
+  server.logger().log(LogLevel::info, "%s: %s closed (%s)", config().name.c_str(), peer_.to_string().c_str(),
+                      close_reason_name(reason));
   handler().on_close(*this, reason);
   owner_.after_close_reported();
 }
@@ -422,8 +424,8 @@ void Connection::on_io(uint32_t events) {
     int error = 0;
     socklen_t length = sizeof error;
     getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &error, &length);
-    listener_.server().logger().log(LogLevel::debug, "%s: %s: %s", config().name.c_str(),
-                                   peer_.to_string().c_str(), std::strerror(error));
+    listener_.server().logger().log(LogLevel::debug, "%s: %s: %s", config().name.c_str(), peer_.to_string().c_str(),
+                                    std::strerror(error));
     finish(CloseReason::reset);
     return;
   }

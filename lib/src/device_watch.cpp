@@ -14,8 +14,8 @@
 namespace gw {
 namespace {
 
-constexpr uint32_t watch_mask = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ATTRIB | IN_DELETE_SELF |
-                                IN_MOVE_SELF | IN_ONLYDIR;
+constexpr uint32_t watch_mask =
+    IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
 constexpr int max_symlink_hops = 40;  // the kernel's own limit (ELOOP)
 
 std::string parent_of(const std::string &path) {
@@ -51,8 +51,8 @@ bool device_node_at(const std::string &path, DeviceNode &out) {
 DeviceWatch::DeviceWatch(EventLoop &loop, std::string path, Callback on_ready)
     : loop_(loop), path_(std::move(path)), on_ready_(std::move(on_ready)), ready_timer_(loop, [this] { evaluate(); }) {}
 
-int DeviceWatch::create(std::unique_ptr<DeviceWatch> &out, EventLoop &loop, const std::string &path,
-                        Callback on_ready, std::string &why) {
+int DeviceWatch::create(std::unique_ptr<DeviceWatch> &out, EventLoop &loop, const std::string &path, Callback on_ready,
+                        std::string &why) {
   loop.assert_in_loop_thread("DeviceWatch::create");
   if (path.empty() || path[0] != '/') {
     why = "device path \"" + path + "\" is not absolute: write it from the root, as in /dev/ttyUSB0";

@@ -35,13 +35,9 @@ void Forwarder::on_open(Connection &conn) {
   conn.set_user_data(link);
   if (!name_) return link->start(fixed_);
   switch (name_->state()) {
-    case ResolvedName::State::resolved:
-      return link->start(name_->addresses());
-    case ResolvedName::State::pending:
-      waiting_.push_back(&conn);
-      return link->wait_for_name();
-    case ResolvedName::State::failed:
-      return link->give_up("cannot resolve " + name_->host() + ": " + name_->error());
+    case ResolvedName::State::resolved: return link->start(name_->addresses());
+    case ResolvedName::State::pending: waiting_.push_back(&conn); return link->wait_for_name();
+    case ResolvedName::State::failed: return link->give_up("cannot resolve " + name_->host() + ": " + name_->error());
   }
 }
 

@@ -65,8 +65,7 @@ bool encode_frame(Framing framing, const void *payload, size_t length, EncodedFr
 int encode_header(Framing framing, size_t length, uint8_t header[4]) noexcept {
   switch (framing) {
     case Framing::raw:
-    case Framing::line:
-      return 0;
+    case Framing::line: return 0;
     case Framing::u16be:
       if (length > 0xffff) return -1;
       header[0] = static_cast<uint8_t>(length >> 8);

@@ -28,10 +28,11 @@ Listener::Listener(Server &server, ListenerOwner &owner, Counters &parent_counte
       config_(std::make_shared<const ListenerConfig>(std::move(config))),
       handler_(std::move(handler)),
       counters_(&parent_counters),
-      retry_timer_(server.loop(), [this] {
-        if (!spare_) spare_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-        if (fd_) server_.loop().modify(fd_.get(), EPOLLIN, this);
-      }),
+      retry_timer_(server.loop(),
+                   [this] {
+                     if (!spare_) spare_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+                     if (fd_) server_.loop().modify(fd_.get(), EPOLLIN, this);
+                   }),
       idle_timer_(server.loop(), [this] { on_idle_timer(); }),
       closing_timer_(server.loop(), [this] { on_closing_timer(); }) {}
 
@@ -105,12 +106,9 @@ void Listener::on_io(uint32_t) {
       case ENONET:
       case EHOSTUNREACH:
       case EOPNOTSUPP:
-      case ENETUNREACH:
-        continue;  // errors of that one client (accept(2)): the listener is fine
+      case ENETUNREACH: continue;  // errors of that one client (accept(2)): the listener is fine
       case EMFILE:
-      case ENFILE:
-        shed_one();
-        continue;
+      case ENFILE: shed_one(); continue;
       default:
         // ENOBUFS, ENOMEM and the unexpected: back off instead of spinning on
         // a level-triggered fd that stays readable.
@@ -148,9 +146,10 @@ void Listener::shed_one() noexcept {
   spare_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   if (say) {
     last_shed_log_ms_ = now;
-    server_.logger().log(LogLevel::warning,
-                         "%s: out of file descriptors (%s): refusing new clients; raise LimitNOFILE= or lower max_clients",
-                         config_->name.c_str(), std::strerror(EMFILE));
+    server_.logger().log(
+        LogLevel::warning,
+        "%s: out of file descriptors (%s): refusing new clients; raise LimitNOFILE= or lower max_clients",
+        config_->name.c_str(), std::strerror(EMFILE));
   }
 }
 

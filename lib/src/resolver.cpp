@@ -109,12 +109,12 @@ struct Resolver::Pending {
 struct Resolver::Core {
   std::mutex mutex;
   std::condition_variable wake;
-  std::deque<std::shared_ptr<Pending>> queue;      // guarded by mutex
-  std::vector<std::shared_ptr<Pending>> running;   // guarded by mutex
-  EventLoop *loop = nullptr;                       // guarded by mutex; null once the Resolver is gone
-  std::atomic<bool> gone{false};                   // the same, for answers already posted
-  LookupFunction lookup;                           // immutable
-  unsigned threads = 0, idle = 0, max_threads = 1; // guarded by mutex
+  std::deque<std::shared_ptr<Pending>> queue;       // guarded by mutex
+  std::vector<std::shared_ptr<Pending>> running;    // guarded by mutex
+  EventLoop *loop = nullptr;                        // guarded by mutex; null once the Resolver is gone
+  std::atomic<bool> gone{false};                    // the same, for answers already posted
+  LookupFunction lookup;                            // immutable
+  unsigned threads = 0, idle = 0, max_threads = 1;  // guarded by mutex
 };
 
 Resolver::Resolver(EventLoop &loop, LookupFunction lookup, unsigned max_threads)
@@ -226,9 +226,7 @@ void Resolver::Lookup::cancel() noexcept {
   pending_.reset();
 }
 
-bool Resolver::Lookup::active() const noexcept {
-  return pending_ && !pending_->cancelled && pending_->done;
-}
+bool Resolver::Lookup::active() const noexcept { return pending_ && !pending_->cancelled && pending_->done; }
 
 // ---- ResolvedName -------------------------------------------------------------
 

@@ -31,7 +31,8 @@ int SerialBackendConfig::validate(std::string &why) const {
     return fail(why, "delimiter has " + std::to_string(packing.delimiter.size()) +
                          " bytes: a packet delimiter is one or two bytes, as in \"\\r\\n\"");
   if (on_missing == DeviceMissing::wait && device_wait_ms == 0)
-    return fail(why, "device_wait is 0 with on_device_missing = \"wait\": give a time, as in \"10s\", or use \"refuse\"");
+    return fail(why,
+                "device_wait is 0 with on_device_missing = \"wait\": give a time, as in \"10s\", or use \"refuse\"");
   return 0;
 }
 
@@ -41,8 +42,9 @@ SerialBackend::Impl::Impl(EventLoop &loop, const Logger &logger, SerialBackendCo
       loop_(loop),
       logger_(logger),
       packer_(loop, config_.packing,
-              config_.packing.idle_gap_tenth_chars ? config_.settings.chars_time_us(config_.packing.idle_gap_tenth_chars)
-                                                   : config_.packing.idle_gap_us,
+              config_.packing.idle_gap_tenth_chars
+                  ? config_.settings.chars_time_us(config_.packing.idle_gap_tenth_chars)
+                  : config_.packing.idle_gap_us,
               EventLoop::scratch_size, [this](const uint8_t *data, size_t length) { deliver(data, length); }),
       busy_timer_(loop, [this] { retry_device(); }),
       wait_timer_(loop, [this] { on_wait_timer(); }),
@@ -212,7 +214,8 @@ void SerialBackend::Impl::set_clients_reading(bool reading) {
 void SerialBackend::Impl::arm_wait_timer() {
   uint64_t earliest = 0;
   for (const Client &client : clients_) {
-    if (client.wait_deadline_ms && (!earliest || client.wait_deadline_ms < earliest)) earliest = client.wait_deadline_ms;
+    if (client.wait_deadline_ms && (!earliest || client.wait_deadline_ms < earliest))
+      earliest = client.wait_deadline_ms;
   }
   if (!earliest) return wait_timer_.stop();
   const uint64_t now = EventLoop::now_ms();

@@ -92,7 +92,8 @@ void SerialBackend::Impl::device_unavailable(int rc, const std::string &why) {
 void SerialBackend::Impl::watch_device(const DeviceNode *gone) {
   std::string why;
   if (!watch_) {
-    int rc = DeviceWatch::create(watch_, loop_, config_.path, [this] { retry_device(); }, why);
+    int rc = DeviceWatch::create(
+        watch_, loop_, config_.path, [this] { retry_device(); }, why);
     if (rc) {
       logger_.log(LogLevel::error, "%s: %s", label_.c_str(), why.c_str());
       return;
@@ -285,8 +286,9 @@ void SerialBackend::Impl::deliver(const uint8_t *data, size_t length) {
   }
   for (Connection *conn : slow) {
     Stats::add(counters_.dropped_slow, 1);
-    logger_.log(LogLevel::warning, "%s: dropping %s: it does not read the device's output fast enough (%zu bytes queued)",
-                label_.c_str(), conn->peer().to_string().c_str(), conn->queued_output());
+    logger_.log(LogLevel::warning,
+                "%s: dropping %s: it does not read the device's output fast enough (%zu bytes queued)", label_.c_str(),
+                conn->peer().to_string().c_str(), conn->queued_output());
     detach(*conn);
     conn->abort(CloseReason::limit);
   }

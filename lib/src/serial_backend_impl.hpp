@@ -106,9 +106,9 @@ class SerialBackend::Impl final : public IoHandler {
   Phase phase_ = Phase::closed;
   SerialPacker packer_;
   std::unique_ptr<DeviceWatch> watch_;
-  Timer busy_timer_;   // retries a port held by another program
-  Timer wait_timer_;   // the earliest waiting client's device_wait deadline
-  Timer idle_timer_;   // closes an on-connect device after the last client, outside its callbacks
+  Timer busy_timer_;                // retries a port held by another program
+  Timer wait_timer_;                // the earliest waiting client's device_wait deadline
+  Timer idle_timer_;                // closes an on-connect device after the last client, outside its callbacks
   uint64_t drain_deadline_ms_ = 0;  // idle, waiting (bounded) for the last bytes to reach the device
 };
 

@@ -24,8 +24,8 @@ int validate_line(const SerialSettings &s, std::string &why) {
   if (s.stop_bits != 1 && s.stop_bits != 2)
     return fail(why, "stop_bits " + std::to_string(s.stop_bits) + " is out of range (1 or 2)");
   if (std::string(parity_name(s.parity)) == "?")
-    return fail(why, "parity " + std::to_string(static_cast<int>(s.parity)) +
-                         " is not one of none, even, odd, mark, space");
+    return fail(why,
+                "parity " + std::to_string(static_cast<int>(s.parity)) + " is not one of none, even, odd, mark, space");
   if (std::string(flow_control_name(s.flow_control)) == "?")
     return fail(why, "flow_control " + std::to_string(static_cast<int>(s.flow_control)) +
                          " is not one of none, rtscts, xonxoff");
@@ -42,8 +42,7 @@ int validate_rs485(const SerialSettings &s, std::string &why) {
     return fail(why, "rs485 delay_after_send " + text(r.delay_after_send_ms) + " ms is out of range (0 to " +
                          text(SerialSettings::max_rs485_delay_ms) + " ms, the kernel's limit)");
   if (r.rts_on_send == r.rts_after_send)
-    return fail(why, std::string("rs485 rts_on_send and rts_after_send are both ") +
-                         (r.rts_on_send ? "high" : "low") +
+    return fail(why, std::string("rs485 rts_on_send and rts_after_send are both ") + (r.rts_on_send ? "high" : "low") +
                          ": RTS would never switch the transceiver's direction; set one of them to the other level");
   if (s.flow_control == FlowControl::rtscts)
     return fail(why, "rs485 and flow_control rtscts both need RTS: use flow_control none or xonxoff with rs485");

@@ -54,13 +54,15 @@ Server::~Server() {
   listeners_.clear();
 }
 
-int Server::listen(Listener *&out, std::string_view address, const ListenerConfig &config, std::shared_ptr<ConnectionHandler> handler) {
+int Server::listen(Listener *&out, std::string_view address, const ListenerConfig &config,
+                   std::shared_ptr<ConnectionHandler> handler) {
   ListenAddress where;
   if (int rc = parse_listen_address(address, where)) return rc;
   return listen(out, where, config, std::move(handler));
 }
 
-int Server::listen(Listener *&out, ListenAddress where, const ListenerConfig &config, std::shared_ptr<ConnectionHandler> handler) {
+int Server::listen(Listener *&out, ListenAddress where, const ListenerConfig &config,
+                   std::shared_ptr<ConnectionHandler> handler) {
   loop_->assert_in_loop_thread("Server::listen");
   if (state_ != State::running) return err::ESTATE;
   if (config.backlog < 1) return -EINVAL;
@@ -138,7 +140,8 @@ int Server::adopt(Listener *&out, Fd &&fd, const ListenerConfig &config, std::sh
 // (listen() then closes its own socket, adopt() hands it back to its caller).
 // So everything that can fail (getsockname, allocations, epoll_ctl) happens
 // before the listener takes the fd, and nothing after it can fail.
-int Server::add_listener(Listener *&out, Fd &&fd, const ListenerConfig &config, std::shared_ptr<ConnectionHandler> handler) {
+int Server::add_listener(Listener *&out, Fd &&fd, const ListenerConfig &config,
+                         std::shared_ptr<ConnectionHandler> handler) {
   SocketAddress local;
   local.length = sizeof local.storage;
   if (getsockname(fd.get(), local.get(), &local.length) != 0) return -errno;
@@ -187,7 +190,8 @@ void Server::free_idle_retired() noexcept {
     retired_.pop_back();
     config_.logger.log(LogLevel::info, "%s: retired listener freed (no clients left)", listener->config().name.c_str());
     loop_->defer([this, listener] {
-      auto owned = std::find_if(listeners_.begin(), listeners_.end(), [&](const auto &l) { return l.get() == listener; });
+      auto owned =
+          std::find_if(listeners_.begin(), listeners_.end(), [&](const auto &l) { return l.get() == listener; });
       if (owned != listeners_.end()) listeners_.erase(owned);
     });
   }
@@ -205,10 +209,12 @@ void Server::on_accepted(Listener &listener, Fd fd, const SocketAddress &peer) {
   set_int_option(fd.get(), IPPROTO_TCP, TCP_NODELAY, 1);
   if (config.keepalive) {
     set_int_option(fd.get(), SOL_SOCKET, SO_KEEPALIVE, 1);
-    if (config.keepalive_idle_s) set_int_option(fd.get(), IPPROTO_TCP, TCP_KEEPIDLE, static_cast<int>(config.keepalive_idle_s));
+    if (config.keepalive_idle_s)
+      set_int_option(fd.get(), IPPROTO_TCP, TCP_KEEPIDLE, static_cast<int>(config.keepalive_idle_s));
     if (config.keepalive_interval_s)
       set_int_option(fd.get(), IPPROTO_TCP, TCP_KEEPINTVL, static_cast<int>(config.keepalive_interval_s));
-    if (config.keepalive_count) set_int_option(fd.get(), IPPROTO_TCP, TCP_KEEPCNT, static_cast<int>(config.keepalive_count));
+    if (config.keepalive_count)
+      set_int_option(fd.get(), IPPROTO_TCP, TCP_KEEPCNT, static_cast<int>(config.keepalive_count));
   }
   // On failure attach() leaves fd to us: closed when it goes out of scope.
   Connection *conn = listener.attach(std::move(fd), peer, next_connection_id_++);

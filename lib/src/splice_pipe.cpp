@@ -30,8 +30,7 @@ void take_back_sigpipe() noexcept {
   sigemptyset(&set);
   sigaddset(&set, SIGPIPE);
   timespec no_wait{};
-  while (sigtimedwait(&set, nullptr, &no_wait) == SIGPIPE) {
-  }
+  while (sigtimedwait(&set, nullptr, &no_wait) == SIGPIPE) {}
 }
 
 }  // namespace

@@ -11,10 +11,33 @@
 #define STUB __attribute__((visibility("default")))
 
 STUB const char *gw_version(void) { return "stub"; }
-STUB int gw_server_create(void **out, const void *options) { (void)out; (void)options; return -9999; }
+STUB int gw_server_create(void **out, const void *options) {
+  (void)out;
+  (void)options;
+  return -9999;
+}
 STUB void gw_server_destroy(void *server) { (void)server; }
-STUB int gw_server_dispatch(void *server) { (void)server; return -9999; }
-STUB int gw_server_stats(void *out, const void *server) { (void)out; (void)server; return -9999; }
-STUB int gw_listener_create(void **out, void *server, const void *options) { (void)out; (void)server; (void)options; return -9999; }
-STUB int gw_listener_port(const void *listener) { (void)listener; return -9999; }
-STUB int gw_listener_stats(void *out, const void *listener) { (void)out; (void)listener; return -9999; }
+STUB int gw_server_dispatch(void *server) {
+  (void)server;
+  return -9999;
+}
+STUB int gw_server_stats(void *out, const void *server) {
+  (void)out;
+  (void)server;
+  return -9999;
+}
+STUB int gw_listener_create(void **out, void *server, const void *options) {
+  (void)out;
+  (void)server;
+  (void)options;
+  return -9999;
+}
+STUB int gw_listener_port(const void *listener) {
+  (void)listener;
+  return -9999;
+}
+STUB int gw_listener_stats(void *out, const void *listener) {
+  (void)out;
+  (void)listener;
+  return -9999;
+}

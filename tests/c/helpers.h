@@ -47,11 +47,11 @@ uint64_t gwt_stat(gw_server_t *srv, size_t field_offset);
 /* ---- server loop on a thread ---- */
 
 typedef struct gwt_loop {
-    pthread_t thread;
-    gw_server_t *srv;
-    int rc;        /* gw_server_run's return value */
-    int running;
-    int destroy;   /* destroy the server on the loop thread once run returns */
+  pthread_t thread;
+  gw_server_t *srv;
+  int rc; /* gw_server_run's return value */
+  int running;
+  int destroy; /* destroy the server on the loop thread once run returns */
 } gwt_loop;
 
 /* Runs gw_server_run(srv) on a new thread; when it returns, the thread also
@@ -114,8 +114,7 @@ int gwt_quiet(gw_server_t *srv, int fd, int ms);
  * u16be/u32be: length prefix; raw: as is). Returns 0 or -1. */
 int gwt_send_frame(gw_server_t *srv, int fd, gw_framing framing, const void *data, size_t len);
 /* Reads one framed message (line: without '\n'). Returns its length or -1. */
-long gwt_read_frame(gw_server_t *srv, int fd, gw_framing framing, void *buf, size_t cap,
-                    int timeout_ms);
+long gwt_read_frame(gw_server_t *srv, int fd, gw_framing framing, void *buf, size_t cap, int timeout_ms);
 /* Encodes a frame into out (cap bytes); returns the encoded length. */
 size_t gwt_encode(gw_framing framing, const void *data, size_t len, unsigned char *out, size_t cap);
 
@@ -125,24 +124,24 @@ size_t gwt_encode(gw_framing framing, const void *data, size_t len, unsigned cha
 #define GWT_MAX_MSGS 256
 
 typedef struct gwt_rec {
-    pthread_mutex_t mu;
-    int echo;                    /* on_message: gw_conn_send_message the message back */
-    int opens, closes, messages, drains;
-    int reasons[8];              /* closes per gw_close_reason */
-    int send_failures;           /* echo sends that did not return 0 */
-    int last_send_rc;
-    size_t msg_bytes;
-    int order_error;             /* a message or close for a conn never opened / twice closed */
-    gw_conn_t *open[GWT_MAX_CONNS]; /* open connections in the order they opened */
-    uint64_t open_ids[GWT_MAX_CONNS];
-    int nopen_slots;
-    uint64_t closed_ids[GWT_MAX_CONNS];
-    int closed_reason[GWT_MAX_CONNS];
-    int nclosed;
-    /* the first GWT_MAX_MSGS messages, copied */
-    size_t msg_len[GWT_MAX_MSGS];
-    unsigned char *msg_data[GWT_MAX_MSGS];
-    int nmsgs;
+  pthread_mutex_t mu;
+  int echo; /* on_message: gw_conn_send_message the message back */
+  int opens, closes, messages, drains;
+  int reasons[8];    /* closes per gw_close_reason */
+  int send_failures; /* echo sends that did not return 0 */
+  int last_send_rc;
+  size_t msg_bytes;
+  int order_error;                /* a message or close for a conn never opened / twice closed */
+  gw_conn_t *open[GWT_MAX_CONNS]; /* open connections in the order they opened */
+  uint64_t open_ids[GWT_MAX_CONNS];
+  int nopen_slots;
+  uint64_t closed_ids[GWT_MAX_CONNS];
+  int closed_reason[GWT_MAX_CONNS];
+  int nclosed;
+  /* the first GWT_MAX_MSGS messages, copied */
+  size_t msg_len[GWT_MAX_MSGS];
+  unsigned char *msg_data[GWT_MAX_MSGS];
+  int nmsgs;
 } gwt_rec;
 
 void gwt_rec_init(gwt_rec *r);
@@ -169,8 +168,8 @@ int gwt_rec_wait(gw_server_t *srv, gwt_rec *r, const int *field, int v, int time
 /* ---- per-test fixture (cmocka setup/teardown): a recorder and a server ---- */
 
 typedef struct gwt_fixture {
-    gwt_rec rec;
-    gw_server_t *srv;
+  gwt_rec rec;
+  gw_server_t *srv;
 } gwt_fixture;
 
 /* rec initialised, srv = gwt_server(). */
@@ -182,11 +181,11 @@ int gwt_teardown(void **state);
 
 /* A log sink that counts lines; set GWT_LOG=1 in the environment to print them. */
 typedef struct gwt_log {
-    pthread_mutex_t mu;
-    int lines;
-    int matches;          /* lines containing `needle` (case-insensitive) */
-    const char *needle;
-    int match_level;      /* the level of the last matching line */
+  pthread_mutex_t mu;
+  int lines;
+  int matches; /* lines containing `needle` (case-insensitive) */
+  const char *needle;
+  int match_level; /* the level of the last matching line */
 } gwt_log;
 void gwt_log_fn(gw_log_level level, const char *line, void *user_data);
 

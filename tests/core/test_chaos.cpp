@@ -89,9 +89,9 @@ void fill(uint8_t *out, size_t length, uint64_t offset, uint64_t seed) {
 // announced per port, and every log line.
 struct Record {
   std::mutex mutex;
-  std::map<int, std::vector<uint64_t>> opened;  // port -> connection ids in open order
+  std::map<int, std::vector<uint64_t>> opened;              // port -> connection ids in open order
   std::map<uint64_t, std::vector<gw::CloseReason>> closes;  // connection id -> reasons
-  std::map<int, int> idle_closing;  // port -> idle closes announced in the log
+  std::map<int, int> idle_closing;                          // port -> idle closes announced in the log
   std::vector<std::string> lines;
   int opens = 0;
 
@@ -168,14 +168,14 @@ struct Side {
   // plan
   uint64_t send_total = 0;
   uint64_t send_seed = 0, recv_seed = 0;
-  bool trickle = false;       // small writes with pauses (else as much as fits)
+  bool trickle = false;  // small writes with pauses (else as much as fits)
   size_t read_chunk = 256 * 1024;
-  int read_pause_ms = 0;      // a slow reader pauses after each read
-  int64_t stall_at = -1;      // ms after start: stop reading for stall_ms
+  int read_pause_ms = 0;  // a slow reader pauses after each read
+  int64_t stall_at = -1;  // ms after start: stop reading for stall_ms
   int stall_ms = 0;
-  int rcvbuf = 0;             // > 0: a small receive buffer, so that backpressure reaches the server at once
+  int rcvbuf = 0;  // > 0: a small receive buffer, so that backpressure reaches the server at once
   Fate fate = Fate::normal;
-  uint64_t fate_at = 0;       // reset: after this many bytes moved; idle: after this many sent
+  uint64_t fate_at = 0;              // reset: after this many bytes moved; idle: after this many sent
   uint64_t idle_after_received = 0;  // idle: and after this many received (mid-download)
   // progress
   int fd = -1;
@@ -190,8 +190,8 @@ struct Side {
 struct Flow {
   int id = 0;
   Side client, backend;
-  int port = 0;  // the client's local port
-  int nth = 0;   // earlier flows that had the same port (see Record)
+  int port = 0;                // the client's local port
+  int nth = 0;                 // earlier flows that had the same port (see Record)
   int idle_logged_before = 0;  // idle closes the log had announced for that port before this flow
   bool launched = false, backend_seen = false;
   bool clean() const { return client.fate == Fate::normal && backend.fate == Fate::normal; }
@@ -328,7 +328,8 @@ void drive(Side &side, short revents, int64_t now, std::vector<uint8_t> &buffer,
     side.idle = true;
     side.idle_before_shut = !side.shut;
   }
-  bool can_send = !side.idle && !side.idle_done && side.sent < side.send_total && !(side.trickle && now < side.next_send);
+  bool can_send =
+      !side.idle && !side.idle_done && side.sent < side.send_total && !(side.trickle && now < side.next_send);
   if ((revents & POLLOUT) && can_send) {
     size_t want = static_cast<size_t>(std::min<uint64_t>(side.send_total - side.sent, buffer.size()));
     if (side.trickle) want = std::min<size_t>(want, 1 + static_cast<size_t>(mix(side.sent ^ side.send_seed) % 300));
@@ -358,8 +359,8 @@ void drive(Side &side, short revents, int64_t now, std::vector<uint8_t> &buffer,
 short wanted_events(const Side &side, int64_t now) {
   if (side.idle) return 0;  // POLLHUP/POLLERR are reported anyway
   short events = 0;
-  bool stalled = side.stall_at >= 0 && now >= side.started + side.stall_at &&
-                 now < side.started + side.stall_at + side.stall_ms;
+  bool stalled =
+      side.stall_at >= 0 && now >= side.started + side.stall_at && now < side.started + side.stall_at + side.stall_ms;
   if (!side.eof && (side.idle_done || (!stalled && !(side.read_pause_ms && now < side.next_read)))) events |= POLLIN;
   if (!side.idle_done && side.sent < side.send_total && !(side.trickle && now < side.next_send)) events |= POLLOUT;
   return events;
@@ -401,8 +402,8 @@ void chaos_flows(void **) {
     files.rlim_cur = 4096;
     setrlimit(RLIMIT_NOFILE, &files);
   }
-  uint64_t seed = env_number("GW_CHAOS_SEED", static_cast<uint64_t>(std::random_device{}()) ^
-                                                  static_cast<uint64_t>(now_ms()) << 20);
+  uint64_t seed = env_number("GW_CHAOS_SEED",
+                             static_cast<uint64_t>(std::random_device{}()) ^ static_cast<uint64_t>(now_ms()) << 20);
   int flows_wanted = static_cast<int>(env_number("GW_CHAOS_FLOWS", 300));
   std::printf("chaos: GW_CHAOS_SEED=%llu GW_CHAOS_FLOWS=%d (set both to replay these plans)\n",
               static_cast<unsigned long long>(seed), flows_wanted);
@@ -435,9 +436,8 @@ void chaos_flows(void **) {
   front_config.backlog = 256;
   front_config.idle_timeout_ms = kIdleTimeoutMs;
   gw::Listener *front = nullptr;
-  assert_int_equal(server->listen(front, "127.0.0.1:0", front_config,
-                                  std::make_shared<RecordingForwarder>(backend, record)),
-                   0);
+  assert_int_equal(
+      server->listen(front, "127.0.0.1:0", front_config, std::make_shared<RecordingForwarder>(backend, record)), 0);
   int front_port = front->port();
   std::thread loop([&] { server->run(); });
 
@@ -617,16 +617,17 @@ void chaos_flows(void **) {
   std::map<std::string, int> by_reason;
   auto complain = [&](const Flow &flow, const char *what) {
     if (++failures <= 20) {
-      std::printf("flow %d (port %d): %s\n  client: sent %llu/%llu recv %llu/%llu eof %d err %d fate %d reset %d idle %d/%d closed %d\n"
-                  "  backend: seen %d sent %llu/%llu recv %llu/%llu eof %d err %d fate %d reset %d closed %d\n",
-                  flow.id, flow.port, what, (unsigned long long)flow.client.sent,
-                  (unsigned long long)flow.client.send_total, (unsigned long long)flow.client.received,
-                  (unsigned long long)flow.backend.send_total, flow.client.eof, flow.client.error,
-                  static_cast<int>(flow.client.fate), flow.client.did_reset, flow.client.idle, flow.client.idle_done,
-                  flow.client.closed, flow.backend_seen, (unsigned long long)flow.backend.sent,
-                  (unsigned long long)flow.backend.send_total, (unsigned long long)flow.backend.received,
-                  (unsigned long long)flow.client.send_total, flow.backend.eof, flow.backend.error,
-                  static_cast<int>(flow.backend.fate), flow.backend.did_reset, flow.backend.closed);
+      std::printf(
+          "flow %d (port %d): %s\n  client: sent %llu/%llu recv %llu/%llu eof %d err %d fate %d reset %d idle %d/%d "
+          "closed %d\n"
+          "  backend: seen %d sent %llu/%llu recv %llu/%llu eof %d err %d fate %d reset %d closed %d\n",
+          flow.id, flow.port, what, (unsigned long long)flow.client.sent, (unsigned long long)flow.client.send_total,
+          (unsigned long long)flow.client.received, (unsigned long long)flow.backend.send_total, flow.client.eof,
+          flow.client.error, static_cast<int>(flow.client.fate), flow.client.did_reset, flow.client.idle,
+          flow.client.idle_done, flow.client.closed, flow.backend_seen, (unsigned long long)flow.backend.sent,
+          (unsigned long long)flow.backend.send_total, (unsigned long long)flow.backend.received,
+          (unsigned long long)flow.client.send_total, flow.backend.eof, flow.backend.error,
+          static_cast<int>(flow.backend.fate), flow.backend.did_reset, flow.backend.closed);
     }
   };
   for (Flow &flow : flows) {
@@ -650,7 +651,8 @@ void chaos_flows(void **) {
     bool up_lost = b.received < c.sent, down_lost = c.received < b.sent;
     if (flow.clean()) {
       ++clean;
-      if (reason != gw::CloseReason::peer) complain(flow, "a flow without resets or idleness did not end as 'peer closed'");
+      if (reason != gw::CloseReason::peer)
+        complain(flow, "a flow without resets or idleness did not end as 'peer closed'");
       if (!flow.backend_seen || up_lost || down_lost || c.sent != c.send_total || b.sent != b.send_total || !c.eof ||
           !b.eof || c.error || b.error)
         complain(flow, "a flow without resets or idleness is not byte-exact with both EOFs");
@@ -669,7 +671,8 @@ void chaos_flows(void **) {
     char dropped[96];
     std::snprintf(dropped, sizeof dropped, "chaos: 127.0.0.1:%d: ", flow.port);
     bool dropped_logged = false;
-    for (size_t at = all_log.find(dropped); at != std::string::npos && !dropped_logged; at = all_log.find(dropped, at + 1))
+    for (size_t at = all_log.find(dropped); at != std::string::npos && !dropped_logged;
+         at = all_log.find(dropped, at + 1))
       dropped_logged = all_log.compare(all_log.find(' ', at + std::strlen(dropped)), 20, " queued bytes could ") == 0;
     if (dropped_logged) ++dropped_flows;
     bool explained = c.did_reset || b.did_reset || reason != gw::CloseReason::peer || dropped_logged;
@@ -691,11 +694,13 @@ void chaos_flows(void **) {
                 (unsigned long long)server->stats().refused.load());
     ++failures;
   }
-  std::printf("chaos: seed %llu, %d flows (%d bulk, %d clean and byte-exact of %d, %d disrupted: %d idle, %d reset), "
-              "%d reloads, graceful stop, %d orphaned backend connections, %d closes that dropped queued output (logged); %.1f MB up, %.1f MB down, %.1f MB spliced, in %lld ms\n",
-              static_cast<unsigned long long>(seed), flows_wanted, bulk, clean_exact, clean, disrupted, idle, resets,
-              reloads, orphans, dropped_flows, totals.up / 1e6, totals.down / 1e6, server->stats().bytes_spliced.load() / 1e6,
-              (long long)elapsed);
+  std::printf(
+      "chaos: seed %llu, %d flows (%d bulk, %d clean and byte-exact of %d, %d disrupted: %d idle, %d reset), "
+      "%d reloads, graceful stop, %d orphaned backend connections, %d closes that dropped queued output (logged); %.1f "
+      "MB up, %.1f MB down, %.1f MB spliced, in %lld ms\n",
+      static_cast<unsigned long long>(seed), flows_wanted, bulk, clean_exact, clean, disrupted, idle, resets, reloads,
+      orphans, dropped_flows, totals.up / 1e6, totals.down / 1e6, server->stats().bytes_spliced.load() / 1e6,
+      (long long)elapsed);
   std::printf("chaos: server close reasons:");
   for (auto &entry : by_reason) std::printf(" %s %d;", entry.first.c_str(), entry.second);
   std::printf("\n");

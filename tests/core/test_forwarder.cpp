@@ -188,7 +188,6 @@ void oversized_frame_closes_the_client(void **) {
   assert_int_equal(f.front->stats().bytes_out.load(), sizeof ok);
 }
 
-
 // A backend that sends `payload` to its one client as fast as it takes it,
 // then closes. Runs on its own thread; bounded by the client's reading.
 struct Source {

@@ -124,8 +124,8 @@ void slow_lookup_does_not_hold_up_other_clients(void **) {
   std::promise<int> front_port;
   auto start = Clock::now();
   f.server->loop().post([&] {
-    auto forwarder = std::make_shared<gw::Forwarder>(f.name(resolver, static_cast<uint16_t>(backend.port())),
-                                                     "tcp://backend.test");
+    auto forwarder =
+        std::make_shared<gw::Forwarder>(f.name(resolver, static_cast<uint16_t>(backend.port())), "tcp://backend.test");
     gw::Listener *front = nullptr;
     int rc = f.server->listen(front, "127.0.0.1:0", gw::ListenerConfig{}, forwarder);
     front_port.set_value(rc == 0 ? front->port() : -1);
@@ -143,8 +143,10 @@ void slow_lookup_does_not_hold_up_other_clients(void **) {
   int named = connect_to(port);
   assert_true(round_trip(named, "after the answer", 5000));
   long long named_ms = ms_since(start);
-  std::printf("worst echo round trip during a 3 s lookup: %lld ms (20 in %lld ms); the named route's first client: "
-              "%lld ms\n", worst, echo_ms, named_ms);
+  std::printf(
+      "worst echo round trip during a 3 s lookup: %lld ms (20 in %lld ms); the named route's first client: "
+      "%lld ms\n",
+      worst, echo_ms, named_ms);
   assert_true(worst < 500);
   assert_true(echo_ms < 2500);  // all of them inside the 3 s lookup
   assert_true(named_ms >= 2900);
@@ -256,10 +258,12 @@ void cancelled_lookups_never_answer(void **) {
     gw::Resolver::Lookup in_flight;  // outlives the resolver, as an owner's handle may
     gw::Resolver resolver(*loop, slow);
     gw::Resolver::Lookup kept, cancelled;
-    assert_int_equal(resolver.resolve(kept, "a", 1, [&](gw::Resolution r) {
-      ++answers;
-      assert_string_equal(r.error.c_str(), "late");
-    }), 0);
+    assert_int_equal(resolver.resolve(kept, "a", 1,
+                                      [&](gw::Resolution r) {
+                                        ++answers;
+                                        assert_string_equal(r.error.c_str(), "late");
+                                      }),
+                     0);
     assert_int_equal(resolver.resolve(cancelled, "b", 1, [&](gw::Resolution) { answers += 100; }), 0);
     cancelled.cancel();
     assert_false(cancelled.active());

@@ -33,10 +33,11 @@ struct Harness {
 
   explicit Harness(const gw::SerialPacking &packing, uint32_t gap_us = 0, size_t cap = 65536) {
     assert_int_equal(gw::EventLoop::create(loop), 0);
-    packer = std::make_unique<gw::SerialPacker>(*loop, packing, gap_us, cap, [this](const uint8_t *data, size_t length) {
-      packets.emplace_back(reinterpret_cast<const char *>(data), length);
-      times.push_back(Clock::now());
-    });
+    packer =
+        std::make_unique<gw::SerialPacker>(*loop, packing, gap_us, cap, [this](const uint8_t *data, size_t length) {
+          packets.emplace_back(reinterpret_cast<const char *>(data), length);
+          times.push_back(Clock::now());
+        });
   }
   ~Harness() { packer.reset(); }
   void feed(const std::string &bytes) { packer->feed(reinterpret_cast<const uint8_t *>(bytes.data()), bytes.size()); }

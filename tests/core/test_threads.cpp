@@ -44,7 +44,8 @@ struct Child {
     gw::ServerConfig config;
     config.logger.max_level = gw::LogLevel::error;
     if (gw::Server::create(server, config) != 0) return false;
-    if (server->listen(listener, "127.0.0.1:0", gw::ListenerConfig{}, std::make_shared<QuietHandler>()) != 0) return false;
+    if (server->listen(listener, "127.0.0.1:0", gw::ListenerConfig{}, std::make_shared<QuietHandler>()) != 0)
+      return false;
     timer = std::make_unique<gw::Timer>(server->loop(), [] {});
     client = gwc::connect_to(listener->port());
     for (int i = 0; i < 1000 && listener->client_count() == 0; ++i) {
@@ -166,14 +167,10 @@ void thread_safe_calls_do_not_abort(void **) {
 
 int main() {
   const CMUnitTest tests[] = {
-      cmocka_unit_test(server_stop_now_aborts),
-      cmocka_unit_test(server_listen_aborts),
-      cmocka_unit_test(listener_broadcast_aborts),
-      cmocka_unit_test(connection_send_aborts),
-      cmocka_unit_test(connection_close_aborts),
-      cmocka_unit_test(timer_start_aborts),
-      cmocka_unit_test(event_loop_drain_posted_aborts),
-      cmocka_unit_test(thread_safe_calls_do_not_abort),
+      cmocka_unit_test(server_stop_now_aborts),         cmocka_unit_test(server_listen_aborts),
+      cmocka_unit_test(listener_broadcast_aborts),      cmocka_unit_test(connection_send_aborts),
+      cmocka_unit_test(connection_close_aborts),        cmocka_unit_test(timer_start_aborts),
+      cmocka_unit_test(event_loop_drain_posted_aborts), cmocka_unit_test(thread_safe_calls_do_not_abort),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

@@ -37,7 +37,7 @@ int gwd_wrapped(void);
 /* ---- per-test directory ---- */
 
 typedef struct gwd_dir {
-    char path[256];
+  char path[256];
 } gwd_dir;
 
 void gwd_dir_make(gwd_dir *d);
@@ -58,24 +58,24 @@ int gwd_port(void);
 #define GWD_MAX_ENV 16
 
 typedef struct gwd_spawn_opts {
-    /* Extra environment entries "K=V" (NOTIFY_SOCKET=..., WATCHDOG_USEC=...). */
-    const char *env[GWD_MAX_ENV];
-    /* Fds to pass as 3, 4, ...; with listen_names set, LISTEN_FDS=n,
-     * LISTEN_PID=<child pid> and LISTEN_FDNAMES=listen_names are set too. */
-    int fds[GWD_MAX_FDS];
-    int nfds;
-    const char *listen_names; /* "a:b", or NULL for no LISTEN_* variables */
-    int listen_no_names;      /* LISTEN_FDS/LISTEN_PID without LISTEN_FDNAMES */
-    int watchdog_pid;         /* set WATCHDOG_PID=<child pid> */
-    int rlimit_nofile;        /* > 0: the child's RLIMIT_NOFILE (soft and hard), set before exec */
+  /* Extra environment entries "K=V" (NOTIFY_SOCKET=..., WATCHDOG_USEC=...). */
+  const char *env[GWD_MAX_ENV];
+  /* Fds to pass as 3, 4, ...; with listen_names set, LISTEN_FDS=n,
+   * LISTEN_PID=<child pid> and LISTEN_FDNAMES=listen_names are set too. */
+  int fds[GWD_MAX_FDS];
+  int nfds;
+  const char *listen_names; /* "a:b", or NULL for no LISTEN_* variables */
+  int listen_no_names;      /* LISTEN_FDS/LISTEN_PID without LISTEN_FDNAMES */
+  int watchdog_pid;         /* set WATCHDOG_PID=<child pid> */
+  int rlimit_nofile;        /* > 0: the child's RLIMIT_NOFILE (soft and hard), set before exec */
 } gwd_spawn_opts;
 
 typedef struct gwd_proc {
-    pid_t pid;
-    int exited;   /* 1 once reaped */
-    int status;   /* waitpid status */
-    char out_path[300];
-    char err_path[300];
+  pid_t pid;
+  int exited; /* 1 once reaped */
+  int status; /* waitpid status */
+  char out_path[300];
+  char err_path[300];
 } gwd_proc;
 
 /* Starts argv (argv[0] an absolute path) with stdout/stderr captured to
@@ -123,12 +123,12 @@ int gwd_wait_fd_count(pid_t pid, int count, int timeout_ms);
 /* ---- sd_notify receiver ---- */
 
 typedef struct gwd_notify {
-    int fd;
-    char path[300];
-    char env[320];       /* "NOTIFY_SOCKET=path" */
-    char log[65536];     /* every datagram, each followed by "\n--\n" */
-    size_t log_len;
-    int datagrams;
+  int fd;
+  char path[300];
+  char env[320];   /* "NOTIFY_SOCKET=path" */
+  char log[65536]; /* every datagram, each followed by "\n--\n" */
+  size_t log_len;
+  int datagrams;
 } gwd_notify;
 
 void gwd_notify_open(gwd_notify *n, const gwd_dir *d);
@@ -151,12 +151,12 @@ unsigned char gwd_pattern(uint64_t i, unsigned seed);
 void gwd_fill(unsigned char *buf, size_t len, uint64_t offset, unsigned seed);
 
 typedef struct gwd_rx {
-    uint64_t bytes;
-    uint64_t fnv;           /* FNV-1a 64 of everything received */
-    uint64_t mismatches;    /* bytes differing from the expected pattern */
-    int64_t first_mismatch; /* offset, or -1 */
-    int eof;                /* 1: clean EOF, 0: timeout, -1: error */
-    int err;                /* errno on error */
+  uint64_t bytes;
+  uint64_t fnv;           /* FNV-1a 64 of everything received */
+  uint64_t mismatches;    /* bytes differing from the expected pattern */
+  int64_t first_mismatch; /* offset, or -1 */
+  int eof;                /* 1: clean EOF, 0: timeout, -1: error */
+  int err;                /* errno on error */
 } gwd_rx;
 
 uint64_t gwd_fnv_pattern(uint64_t len, unsigned seed);
@@ -169,20 +169,19 @@ void gwd_recv_stream_slow(int fd, int seed, int timeout_ms, size_t chunk, unsign
 /* Sends len pattern bytes in chunks of `chunk` (0: 64 KiB) with delay_us
  * between chunks; shut_wr: shutdown(SHUT_WR) at the end. Returns 0 or -1
  * (error or deadline). */
-int gwd_send_stream(int fd, uint64_t len, unsigned seed, size_t chunk, unsigned delay_us, int shut_wr,
-                    int timeout_ms);
+int gwd_send_stream(int fd, uint64_t len, unsigned seed, size_t chunk, unsigned delay_us, int shut_wr, int timeout_ms);
 
 /* Sends a stream on a thread (for full-duplex transfers). */
 typedef struct gwd_sender {
-    pthread_t th;
-    int fd;
-    uint64_t len;
-    unsigned seed;
-    size_t chunk;
-    unsigned delay_us;
-    int shut_wr;
-    int timeout_ms;
-    int rc;
+  pthread_t th;
+  int fd;
+  uint64_t len;
+  unsigned seed;
+  size_t chunk;
+  unsigned delay_us;
+  int shut_wr;
+  int timeout_ms;
+  int rc;
 } gwd_sender;
 void gwd_sender_start(gwd_sender *s, int fd, uint64_t len, unsigned seed, int shut_wr);
 int gwd_sender_join(gwd_sender *s);
@@ -190,40 +189,40 @@ int gwd_sender_join(gwd_sender *s);
 /* ---- local backend servers (one thread per connection) ---- */
 
 typedef enum gwd_backend_mode {
-    GWD_BACKEND_ECHO,   /* sends back what it reads; EOF -> shutdown(SHUT_WR) */
-    GWD_BACKEND_STREAM  /* sends send_len pattern bytes (seed send_seed) while it
-                           reads to EOF checking pattern recv_seed; then sends
-                           `reply` (if set) and closes */
+  GWD_BACKEND_ECHO,  /* sends back what it reads; EOF -> shutdown(SHUT_WR) */
+  GWD_BACKEND_STREAM /* sends send_len pattern bytes (seed send_seed) while it
+                        reads to EOF checking pattern recv_seed; then sends
+                        `reply` (if set) and closes */
 } gwd_backend_mode;
 
 #define GWD_BACKEND_MAX_CONNS 16
 
 typedef struct gwd_backend {
-    gwd_backend_mode mode;
-    /* GWD_BACKEND_STREAM */
-    uint64_t send_len;
-    unsigned send_seed;
-    int recv_seed;          /* < 0: no pattern check */
-    size_t send_chunk;      /* 0: 64 KiB */
-    unsigned send_delay_us; /* between chunks */
-    int shut_after_send;    /* shutdown(SHUT_WR) once sent (else after reply) */
-    const char *reply;      /* sent after the EOF from the peer, then close */
-    size_t recv_chunk;      /* slow reader: bytes per read (0: 64 KiB) */
-    unsigned recv_delay_us; /* slow reader: pause after each read */
+  gwd_backend_mode mode;
+  /* GWD_BACKEND_STREAM */
+  uint64_t send_len;
+  unsigned send_seed;
+  int recv_seed;          /* < 0: no pattern check */
+  size_t send_chunk;      /* 0: 64 KiB */
+  unsigned send_delay_us; /* between chunks */
+  int shut_after_send;    /* shutdown(SHUT_WR) once sent (else after reply) */
+  const char *reply;      /* sent after the EOF from the peer, then close */
+  size_t recv_chunk;      /* slow reader: bytes per read (0: 64 KiB) */
+  unsigned recv_delay_us; /* slow reader: pause after each read */
 
-    int lfd;
-    int family;
-    int port;               /* tcp */
-    char path[300];         /* unix */
-    pthread_t th;
-    int stop;               /* set by gwd_backend_stop from the test thread: __atomic_* only */
-    pthread_mutex_t mu;
-    int accepted;
-    int finished;
-    gwd_rx rx[GWD_BACKEND_MAX_CONNS];   /* per connection, in accept order */
-    int send_rc[GWD_BACKEND_MAX_CONNS];
-    pthread_t conn_th[GWD_BACKEND_MAX_CONNS];
-    int conn_fd[GWD_BACKEND_MAX_CONNS];
+  int lfd;
+  int family;
+  int port;       /* tcp */
+  char path[300]; /* unix */
+  pthread_t th;
+  int stop; /* set by gwd_backend_stop from the test thread: __atomic_* only */
+  pthread_mutex_t mu;
+  int accepted;
+  int finished;
+  gwd_rx rx[GWD_BACKEND_MAX_CONNS]; /* per connection, in accept order */
+  int send_rc[GWD_BACKEND_MAX_CONNS];
+  pthread_t conn_th[GWD_BACKEND_MAX_CONNS];
+  int conn_fd[GWD_BACKEND_MAX_CONNS];
 } gwd_backend;
 
 /* Fill the mode fields first (gwd_backend b = {.mode = ...}); then start on a
@@ -242,12 +241,12 @@ void gwd_backend_stop(gwd_backend *b);
 /* What the suites share per test: a temp dir, the daemon process, an optional
  * backend and an optional NOTIFY_SOCKET receiver, all cleaned up at teardown. */
 typedef struct gwd_fixture {
-    gwd_dir dir;
-    gwd_proc proc;          /* pid -1 until started; killed at teardown */
-    gwd_backend backend;    /* stopped at teardown if backend_running */
-    int backend_running;
-    gwd_notify notify;      /* open with gwd_setup_notify; closed at teardown */
-    char conf[512];         /* a config path, for suites that keep one */
+  gwd_dir dir;
+  gwd_proc proc;       /* pid -1 until started; killed at teardown */
+  gwd_backend backend; /* stopped at teardown if backend_running */
+  int backend_running;
+  gwd_notify notify; /* open with gwd_setup_notify; closed at teardown */
+  char conf[512];    /* a config path, for suites that keep one */
 } gwd_fixture;
 
 int gwd_setup(void **state);

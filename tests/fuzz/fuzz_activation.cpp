@@ -7,9 +7,8 @@
 // address and listening flag (names and addresses from small pools, so they
 // collide often, plus arbitrary bytes). Checked: no crash; one entry per
 // socket; each socket serves at most one route and each route gets at most
-// one socket; an assigned socket matches its route by name or by address; an unassigned one is reported (exactly one printable line
-// per unassigned socket); and no socket is left out while a free route would
-// have taken it.
+// one socket; an assigned socket matches its route by name or by address; an unassigned one is reported (exactly one
+// printable line per unassigned socket); and no socket is left out while a free route would have taken it.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -42,8 +41,9 @@ struct Input {
 };
 
 const char *const names[] = {"a", "b", "echo", "unknown", "modbus", ""};
-const char *const addresses[] = {"127.0.0.1:7000", "127.0.0.1:0", ":7000", "0.0.0.0:7000", "[::]:7000",
-                                 "[::1]:7000",     "[::ffff:127.0.0.1]:7000", "127.0.0.2:7001", "[::1]:0"};
+const char *const addresses[] = {
+    "127.0.0.1:7000",          "127.0.0.1:0",    ":7000",  "0.0.0.0:7000", "[::]:7000", "[::1]:7000",
+    "[::ffff:127.0.0.1]:7000", "127.0.0.2:7001", "[::1]:0"};
 
 std::string pick_name(Input &in) {
   uint8_t b = in.byte();

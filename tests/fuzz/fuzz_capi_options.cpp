@@ -143,7 +143,7 @@ struct ListenerCase {
   Certainty address_ok = Certainty::valid;
   std::vector<std::string> allow_text;
   std::vector<const char *> allow;
-  bool must_einval = false;   // a check that comes before any parsing fails
+  bool must_einval = false;  // a check that comes before any parsing fails
   Certainty allow_ok = Certainty::valid;
 };
 
@@ -151,10 +151,14 @@ void build_listener(Input &in, ListenerCase &c) {
   c.options = GW_LISTENER_OPTIONS_INIT;
   gw_listener_options &o = c.options;
   uint8_t shape = in.u8();
-  if (shape & 1) o.version = (shape & 2) ? in.u32() : GW_LISTENER_OPTIONS_VERSION + 1;
-  else if (shape & 128) o.version = 1;  // 0.1.0's version: frame_timeout_ms is not read
-  if (shape & 4) set_raw_enum(o.framing, in.u32());
-  else o.framing = static_cast<gw_framing>(in.u8() % 4);
+  if (shape & 1)
+    o.version = (shape & 2) ? in.u32() : GW_LISTENER_OPTIONS_VERSION + 1;
+  else if (shape & 128)
+    o.version = 1;  // 0.1.0's version: frame_timeout_ms is not read
+  if (shape & 4)
+    set_raw_enum(o.framing, in.u32());
+  else
+    o.framing = static_cast<gw_framing>(in.u8() % 4);
   if (shape & 8) o.backlog = static_cast<int>(in.u32());
   o.max_frame = static_cast<size_t>(in.size_like(o.max_frame));
   o.high_water = static_cast<size_t>(in.size_like(o.high_water));
@@ -388,8 +392,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       if (c.address_null || c.must_einval) {
         require(rc == GW_EINVAL, "gw_listener_create_serial: invalid listener options not refused", rc);
       } else {
-        require(rc == 0 || rc == GW_EINVAL || rc == GW_EADDRESS, "gw_listener_create_serial: an undocumented code",
-                rc);
+        require(rc == 0 || rc == GW_EINVAL || rc == GW_EADDRESS, "gw_listener_create_serial: an undocumented code", rc);
         require(rc != 0 || serial.options.device, "gw_listener_create_serial: no device accepted");
       }
       if (std::getenv("GW_FUZZ_VERBOSE"))

@@ -90,7 +90,7 @@ GW_ERRNO_MAP(GW_ERRNO_XX)
 #else
 enum {
 #define GW_ERRNO_XX(name, value, text) GW_##name = (value),
-    GW_ERRNO_MAP(GW_ERRNO_XX)
+  GW_ERRNO_MAP(GW_ERRNO_XX)
 #undef GW_ERRNO_XX
 };
 #endif
@@ -108,12 +108,7 @@ GW_EXTERN const char *gw_err_name(int code);
 /* ---- Logging ------------------------------------------------------------ */
 
 /** Levels follow syslog (and sd-daemon's "<N>" prefixes). */
-typedef enum gw_log_level {
-    GW_LOG_ERROR = 3,
-    GW_LOG_WARNING = 4,
-    GW_LOG_INFO = 6,
-    GW_LOG_DEBUG = 7
-} gw_log_level;
+typedef enum gw_log_level { GW_LOG_ERROR = 3, GW_LOG_WARNING = 4, GW_LOG_INFO = 6, GW_LOG_DEBUG = 7 } gw_log_level;
 
 /** Receives one line (no trailing newline) per event. Runs on the loop thread,
  *  or on the calling thread for errors reported during create/listen. */
@@ -129,10 +124,10 @@ typedef struct gw_timer gw_timer_t;       /**< a one-shot or periodic timer on t
 /* ---- Framing and close reasons ----------------------------------------- */
 
 typedef enum gw_framing {
-    GW_FRAMING_RAW = 0,   /**< bytes as they arrive; no message boundaries */
-    GW_FRAMING_LINE = 1,  /**< messages end with '\n' (delivered without it) */
-    GW_FRAMING_U16BE = 2, /**< 2-byte big-endian length, then that many bytes */
-    GW_FRAMING_U32BE = 3  /**< 4-byte big-endian length, then that many bytes */
+  GW_FRAMING_RAW = 0,   /**< bytes as they arrive; no message boundaries */
+  GW_FRAMING_LINE = 1,  /**< messages end with '\n' (delivered without it) */
+  GW_FRAMING_U16BE = 2, /**< 2-byte big-endian length, then that many bytes */
+  GW_FRAMING_U32BE = 3  /**< 4-byte big-endian length, then that many bytes */
 } gw_framing;
 
 /** Why a connection closed; passed to on_close exactly once per connection.
@@ -141,7 +136,7 @@ typedef enum gw_framing {
  *  GW_CLOSE_OVERSIZE, GW_CLOSE_STOPPING, GW_CLOSE_LOCAL = 7. */
 typedef enum gw_close_reason {
 #define GW_CLOSE_XX(NAME, name, value, text) GW_CLOSE_##NAME = (value),
-    GW_CLOSE_REASON_MAP(GW_CLOSE_XX)
+  GW_CLOSE_REASON_MAP(GW_CLOSE_XX)
 #undef GW_CLOSE_XX
 } gw_close_reason;
 
@@ -156,23 +151,24 @@ GW_EXTERN const char *gw_close_reason_name(gw_close_reason reason);
  * defaults out ({ 1, 0, 5000, GW_LOG_WARNING, NULL, NULL }): that still means
  * the same. */
 typedef struct gw_server_options {
-    unsigned version;          /**< GW_SERVER_OPTIONS_VERSION (1 to it are accepted) */
-    unsigned max_clients;      /**< across all listeners; 0 = unlimited */
-    /** How long a graceful stop or close may flush output; 0 = 5000 ms.
-     *  (Before 0.2.0, 0 meant no flushing: for nearly that, set 1.) */
-    unsigned stop_timeout_ms;
-    /** Lines above this level are not produced; 0 = GW_LOG_WARNING. 0 is no
-     *  level (they start at GW_LOG_ERROR = 3); 1, 2 and values above
-     *  GW_LOG_DEBUG are refused with GW_EINVAL. */
-    gw_log_level log_level;
-    gw_log_fn log;             /**< NULL: log to stderr with "<N>" prefixes */
-    void *log_user_data;
+  unsigned version;     /**< GW_SERVER_OPTIONS_VERSION (1 to it are accepted) */
+  unsigned max_clients; /**< across all listeners; 0 = unlimited */
+  /** How long a graceful stop or close may flush output; 0 = 5000 ms.
+   *  (Before 0.2.0, 0 meant no flushing: for nearly that, set 1.) */
+  unsigned stop_timeout_ms;
+  /** Lines above this level are not produced; 0 = GW_LOG_WARNING. 0 is no
+   *  level (they start at GW_LOG_ERROR = 3); 1, 2 and values above
+   *  GW_LOG_DEBUG are refused with GW_EINVAL. */
+  gw_log_level log_level;
+  gw_log_fn log; /**< NULL: log to stderr with "<N>" prefixes */
+  void *log_user_data;
 } gw_server_options;
 
 #define GW_SERVER_OPTIONS_VERSION 1
 /* The version, every other field zero: the defaults. The zeros are spelled
  * out so that -Wmissing-field-initializers (in -Wextra) stays quiet. */
-#define GW_SERVER_OPTIONS_INIT { GW_SERVER_OPTIONS_VERSION, 0, 0, (gw_log_level)0, NULL, NULL }
+#define GW_SERVER_OPTIONS_INIT \
+  { GW_SERVER_OPTIONS_VERSION, 0, 0, (gw_log_level)0, NULL, NULL }
 
 /** Creates a server with its own epoll loop. `options` may be NULL for the
  *  defaults. The calling thread becomes the loop thread. Returns 0, GW_EINVAL
@@ -249,16 +245,16 @@ GW_EXTERN int gw_server_post(gw_server_t *server, void (*fn)(void *user_data), v
  *  which write only the five fields its struct has. So `gw_stats st;` needs no
  *  initialisation, as in 0.1.0; a later field comes with a new version node. */
 typedef struct gw_stats {
-    uint64_t clients;       /**< connections open now */
-    uint64_t accepted;      /**< connections accepted and served, ever */
-    uint64_t refused;       /**< connections accepted and closed at once (limits, allow list, fd shortage) */
-    uint64_t bytes_in;      /**< bytes read from clients */
-    uint64_t bytes_out;     /**< bytes written to clients */
-    /** Bytes forwarded inside the kernel (splice), both directions; they are
-     *  not in bytes_in/bytes_out. Only forwarding listeners splice (bulk
-     *  flows of gatewayd's routes and of gw_listener_create_forward()'s
-     *  GW_FRAMING_RAW listeners): 0 for the others. Since 0.2.0. */
-    uint64_t bytes_spliced;
+  uint64_t clients;   /**< connections open now */
+  uint64_t accepted;  /**< connections accepted and served, ever */
+  uint64_t refused;   /**< connections accepted and closed at once (limits, allow list, fd shortage) */
+  uint64_t bytes_in;  /**< bytes read from clients */
+  uint64_t bytes_out; /**< bytes written to clients */
+  /** Bytes forwarded inside the kernel (splice), both directions; they are
+   *  not in bytes_in/bytes_out. Only forwarding listeners splice (bulk
+   *  flows of gatewayd's routes and of gw_listener_create_forward()'s
+   *  GW_FRAMING_RAW listeners): 0 for the others. Since 0.2.0. */
+  uint64_t bytes_spliced;
 } gw_stats;
 
 /** Fills `out` with the server's totals. Thread-safe. */
@@ -277,38 +273,38 @@ typedef void (*gw_close_fn)(gw_conn_t *conn, gw_close_reason reason, void *user_
 typedef void (*gw_drain_fn)(gw_conn_t *conn, void *user_data);
 
 typedef struct gw_listener_options {
-    unsigned version;            /**< GW_LISTENER_OPTIONS_VERSION */
-    /** Where to listen: "127.0.0.1:7000", "[::1]:7000", "[fe80::1%eth0]:7000",
-     *  "0.0.0.0:7000" (IPv4 only), "[::]:7000" (IPv6 only), or ":7000" (every
-     *  address, IPv4 and IPv6: dual-stack, falling back to IPv4 when the host
-     *  has no IPv6). Port 0 picks a free port (see gw_listener_port()).
-     *  Ignored by gw_listener_adopt(). */
-    const char *address;
-    int backlog;                 /**< listen() backlog, 0 = 128; capped by net.core.somaxconn (logged once); < 0: GW_EINVAL */
-    gw_framing framing;          /**< 0 = GW_FRAMING_RAW */
-    size_t max_frame;            /**< largest message accepted (framed modes); 0 = 65536 */
-    unsigned max_clients;        /**< on this listener; 0 = unlimited */
-    unsigned max_clients_per_ip; /**< per peer address on this listener; 0 = unlimited */
-    unsigned idle_timeout_ms;    /**< close a client that sends nothing this long; 0 = never */
-    int keepalive;               /**< nonzero: enable TCP keepalive */
-    unsigned keepalive_idle_s, keepalive_interval_s, keepalive_count; /**< 0 = kernel default */
-    size_t high_water;           /**< stop reading a client whose queued output exceeds this; 0 = 64 KiB */
-    /** Resume reading (and call on_drain) below this; 0 = 16 KiB, or
-     *  high_water if that is smaller. Above high_water: GW_EINVAL. */
-    size_t low_water;
-    size_t max_output;           /**< gw_conn_send() beyond this returns GW_EAGAIN; 0 = 1 MiB */
-    const char *const *allow;    /**< CIDRs ("10.0.0.0/8", "::1/128"); others are refused; NULL = all */
-    size_t allow_count;
-    gw_open_fn on_open;          /**< each may be NULL */
-    gw_message_fn on_message;
-    gw_close_fn on_close;
-    gw_drain_fn on_drain;
-    void *user_data;             /**< passed to every callback of this listener */
-    /* ---- version 2 (0.2.0) ---- */
-    /** A frame that has begun must be complete within this time, or the
-     *  client is closed with GW_CLOSE_IDLE (framed modes; a trickle of bytes
-     *  does not hold a frame open forever). 0 = no deadline. */
-    unsigned frame_timeout_ms;
+  unsigned version; /**< GW_LISTENER_OPTIONS_VERSION */
+  /** Where to listen: "127.0.0.1:7000", "[::1]:7000", "[fe80::1%eth0]:7000",
+   *  "0.0.0.0:7000" (IPv4 only), "[::]:7000" (IPv6 only), or ":7000" (every
+   *  address, IPv4 and IPv6: dual-stack, falling back to IPv4 when the host
+   *  has no IPv6). Port 0 picks a free port (see gw_listener_port()).
+   *  Ignored by gw_listener_adopt(). */
+  const char *address;
+  int backlog;          /**< listen() backlog, 0 = 128; capped by net.core.somaxconn (logged once); < 0: GW_EINVAL */
+  gw_framing framing;   /**< 0 = GW_FRAMING_RAW */
+  size_t max_frame;     /**< largest message accepted (framed modes); 0 = 65536 */
+  unsigned max_clients; /**< on this listener; 0 = unlimited */
+  unsigned max_clients_per_ip; /**< per peer address on this listener; 0 = unlimited */
+  unsigned idle_timeout_ms;    /**< close a client that sends nothing this long; 0 = never */
+  int keepalive;               /**< nonzero: enable TCP keepalive */
+  unsigned keepalive_idle_s, keepalive_interval_s, keepalive_count; /**< 0 = kernel default */
+  size_t high_water; /**< stop reading a client whose queued output exceeds this; 0 = 64 KiB */
+  /** Resume reading (and call on_drain) below this; 0 = 16 KiB, or
+   *  high_water if that is smaller. Above high_water: GW_EINVAL. */
+  size_t low_water;
+  size_t max_output;        /**< gw_conn_send() beyond this returns GW_EAGAIN; 0 = 1 MiB */
+  const char *const *allow; /**< CIDRs ("10.0.0.0/8", "::1/128"); others are refused; NULL = all */
+  size_t allow_count;
+  gw_open_fn on_open; /**< each may be NULL */
+  gw_message_fn on_message;
+  gw_close_fn on_close;
+  gw_drain_fn on_drain;
+  void *user_data; /**< passed to every callback of this listener */
+  /* ---- version 2 (0.2.0) ---- */
+  /** A frame that has begun must be complete within this time, or the
+   *  client is closed with GW_CLOSE_IDLE (framed modes; a trickle of bytes
+   *  does not hold a frame open forever). 0 = no deadline. */
+  unsigned frame_timeout_ms;
 } gw_listener_options;
 
 /* Version 1 is the struct up to user_data (0.1.0); the library reads only
@@ -319,17 +315,18 @@ typedef struct gw_listener_options {
 /* The version, every other field zero: the defaults (spelled out for
  * -Wmissing-field-initializers). The 0.1.0 macro's explicit values (128,
  * 65536, 65536, 16384, 1048576) are the same defaults. */
-#define GW_LISTENER_OPTIONS_INIT                                                              \
-    { GW_LISTENER_OPTIONS_VERSION, NULL, 0, GW_FRAMING_RAW, 0, 0, 0, 0, 0, 0, 0, 0,            \
-      0, 0, 0, NULL, 0, NULL, NULL, NULL, NULL, NULL, 0 }
+#define GW_LISTENER_OPTIONS_INIT                                                                                      \
+  {                                                                                                                   \
+    GW_LISTENER_OPTIONS_VERSION, NULL, 0, GW_FRAMING_RAW, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL, 0, NULL, NULL, NULL, \
+        NULL, NULL, 0                                                                                                 \
+  }
 
 /** Creates a socket, sets SO_REUSEADDR, binds options->address and listens.
  *  The listener is owned by the server; *out stays valid until the server is
  *  destroyed. Loop thread only. Returns 0, GW_EINVAL, GW_EADDRESS,
  *  GW_EADDRINUSE, GW_EADDRNOTAVAIL, GW_EACCES, GW_ESTATE (server stopping) or
  *  another negated errno. */
-GW_EXTERN int gw_listener_create(gw_listener_t **out, gw_server_t *server,
-                                 const gw_listener_options *options);
+GW_EXTERN int gw_listener_create(gw_listener_t **out, gw_server_t *server, const gw_listener_options *options);
 
 /** Takes over an already-listening socket (for example one that systemd
  *  passed): checks that `fd` is a listening SOCK_STREAM socket, makes it
@@ -340,8 +337,7 @@ GW_EXTERN int gw_listener_create(gw_listener_t **out, gw_server_t *server,
  *  still the caller's to close. Returns 0, GW_EBADF, GW_ENOTSOCK,
  *  GW_ENOTSTREAM, GW_ENOTLISTENING, GW_EINVAL, GW_ESTATE, GW_ENOMEM, or a
  *  negated errno (for example from epoll_ctl: -ENOSPC). */
-GW_EXTERN int gw_listener_adopt(gw_listener_t **out, gw_server_t *server, int fd,
-                                const gw_listener_options *options);
+GW_EXTERN int gw_listener_adopt(gw_listener_t **out, gw_server_t *server, int fd, const gw_listener_options *options);
 
 /** For firmware started by a systemd .socket unit: adopts the inherited
  *  listening socket whose FileDescriptorName= is `name` (systemd's LISTEN_FDS
@@ -352,8 +348,7 @@ GW_EXTERN int gw_listener_adopt(gw_listener_t **out, gw_server_t *server, int fd
  *  no later call can get it). Returns what gw_listener_adopt()/gw_listener_create() return, or
  *  GW_ENOSYS when built without systemd support and options->address is NULL,
  *  or GW_ENOTFOUND when neither an inherited socket nor an address exists. */
-GW_EXTERN int gw_listener_create_systemd(gw_listener_t **out, int *out_inherited,
-                                         gw_server_t *server, const char *name,
+GW_EXTERN int gw_listener_create_systemd(gw_listener_t **out, int *out_inherited, gw_server_t *server, const char *name,
                                          const gw_listener_options *options);
 
 /** The local port the listener is bound to (useful after port 0), or a
@@ -390,27 +385,27 @@ GW_EXTERN int gw_listener_stats(gw_stats *out, const gw_listener_t *listener);
  * say what each means. Each enum's 0 is its default. */
 typedef enum gw_parity {
 #define GW_PARITY_XX(NAME, core, value) GW_PARITY_##NAME = (value),
-    GW_PARITY_MAP(GW_PARITY_XX)
+  GW_PARITY_MAP(GW_PARITY_XX)
 #undef GW_PARITY_XX
 } gw_parity;
 
 typedef enum gw_flow_control {
 #define GW_FLOW_CONTROL_XX(NAME, core, value) GW_FLOW_CONTROL_##NAME = (value),
-    GW_FLOW_CONTROL_MAP(GW_FLOW_CONTROL_XX)
+  GW_FLOW_CONTROL_MAP(GW_FLOW_CONTROL_XX)
 #undef GW_FLOW_CONTROL_XX
 } gw_flow_control;
 
 /** Who may use the device when several clients connect. */
 typedef enum gw_serial_clients {
 #define GW_SERIAL_CLIENTS_XX(NAME, core, value) GW_SERIAL_CLIENTS_##NAME = (value),
-    GW_SERIAL_CLIENTS_MAP(GW_SERIAL_CLIENTS_XX)
+  GW_SERIAL_CLIENTS_MAP(GW_SERIAL_CLIENTS_XX)
 #undef GW_SERIAL_CLIENTS_XX
 } gw_serial_clients;
 
 /** When the device is open. */
 typedef enum gw_serial_open {
 #define GW_SERIAL_OPEN_XX(NAME, core, value) GW_SERIAL_OPEN_##NAME = (value),
-    GW_SERIAL_OPEN_MAP(GW_SERIAL_OPEN_XX)
+  GW_SERIAL_OPEN_MAP(GW_SERIAL_OPEN_XX)
 #undef GW_SERIAL_OPEN_XX
 } gw_serial_open;
 
@@ -418,95 +413,96 @@ typedef enum gw_serial_open {
  *  held by another program). */
 typedef enum gw_device_missing {
 #define GW_DEVICE_MISSING_XX(NAME, core, value) GW_DEVICE_MISSING_##NAME = (value),
-    GW_DEVICE_MISSING_MAP(GW_DEVICE_MISSING_XX)
+  GW_DEVICE_MISSING_MAP(GW_DEVICE_MISSING_XX)
 #undef GW_DEVICE_MISSING_XX
 } gw_device_missing;
 
 /** The device goes away (unplugged, hung up) while clients are connected. */
 typedef enum gw_device_loss {
 #define GW_DEVICE_LOSS_XX(NAME, core, value) GW_DEVICE_LOSS_##NAME = (value),
-    GW_DEVICE_LOSS_MAP(GW_DEVICE_LOSS_XX)
+  GW_DEVICE_LOSS_MAP(GW_DEVICE_LOSS_XX)
 #undef GW_DEVICE_LOSS_XX
 } gw_device_loss;
 
 /** The level a modem control line (DTR, RTS) is set to when the device opens. */
 typedef enum gw_line {
-    GW_LINE_KEEP = 0, /**< as opening the device left it (the default) */
-    GW_LINE_LOW = 1,  /**< deasserted */
-    GW_LINE_HIGH = 2  /**< asserted */
+  GW_LINE_KEEP = 0, /**< as opening the device left it (the default) */
+  GW_LINE_LOW = 1,  /**< deasserted */
+  GW_LINE_HIGH = 2  /**< asserted */
 } gw_line;
 
 /* What gatewayd's serial routes say about their device (gateway.conf(5)
  * documents each setting under the name in brackets). Every field's zero
  * means its default, as for every option struct. */
 typedef struct gw_serial_options {
-    unsigned version;              /**< GW_SERIAL_OPTIONS_VERSION */
-    /** The device: an absolute path ("/dev/ttyUSB0"). A symlink such as
-     *  /dev/serial/by-id/... is followed anew on every open, so that an
-     *  adapter that comes back under another name is found again. Required.
-     *  A device that does not exist (yet) is not an error: the listener
-     *  listens, and its clients get a one-line reason or wait (on_missing). */
-    const char *device;
-    unsigned baud;                 /**< 50 to 4000000, any rate [baud]; 0 = 9600 */
-    unsigned data_bits;            /**< 5 to 8 [data_bits]; 0 = 8 */
-    gw_parity parity;              /**< [parity]; 0 = GW_PARITY_NONE */
-    unsigned stop_bits;            /**< 1 or 2 [stop_bits]; 0 = 1 */
-    gw_flow_control flow_control;  /**< [flow_control]; 0 = GW_FLOW_CONTROL_NONE */
-    gw_line dtr, rts;              /**< initial levels [dtr, rts]; 0 = GW_LINE_KEEP */
-    /** Nonzero: RS-485 direction control by the driver (TIOCSRS485) [rs485];
-     *  a driver without RS-485 support makes each open fail with a logged
-     *  reason. 0: the port's RS-485 state is left as it is. */
-    int rs485;
-    /** RS-485 RTS levels [rts_on_send, rts_after_send]. Each field is named
-     *  after the level that is not the default, so that zero is the default:
-     *  RTS asserted while sending and deasserted after, the usual wiring of
-     *  a transceiver's driver-enable pin. Nonzero rs485_rts_on_send_low
-     *  keeps RTS deasserted while sending; nonzero rs485_rts_after_send_high
-     *  asserts it after sending. */
-    int rs485_rts_on_send_low;
-    int rs485_rts_after_send_high;
-    /** Delays around a transmission, 0 to 100 ms [delay_before_send,
-     *  delay_after_send]; 0 = none. */
-    unsigned rs485_delay_before_send_ms, rs485_delay_after_send_ms;
-    gw_serial_clients clients;     /**< [serial_clients]; 0 = GW_SERIAL_CLIENTS_EXCLUSIVE */
-    /** CIDRs ("10.0.0.0/8") whose clients see the device's output but whose
-     *  input is discarded [readonly_clients]; NULL = none. A bad entry:
-     *  GW_EADDRESS. */
-    const char *const *readonly_clients;
-    size_t readonly_client_count;
-    /* Packing, device to network: when the bytes read from the device go to
-     * the clients as one packet (one message, on a framed listener). All
-     * zero, the default: each read goes out at once, with no added delay. */
-    unsigned idle_gap_us;          /**< send once the line was quiet this long [idle_gap = "5ms"]; 0 = off */
-    /** The same in tenths of characters at the line's rate [idle_gap =
-     *  "3.5char" is 35]; nonzero wins over idle_gap_us. 0 = off. */
-    unsigned idle_gap_tenth_chars;
-    /** One or two bytes that end a packet [delimiter]; delimiter_length 0 =
-     *  none (delimiter may then be NULL). Not a C string: "\0" is allowed. */
-    const char *delimiter;
-    size_t delimiter_length;
-    int strip_delimiter;           /**< nonzero: the delimiter is not sent on; 0 = kept */
-    size_t max_packet;             /**< send a packet at this many bytes [max_packet]; 0 = no limit */
-    unsigned max_hold_ms;          /**< a packet's first byte waits at most this long [max_hold]; 0 = no limit */
-    gw_serial_open open;           /**< [serial_open]; 0 = GW_SERIAL_OPEN_ON_CONNECT */
-    gw_device_missing on_missing;  /**< [on_device_missing]; 0 = GW_DEVICE_MISSING_REFUSE */
-    unsigned device_wait_ms;       /**< with GW_DEVICE_MISSING_WAIT [device_wait]; 0 = 10000 */
-    gw_device_loss on_loss;        /**< [on_device_loss]; 0 = GW_DEVICE_LOSS_CLOSE */
-    /** Where the UUCP lock file ("LCK..ttyUSB0") that minicom, picocom and
-     *  ser2net respect is made; NULL = "/run/lock"; "" = no lock file
-     *  (TIOCEXCL is still set). */
-    const char *lock_dir;
+  unsigned version; /**< GW_SERIAL_OPTIONS_VERSION */
+  /** The device: an absolute path ("/dev/ttyUSB0"). A symlink such as
+   *  /dev/serial/by-id/... is followed anew on every open, so that an
+   *  adapter that comes back under another name is found again. Required.
+   *  A device that does not exist (yet) is not an error: the listener
+   *  listens, and its clients get a one-line reason or wait (on_missing). */
+  const char *device;
+  unsigned baud;                /**< 50 to 4000000, any rate [baud]; 0 = 9600 */
+  unsigned data_bits;           /**< 5 to 8 [data_bits]; 0 = 8 */
+  gw_parity parity;             /**< [parity]; 0 = GW_PARITY_NONE */
+  unsigned stop_bits;           /**< 1 or 2 [stop_bits]; 0 = 1 */
+  gw_flow_control flow_control; /**< [flow_control]; 0 = GW_FLOW_CONTROL_NONE */
+  gw_line dtr, rts;             /**< initial levels [dtr, rts]; 0 = GW_LINE_KEEP */
+  /** Nonzero: RS-485 direction control by the driver (TIOCSRS485) [rs485];
+   *  a driver without RS-485 support makes each open fail with a logged
+   *  reason. 0: the port's RS-485 state is left as it is. */
+  int rs485;
+  /** RS-485 RTS levels [rts_on_send, rts_after_send]. Each field is named
+   *  after the level that is not the default, so that zero is the default:
+   *  RTS asserted while sending and deasserted after, the usual wiring of
+   *  a transceiver's driver-enable pin. Nonzero rs485_rts_on_send_low
+   *  keeps RTS deasserted while sending; nonzero rs485_rts_after_send_high
+   *  asserts it after sending. */
+  int rs485_rts_on_send_low;
+  int rs485_rts_after_send_high;
+  /** Delays around a transmission, 0 to 100 ms [delay_before_send,
+   *  delay_after_send]; 0 = none. */
+  unsigned rs485_delay_before_send_ms, rs485_delay_after_send_ms;
+  gw_serial_clients clients; /**< [serial_clients]; 0 = GW_SERIAL_CLIENTS_EXCLUSIVE */
+  /** CIDRs ("10.0.0.0/8") whose clients see the device's output but whose
+   *  input is discarded [readonly_clients]; NULL = none. A bad entry:
+   *  GW_EADDRESS. */
+  const char *const *readonly_clients;
+  size_t readonly_client_count;
+  /* Packing, device to network: when the bytes read from the device go to
+   * the clients as one packet (one message, on a framed listener). All
+   * zero, the default: each read goes out at once, with no added delay. */
+  unsigned idle_gap_us; /**< send once the line was quiet this long [idle_gap = "5ms"]; 0 = off */
+  /** The same in tenths of characters at the line's rate [idle_gap =
+   *  "3.5char" is 35]; nonzero wins over idle_gap_us. 0 = off. */
+  unsigned idle_gap_tenth_chars;
+  /** One or two bytes that end a packet [delimiter]; delimiter_length 0 =
+   *  none (delimiter may then be NULL). Not a C string: "\0" is allowed. */
+  const char *delimiter;
+  size_t delimiter_length;
+  int strip_delimiter;          /**< nonzero: the delimiter is not sent on; 0 = kept */
+  size_t max_packet;            /**< send a packet at this many bytes [max_packet]; 0 = no limit */
+  unsigned max_hold_ms;         /**< a packet's first byte waits at most this long [max_hold]; 0 = no limit */
+  gw_serial_open open;          /**< [serial_open]; 0 = GW_SERIAL_OPEN_ON_CONNECT */
+  gw_device_missing on_missing; /**< [on_device_missing]; 0 = GW_DEVICE_MISSING_REFUSE */
+  unsigned device_wait_ms;      /**< with GW_DEVICE_MISSING_WAIT [device_wait]; 0 = 10000 */
+  gw_device_loss on_loss;       /**< [on_device_loss]; 0 = GW_DEVICE_LOSS_CLOSE */
+  /** Where the UUCP lock file ("LCK..ttyUSB0") that minicom, picocom and
+   *  ser2net respect is made; NULL = "/run/lock"; "" = no lock file
+   *  (TIOCEXCL is still set). */
+  const char *lock_dir;
 } gw_serial_options;
 
 /* Versions 1 to this one are accepted (see the conventions at the top). */
 #define GW_SERIAL_OPTIONS_VERSION 1
 /* The version, every other field zero: the defaults (spelled out for
  * -Wmissing-field-initializers). */
-#define GW_SERIAL_OPTIONS_INIT                                                                \
-    { GW_SERIAL_OPTIONS_VERSION, NULL, 0, 0, GW_PARITY_NONE, 0, GW_FLOW_CONTROL_NONE,          \
-      GW_LINE_KEEP, GW_LINE_KEEP, 0, 0, 0, 0, 0, GW_SERIAL_CLIENTS_EXCLUSIVE, NULL, 0, 0, 0,    \
-      NULL, 0, 0, 0, 0, GW_SERIAL_OPEN_ON_CONNECT, GW_DEVICE_MISSING_REFUSE, 0,                \
-      GW_DEVICE_LOSS_CLOSE, NULL }
+#define GW_SERIAL_OPTIONS_INIT                                                                                        \
+  {                                                                                                                   \
+    GW_SERIAL_OPTIONS_VERSION, NULL, 0, 0, GW_PARITY_NONE, 0, GW_FLOW_CONTROL_NONE, GW_LINE_KEEP, GW_LINE_KEEP, 0, 0, \
+        0, 0, 0, GW_SERIAL_CLIENTS_EXCLUSIVE, NULL, 0, 0, 0, NULL, 0, 0, 0, 0, GW_SERIAL_OPEN_ON_CONNECT,             \
+        GW_DEVICE_MISSING_REFUSE, 0, GW_DEVICE_LOSS_CLOSE, NULL                                                       \
+  }
 
 /** Creates a listener (as gw_listener_create() does, from `listener`) whose
  *  clients reach the serial device `serial` describes, with gatewayd's
@@ -518,8 +514,7 @@ typedef struct gw_serial_options {
  *  at GW_LOG_ERROR through the server's log, so that the firmware sees why),
  *  GW_EADDRESS (a bad readonly_clients entry), GW_EWRONGTHREAD, or what
  *  gw_listener_create() returns. Since 0.2.0. */
-GW_EXTERN int gw_listener_create_serial(gw_listener_t **out, gw_server_t *server,
-                                        const gw_listener_options *listener,
+GW_EXTERN int gw_listener_create_serial(gw_listener_t **out, gw_server_t *server, const gw_listener_options *listener,
                                         const gw_serial_options *serial);
 
 /** Creates a listener (as gw_listener_create() does, from `listener`) that
@@ -533,8 +528,7 @@ GW_EXTERN int gw_listener_create_serial(gw_listener_t **out, gw_server_t *server
  *  Loop thread only. Returns 0, GW_EINVAL (a NULL argument, a callback set
  *  in `listener`), GW_EADDRESS (a backend string not of those forms),
  *  GW_EWRONGTHREAD, or what gw_listener_create() returns. Since 0.2.0. */
-GW_EXTERN int gw_listener_create_forward(gw_listener_t **out, gw_server_t *server,
-                                         const gw_listener_options *listener,
+GW_EXTERN int gw_listener_create_forward(gw_listener_t **out, gw_server_t *server, const gw_listener_options *listener,
                                          const char *backend);
 
 /* ---- Connections -------------------------------------------------------- */

@@ -42,24 +42,24 @@ struct SocketAddress {
 /// can quote it.
 enum class AddressError : uint8_t {
   none,
-  shape,                ///< not HOST:PORT at all ("7000", "[::1]7000")
-  ipv6_needs_brackets,  ///< "::1:7000"
-  port_range,           ///< not a number in the allowed range
-  port_leading_zero,    ///< "007"
-  nul_byte,             ///< a NUL anywhere: C strings would see less than was written
-  not_ipv4,             ///< host without brackets is not an IPv4 literal
-  not_ipv6,             ///< host in brackets is not an IPv6 literal
-  scope_unknown,        ///< "%eth9": no such interface (name or index)
-  scope_not_link_local, ///< a scope on an address that is not link-local
-  scope_missing,        ///< a link-local address without a scope
-  bad_host_name,        ///< a backend host that is neither an IP literal nor a DNS name
-  prefix_range,         ///< a CIDR prefix length out of range or not a number
-  prefix_leading_zero,  ///< "/08"
-  host_bits,            ///< "10.0.0.1/8": bits set beyond the prefix
-  not_ip,               ///< a CIDR whose address is no IP literal
-  backend_scheme,       ///< not tcp://HOST:PORT or unix:/PATH
-  unix_not_absolute,    ///< "unix:run/x.sock"
-  unix_too_long,        ///< longer than sockaddr_un holds
+  shape,                 ///< not HOST:PORT at all ("7000", "[::1]7000")
+  ipv6_needs_brackets,   ///< "::1:7000"
+  port_range,            ///< not a number in the allowed range
+  port_leading_zero,     ///< "007"
+  nul_byte,              ///< a NUL anywhere: C strings would see less than was written
+  not_ipv4,              ///< host without brackets is not an IPv4 literal
+  not_ipv6,              ///< host in brackets is not an IPv6 literal
+  scope_unknown,         ///< "%eth9": no such interface (name or index)
+  scope_not_link_local,  ///< a scope on an address that is not link-local
+  scope_missing,         ///< a link-local address without a scope
+  bad_host_name,         ///< a backend host that is neither an IP literal nor a DNS name
+  prefix_range,          ///< a CIDR prefix length out of range or not a number
+  prefix_leading_zero,   ///< "/08"
+  host_bits,             ///< "10.0.0.1/8": bits set beyond the prefix
+  not_ip,                ///< a CIDR whose address is no IP literal
+  backend_scheme,        ///< not tcp://HOST:PORT or unix:/PATH
+  unix_not_absolute,     ///< "unix:run/x.sock"
+  unix_too_long,         ///< longer than sockaddr_un holds
 };
 
 /// A short English text for the error ("port must be a number between 0 and
@@ -110,9 +110,9 @@ int parse_ip_port(std::string_view text, SocketAddress &out, AddressIssue *issue
 struct BackendAddress {
   enum class Kind { tcp, unix_socket };
   Kind kind = Kind::tcp;
-  std::string host;       ///< tcp: the IP literal (no brackets, with any %scope) or host name
-  uint16_t port = 0;      ///< tcp
-  std::string path;       ///< unix_socket
+  std::string host;   ///< tcp: the IP literal (no brackets, with any %scope) or host name
+  uint16_t port = 0;  ///< tcp
+  std::string path;   ///< unix_socket
   /// Ready to connect to: set for an IP literal and a unix path; a host name
   /// must be resolved first (resolved is then false).
   SocketAddress address;

@@ -178,7 +178,7 @@ class Connection final : IoHandler {
   void on_frame_timeout();
 
   Listener &listener_;
-  ConnectionOwner &owner_;  // the same listener, through its seam for connections
+  ConnectionOwner &owner_;              // the same listener, through its seam for connections
   ConnectionOwner::Position position_;  // ours in the owner's lists; only handed back to it
   std::shared_ptr<const ListenerConfig> config_;
   std::shared_ptr<ConnectionHandler> handler_;

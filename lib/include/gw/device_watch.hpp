@@ -50,8 +50,8 @@ class DeviceWatch final : public IoHandler {
   using Callback = std::function<void()>;
 
   /// `path` must be absolute. 0 or a negated errno and `why`.
-  static int create(std::unique_ptr<DeviceWatch> &out, EventLoop &loop, const std::string &path,
-                    Callback on_ready, std::string &why);
+  static int create(std::unique_ptr<DeviceWatch> &out, EventLoop &loop, const std::string &path, Callback on_ready,
+                    std::string &why);
   ~DeviceWatch();
   DeviceWatch(const DeviceWatch &) = delete;
   DeviceWatch &operator=(const DeviceWatch &) = delete;

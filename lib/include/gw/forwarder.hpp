@@ -44,7 +44,8 @@ class Forwarder final : public ConnectionHandler {
  public:
   /// `backend` is an IPv4/IPv6 or AF_UNIX address; `label` names it in logs
   /// ("tcp://127.0.0.1:502").
-  Forwarder(SocketAddress backend, std::string label) : Forwarder(std::vector<SocketAddress>{backend}, std::move(label)) {}
+  Forwarder(SocketAddress backend, std::string label)
+      : Forwarder(std::vector<SocketAddress>{backend}, std::move(label)) {}
   Forwarder(std::vector<SocketAddress> backends, std::string label, ForwarderOptions options = {});
   /// A host name: starts its first lookup now. `label`: "tcp://plc.lan:502".
   Forwarder(std::unique_ptr<ResolvedName> name, std::string label, ForwarderOptions options = {});

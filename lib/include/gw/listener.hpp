@@ -35,7 +35,7 @@ struct ListenerConfig {
   size_t high_water = 64 * 1024;
   size_t low_water = 16 * 1024;
   size_t max_output = 1024 * 1024;
-  bool splice = true;  ///< forwarders may switch bulk flows to splice()
+  bool splice = true;       ///< forwarders may switch bulk flows to splice()
   std::vector<Cidr> allow;  ///< empty: everyone
 };
 
@@ -183,9 +183,9 @@ class Listener final : IoHandler, ConnectionOwner {
   SocketAddress local_;
   std::shared_ptr<const ListenerConfig> config_;
   std::shared_ptr<ConnectionHandler> handler_;
-  Counters counters_;  // ours, rolled up to the server's
-  ConnectionList open_;     // front = least recently active
-  ConnectionList closing_;  // flushing before close; front = earliest deadline
+  Counters counters_;                                   // ours, rolled up to the server's
+  ConnectionList open_;                                 // front = least recently active
+  ConnectionList closing_;                              // flushing before close; front = earliest deadline
   std::unordered_map<IpKey, unsigned, IpHash> per_ip_;  // open and closing clients
   Timer retry_timer_;
   Timer idle_timer_;

@@ -164,7 +164,7 @@ class ResolvedName {
   State state_ = State::pending;
   Addresses addresses_;
   std::string error_;
-  uint64_t retry_ms_ = 0;       // the next retry's delay while failing
+  uint64_t retry_ms_ = 0;  // the next retry's delay while failing
   uint64_t last_answer_ms_ = 0;
   bool started_ = false;
   Resolver::Lookup lookup_;

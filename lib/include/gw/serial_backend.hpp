@@ -89,16 +89,16 @@ struct SerialBackendConfig {
 
 /// Counters of one serial backend. Written by the loop thread, read by any.
 struct SerialCounters {
-  std::atomic<uint64_t> opens{0};           ///< successful device opens
-  std::atomic<uint64_t> losses{0};          ///< device gone while open
+  std::atomic<uint64_t> opens{0};   ///< successful device opens
+  std::atomic<uint64_t> losses{0};  ///< device gone while open
   std::atomic<uint64_t> bytes_from_device{0};
   std::atomic<uint64_t> bytes_to_device{0};
   std::atomic<uint64_t> discarded_no_client{0};  ///< device output with nobody to take it
   std::atomic<uint64_t> discarded_readonly{0};   ///< input from read-only clients
-  std::atomic<uint64_t> refused_busy{0};         ///< clients refused: port in use (exclusive) or held by another program
-  std::atomic<uint64_t> refused_missing{0};      ///< clients refused or timed out: device missing
-  std::atomic<uint64_t> kicked{0};               ///< clients closed by a newcomer (kick-old)
-  std::atomic<uint64_t> dropped_slow{0};         ///< shared mode: clients dropped past their output limit
+  std::atomic<uint64_t> refused_busy{0};     ///< clients refused: port in use (exclusive) or held by another program
+  std::atomic<uint64_t> refused_missing{0};  ///< clients refused or timed out: device missing
+  std::atomic<uint64_t> kicked{0};           ///< clients closed by a newcomer (kick-old)
+  std::atomic<uint64_t> dropped_slow{0};     ///< shared mode: clients dropped past their output limit
 };
 
 /// Connects a listener's clients to one serial device. The handler of a

@@ -14,8 +14,8 @@
 namespace gw {
 
 struct ServerConfig {
-  unsigned max_clients = 0;        ///< across all listeners; 0 = unlimited
-  uint64_t stop_timeout_ms = 5000; ///< flush deadline for graceful stops and closes
+  unsigned max_clients = 0;         ///< across all listeners; 0 = unlimited
+  uint64_t stop_timeout_ms = 5000;  ///< flush deadline for graceful stops and closes
   Logger logger;
 };
 
@@ -38,10 +38,12 @@ class Server final : ListenerOwner {
 
   /// Binds `address` (see parse_listen_address) and listens. Returns 0 or a
   /// negative code; *out is owned by the server.
-  int listen(Listener *&out, std::string_view address, const ListenerConfig &config, std::shared_ptr<ConnectionHandler> handler);
+  int listen(Listener *&out, std::string_view address, const ListenerConfig &config,
+             std::shared_ptr<ConnectionHandler> handler);
   /// The same for an address parsed already (the daemon's config stores one):
   /// what was checked is what is bound, without a second parse.
-  int listen(Listener *&out, ListenAddress where, const ListenerConfig &config, std::shared_ptr<ConnectionHandler> handler);
+  int listen(Listener *&out, ListenAddress where, const ListenerConfig &config,
+             std::shared_ptr<ConnectionHandler> handler);
   /// Takes over a listening SOCK_STREAM socket; on success the server owns fd
   /// (moved from). On failure fd is not moved from and untouched: open, the
   /// same socket, its flags restored, and still the caller's to close.
@@ -97,7 +99,7 @@ class Server final : ListenerOwner {
   Counters counters_;  // the listeners' roll up here; declared first, destroyed after them
   std::unique_ptr<EventLoop> loop_;
   std::vector<std::unique_ptr<Listener>> listeners_;  // retired ones included, until freed
-  std::vector<Listener *> retired_;  // retired, still serving clients; owned by listeners_
+  std::vector<Listener *> retired_;                   // retired, still serving clients; owned by listeners_
   std::unique_ptr<Timer> stop_deadline_timer_;
   std::atomic<State> state_{State::running};
   std::atomic<bool> stop_requested_{false};
