@@ -7,10 +7,12 @@
 #include <cctype>
 #include <cerrno>
 #include <climits>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <new>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 
 #include <arpa/inet.h>
@@ -19,6 +21,8 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include "gw/event_loop.hpp"
 
 // toml++ is compiled into this translation unit only (header-only, no runtime
 // dependency on the boards), with exceptions: a syntax error is a thrown
@@ -119,6 +123,7 @@ constexpr std::size_t max_unix_path = sizeof(sockaddr_un{}.sun_path) - 1;
 // In the order of their enums: get_enum stores the index, to_string reads it.
 constexpr std::string_view log_level_names[] = {"error"sv, "warning"sv, "info"sv, "debug"sv};
 constexpr std::string_view framing_names[] = {"raw"sv, "line"sv, "u16be"sv, "u32be"sv};
+constexpr std::string_view serial_scheme = "serial:"sv;
 
 // ---- small text helpers ----------------------------------------------------
 
@@ -180,8 +185,9 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
     return d[n][m];
 }
 
-// The closest valid key at distance <= 2 (and shorter than the key itself, so
-// "ab" does not become "allow"); ties go to the earlier key.
+// The closest valid key at distance <= 2, shorter than the valid key (so "ab"
+// does not become "allow") and under a third of what was typed (so "tls" does
+// not become "rts"); ties go to the earlier key.
 std::optional<std::string_view> suggest(std::string_view key, const std::string_view *first,
                                         const std::string_view *last) {
     if (key.size() > 64) return std::nullopt;
@@ -191,7 +197,7 @@ std::optional<std::string_view> suggest(std::string_view key, const std::string_
     std::size_t best_d = 3;
     for (auto it = first; it != last; ++it) {
         const std::size_t dist = edit_distance(lower, *it);
-        if (dist < best_d && dist < it->size()) {
+        if (dist < best_d && dist < it->size() && 3 * dist < lower.size()) {
             best = *it;
             best_d = dist;
         }
@@ -246,6 +252,25 @@ using section_of = typename member_traits<decltype(field)>::section;
 template <auto field>
 using value_of = typename member_traits<decltype(field)>::value;
 
+// How a serial key's value is written: serial_field reads each kind into its
+// field's type.
+enum class SerialValue { boolean, integer, duration, string };
+
+// The part of a serial route's device config that a field belongs to, so that
+// a handler names only the field (&gw::SerialSettings::baud).
+template <typename Part>
+Part &serial_part(gw::SerialBackendConfig &config) noexcept;
+template <>
+gw::SerialBackendConfig &serial_part(gw::SerialBackendConfig &config) noexcept { return config; }
+template <>
+gw::SerialSettings &serial_part(gw::SerialBackendConfig &config) noexcept { return config.settings; }
+template <>
+gw::Rs485Settings &serial_part(gw::SerialBackendConfig &config) noexcept { return config.settings.rs485; }
+template <>
+gw::SerialPacking &serial_part(gw::SerialBackendConfig &config) noexcept { return config.packing; }
+template <>
+gw::SerialOpenOptions &serial_part(gw::SerialBackendConfig &config) noexcept { return config.open_options; }
+
 // Checks one file. Single-use and single-threaded: run() once per Checker;
 // it borrows the path for as long as it lives.
 class Checker {
@@ -280,6 +305,11 @@ private:
 
     const std::string &path_;
     std::vector<Error> errors_;
+    // The route being checked: its name in messages (" in route \"plc\""), and
+    // the serial keys it has, each with where its value is, for the checks
+    // that need the whole route (check_serial_route).
+    std::string route_context_;
+    std::vector<std::pair<std::string_view, SourcePos>> serial_keys_;
 
     std::string where(SourcePos p) const {
         return path_ + ":" + std::to_string(p.line) + ":" + std::to_string(p.column);
@@ -306,6 +336,9 @@ private:
     template <typename Enum, std::size_t N>
     bool get_enum(const toml::node &n, std::string_view key, const std::string_view (&names)[N],
                   Enum &out);
+    template <typename Enum, std::size_t N>
+    bool get_enum(const toml::node &n, std::string_view key, const gw::EnumName<Enum> (&names)[N], Enum &out);
+    void enum_error(const toml::node &n, std::string_view key, const std::string &choices, const std::string &got);
 
     // Handlers of a value stored as it is in one field of its section, such
     // as &Route::backlog: a key of one of these kinds is one line in its table.
@@ -318,6 +351,24 @@ private:
     template <auto field, const auto &names>
     void enum_field(const toml::node &value, std::string_view key, section_of<field> &out);
 
+    // Handlers of a serial route's keys: each stores its value in the part of
+    // Route::serial its field belongs to (settings, packing, ...). A value
+    // with a range is checked by SerialBackendConfig::validate, the check
+    // SerialBackend::create makes, so --check-config and the daemon agree.
+    template <auto field, SerialValue kind>
+    void serial_field(const toml::node &value, std::string_view key, Route &route);
+    template <auto field, const auto &names>
+    void serial_enum(const toml::node &value, std::string_view key, Route &route);
+    void check_idle_gap(const toml::node &value, std::string_view key, Route &route);
+    void check_delimiter(const toml::node &value, std::string_view key, Route &route);
+    void check_max_packet(const toml::node &value, std::string_view key, Route &route);
+    void check_readonly_clients(const toml::node &value, std::string_view key, Route &route);
+    gw::SerialBackendConfig &serial_config(const toml::node &value, std::string_view key, Route &route);
+    bool serial_value_ok(const toml::node &value, const gw::SerialBackendConfig &probe,
+                         const std::string &stand_in, const std::string &as_written);
+    void check_serial_route(const toml::table &table, Route &route, std::size_t errors_before);
+    SourcePos serial_reason_pos(const std::string &why, const toml::table &table) const;
+
     // Handlers with checks of their own.
     void check_service(const toml::node &value, std::string_view key, ParsedFile &out);
     void check_routes(const toml::node &value, std::string_view key, ParsedFile &out);
@@ -325,11 +376,12 @@ private:
     void check_listen(const toml::node &value, std::string_view key, Route &route);
     void check_backend(const toml::node &value, std::string_view key, Route &route);
     void check_allow(const toml::node &value, std::string_view key, Route &route);
+    void check_serial_backend(const toml::node &value, std::string text, Route &route);
 
     bool check_route(const toml::node &n, std::size_t index, Route &route,
                      SourcePos &name_pos, SourcePos &listen_pos);
-    bool check_allow_entries(const toml::array &entries, std::vector<std::string> &texts,
-                             std::vector<gw::Cidr> &nets);
+    bool check_cidr_list(const toml::node &n, std::string_view key, const char *when_absent,
+                         std::vector<std::string> &texts, std::vector<gw::Cidr> &nets);
     void check_duplicates(const std::vector<Route> &routes, const std::vector<SourcePos> &name_pos,
                           const std::vector<SourcePos> &listen_pos);
 };
@@ -360,6 +412,31 @@ const Checker::Key<Route> Checker::route_keys[] = {
     {"keepalive"sv, &Checker::boolean_field<&Route::keepalive>},
     {"splice"sv, &Checker::boolean_field<&Route::splice>},
     {"frame_timeout"sv, &Checker::duration_field<&Route::frame_timeout>},
+    // Serial routes only (check_serial_route refuses them on any other).
+    {"baud"sv, &Checker::serial_field<&gw::SerialSettings::baud, SerialValue::integer>},
+    {"data_bits"sv, &Checker::serial_field<&gw::SerialSettings::data_bits, SerialValue::integer>},
+    {"parity"sv, &Checker::serial_enum<&gw::SerialSettings::parity, gw::parity_names>},
+    {"stop_bits"sv, &Checker::serial_field<&gw::SerialSettings::stop_bits, SerialValue::integer>},
+    {"flow_control"sv, &Checker::serial_enum<&gw::SerialSettings::flow_control, gw::flow_control_names>},
+    {"dtr"sv, &Checker::serial_field<&gw::SerialSettings::dtr, SerialValue::boolean>},
+    {"rts"sv, &Checker::serial_field<&gw::SerialSettings::rts, SerialValue::boolean>},
+    {"rs485"sv, &Checker::serial_field<&gw::Rs485Settings::enabled, SerialValue::boolean>},
+    {"rts_on_send"sv, &Checker::serial_field<&gw::Rs485Settings::rts_on_send, SerialValue::boolean>},
+    {"rts_after_send"sv, &Checker::serial_field<&gw::Rs485Settings::rts_after_send, SerialValue::boolean>},
+    {"delay_before_send"sv, &Checker::serial_field<&gw::Rs485Settings::delay_before_send_ms, SerialValue::duration>},
+    {"delay_after_send"sv, &Checker::serial_field<&gw::Rs485Settings::delay_after_send_ms, SerialValue::duration>},
+    {"serial_clients"sv, &Checker::serial_enum<&gw::SerialBackendConfig::clients, gw::serial_clients_names>},
+    {"readonly_clients"sv, &Checker::check_readonly_clients},
+    {"idle_gap"sv, &Checker::check_idle_gap},
+    {"delimiter"sv, &Checker::check_delimiter},
+    {"keep_delimiter"sv, &Checker::serial_field<&gw::SerialPacking::keep_delimiter, SerialValue::boolean>},
+    {"max_packet"sv, &Checker::check_max_packet},
+    {"max_hold"sv, &Checker::serial_field<&gw::SerialPacking::max_hold_ms, SerialValue::duration>},
+    {"serial_open"sv, &Checker::serial_enum<&gw::SerialBackendConfig::open, gw::serial_open_names>},
+    {"on_device_missing"sv, &Checker::serial_enum<&gw::SerialBackendConfig::on_missing, gw::device_missing_names>},
+    {"device_wait"sv, &Checker::serial_field<&gw::SerialBackendConfig::device_wait_ms, SerialValue::duration>},
+    {"on_device_loss"sv, &Checker::serial_enum<&gw::SerialBackendConfig::on_loss, gw::device_loss_names>},
+    {"lock_dir"sv, &Checker::serial_field<&gw::SerialOpenOptions::lock_dir, SerialValue::string>},
 };
 
 // Every key of `table` goes to its handler in `keys`; any other is reported
@@ -473,8 +550,26 @@ bool Checker::get_enum(const toml::node &n, std::string_view key, const std::str
             return true;
         }
     }
-    error(n, quote_key(key) + " must be one of " + join(names, names + N) + " (got " + quote(text) + ")");
+    enum_error(n, key, join(names, names + N), text);
     return false;
+}
+
+// The same for the core's name tables (gw::parity_names, ...).
+template <typename Enum, std::size_t N>
+bool Checker::get_enum(const toml::node &n, std::string_view key, const gw::EnumName<Enum> (&names)[N], Enum &out) {
+    std::string text;
+    if (!get_string(n, key, text)) return false;
+    if (gw::enum_from_name(names, text, out)) return true;
+    std::array<std::string_view, N> words;
+    std::transform(std::begin(names), std::end(names), words.begin(),
+                   [](const gw::EnumName<Enum> &row) { return std::string_view(row.name); });
+    enum_error(n, key, join(words.data(), words.data() + N), text);
+    return false;
+}
+
+void Checker::enum_error(const toml::node &n, std::string_view key, const std::string &choices,
+                         const std::string &got) {
+    error(n, quote_key(key) + " must be one of " + choices + " (got " + quote(got) + ")");
 }
 
 template <auto field, std::int64_t lo, std::int64_t hi>
@@ -499,6 +594,201 @@ void Checker::boolean_field(const toml::node &value, std::string_view key, secti
 template <auto field, const auto &names>
 void Checker::enum_field(const toml::node &value, std::string_view key, section_of<field> &out) {
     get_enum(value, key, names, out.*field);
+}
+
+gw::SerialBackendConfig serial_probe();
+
+// A serial key's value, in its field's type. A route's serial keys may come
+// before its backend (a table is visited in key order), so the config is
+// created by the first of them or by the backend; check_serial_route drops it
+// from a route whose backend is not serial.
+template <auto field, SerialValue kind>
+void Checker::serial_field(const toml::node &value, std::string_view key, Route &route) {
+    using T = value_of<field>;
+    gw::SerialBackendConfig &config = serial_config(value, key, route);
+    T v{};
+    // Set when `v` is a stand-in for a number its type cannot hold: a value
+    // outside every range, while messages name the number as written.
+    std::string stand_in, as_written;
+    if constexpr (kind == SerialValue::boolean) {
+        auto *b = value.as_boolean();
+        if (!b) return type_error(value, key, "a boolean");
+        v = b->get();
+        // Any boolean is in range; what it must agree with is checked once
+        // the whole route is known (check_serial_route).
+        serial_part<section_of<field>>(config).*field = v;
+        return;
+    } else if constexpr (kind == SerialValue::integer) {
+        auto *i = value.as_integer();
+        if (!i) return type_error(value, key, "an integer");
+        const std::int64_t written = i->get();
+        v = static_cast<T>(written);
+        if ((written < 0 && !std::is_signed_v<T>) || static_cast<std::int64_t>(v) != written) {
+            v = std::numeric_limits<T>::max();
+            stand_in = std::to_string(v);
+            as_written = std::to_string(written);
+        }
+    } else if constexpr (kind == SerialValue::duration) {
+        milliseconds d{};
+        if (!get_duration(value, key, d)) return;
+        v = static_cast<T>(d.count());  // at most max_duration_ms: fits every field
+    } else {
+        if (!get_string(value, key, v)) return;
+    }
+    gw::SerialBackendConfig probe = serial_probe();
+    serial_part<section_of<field>>(probe).*field = v;
+    if (!serial_value_ok(value, probe, stand_in, as_written)) return;
+    serial_part<section_of<field>>(config).*field = std::move(v);
+}
+
+template <auto field, const auto &names>
+void Checker::serial_enum(const toml::node &value, std::string_view key, Route &route) {
+    gw::SerialBackendConfig &config = serial_config(value, key, route);
+    get_enum(value, key, names, serial_part<section_of<field>>(config).*field);
+}
+
+// The route's device config, created by its first serial key; notes where
+// `key` is for check_serial_route.
+gw::SerialBackendConfig &Checker::serial_config(const toml::node &value, std::string_view key, Route &route) {
+    serial_keys_.emplace_back(key, pos_of(value.source()));
+    if (!route.serial) route.serial.emplace();
+    return *route.serial;
+}
+
+// The defaults, on a device path that passes, with RS-485 on (its delays are
+// checked only then): set one value in it, and SerialBackendConfig::validate
+// can only refuse that value, whatever the route's other keys (the keys of a
+// table come in name order, not in the file's). The whole route is checked
+// again at its end, for values that must agree with each other.
+gw::SerialBackendConfig serial_probe() {
+    gw::SerialBackendConfig probe;
+    probe.path = "/dev/ttyS0";
+    probe.settings.rs485.enabled = true;
+    return probe;
+}
+
+// SerialBackendConfig::validate on `probe`. False, and the reason reported at
+// `value`, when it fails.
+bool Checker::serial_value_ok(const toml::node &value, const gw::SerialBackendConfig &probe,
+                              const std::string &stand_in, const std::string &as_written) {
+    std::string why;
+    if (probe.validate(why) == 0) return true;
+    if (!stand_in.empty()) {
+        const std::size_t at = why.find(stand_in);
+        if (at != std::string::npos) why.replace(at, stand_in.size(), as_written);
+    }
+    error(value, why + route_context_);
+    return false;
+}
+
+// "3.5char": a number of characters with at most one decimal, in tenths.
+bool parse_chars(std::string_view text, std::uint32_t &tenths) noexcept {
+    constexpr std::string_view unit = "char";
+    if (text.size() <= unit.size() || text.substr(text.size() - unit.size()) != unit) return false;
+    std::string_view number = text.substr(0, text.size() - unit.size());
+    std::string_view whole = number.substr(0, number.find('.'));
+    std::string_view tenth = number.size() > whole.size() ? number.substr(whole.size() + 1) : "0";
+    if (!all_digits(whole) || whole.size() > 8 || tenth.size() != 1 || !all_digits(tenth)) return false;
+    std::uint32_t value = 0;
+    for (char c : whole) value = value * 10 + static_cast<std::uint32_t>(c - '0');
+    tenths = value * 10 + static_cast<std::uint32_t>(tenth[0] - '0');
+    return true;
+}
+
+// idle_gap: a time ("5ms"), or a number of characters ("3.5char"), kept in
+// tenths so that it follows the baud rate. Always a string: a bare number
+// could mean seconds or characters. The limits are what the fields hold in
+// microseconds: 4294967ms, and 9999.9 characters at 50 baud.
+void Checker::check_idle_gap(const toml::node &value, std::string_view key, Route &route) {
+    constexpr std::uint32_t max_tenths = 99'999;
+    constexpr std::int64_t max_ms = std::numeric_limits<std::uint32_t>::max() / 1000;
+    gw::SerialBackendConfig &config = serial_config(value, key, route);
+    auto *s = value.as_string();
+    if (!s) return type_error(value, key, R"(a string such as "5ms" or "3.5char")");
+    const std::string &text = s->get();
+    gw::SerialBackendConfig probe = serial_probe();
+    gw::SerialPacking &packing = probe.packing;
+    milliseconds d{};
+    if (parse_chars(text, packing.idle_gap_tenth_chars)) {
+        if (packing.idle_gap_tenth_chars > max_tenths)
+            return error(value, quote_key(key) + " must be at most 9999.9char (got " + quote(text) + ")");
+    } else if (parse_duration(text, d)) {
+        if (d.count() > max_ms)
+            return error(value, quote_key(key) + " must be at most " + format_duration(milliseconds(max_ms)) +
+                                    " (got " + quote(text) + ")");
+        packing.idle_gap_us = static_cast<std::uint32_t>(d.count() * 1000);
+    } else {
+        return error(value, quote_key(key) + R"( must be a time such as "5ms" or a number of characters )"
+                                             R"(such as "3.5char" (got )" + quote(text) + ")");
+    }
+    if (!serial_value_ok(value, probe, "", "")) return;
+    config.packing.idle_gap_us = packing.idle_gap_us;
+    config.packing.idle_gap_tenth_chars = packing.idle_gap_tenth_chars;
+}
+
+// One or two bytes, TOML escapes allowed ("\r\n", "\u0003"). The config
+// has no delimiter when the key is absent, so "" is a mistake, not "none".
+void Checker::check_delimiter(const toml::node &value, std::string_view key, Route &route) {
+    gw::SerialBackendConfig &config = serial_config(value, key, route);
+    std::string text;
+    if (!get_string(value, key, text)) return;
+    if (text.empty())
+        return error(value, quote_key(key) + " must not be empty (leave it out for packets without a delimiter)");
+    gw::SerialBackendConfig probe = serial_probe();
+    probe.packing.delimiter = text;
+    if (serial_value_ok(value, probe, "", "")) config.packing.delimiter = std::move(text);
+}
+
+// Bytes. A packet is never longer than one read of the device (the loop's
+// scratch buffer), so a larger limit would never be reached; no limit is the
+// key left out.
+void Checker::check_max_packet(const toml::node &value, std::string_view key, Route &route) {
+    gw::SerialBackendConfig &config = serial_config(value, key, route);
+    std::int64_t bytes = 0;
+    if (get_int(value, key, 1, static_cast<std::int64_t>(gw::EventLoop::scratch_size), bytes))
+        config.packing.max_packet = static_cast<std::size_t>(bytes);
+}
+
+// What needs the whole route. A serial key on a route of another kind is an
+// error: ignored, it would hide a backend written wrong. A serial route is
+// checked as a whole for the values that must agree with each other (rs485
+// with rts and flow_control, ...), unless one of its values is already wrong.
+void Checker::check_serial_route(const toml::table &table, Route &route, std::size_t errors_before) {
+    if (route.backend.kind == Backend::Kind::serial) {
+        std::string why;
+        if (errors_.size() == errors_before && route.serial->validate(why) != 0)
+            error(serial_reason_pos(why, table), why + route_context_);
+        return;
+    }
+    if (!route.backend.text.empty()) {  // a backend that did not parse is reported already
+        for (const auto &[key, pos] : serial_keys_) {
+            error(pos_of(table.find(key)->first.source()),
+                  quote_key(key) + " is a serial setting, not one for the " + to_string(route.backend.kind) +
+                      " backend " + quote(route.backend.text) + route_context_ +
+                      R"( (remove it, or use a serial backend such as "serial:/dev/ttyUSB0"))");
+        }
+    }
+    route.serial.reset();
+}
+
+// Where to report a reason about several values: at the route's serial key
+// that the reason names first ("rs485 and flow_control rtscts ..." is about
+// 'rs485'), else at the backend.
+SourcePos Checker::serial_reason_pos(const std::string &why, const toml::table &table) const {
+    const auto word = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
+    SourcePos best = pos_of(table.get("backend")->source());
+    std::size_t first = std::string::npos;
+    for (const auto &[key, pos] : serial_keys_) {
+        for (std::size_t at = why.find(key); at != std::string::npos && at < first; at = why.find(key, at + 1)) {
+            const std::size_t end = at + key.size();
+            if ((at == 0 || !word(why[at - 1])) && (end == why.size() || !word(why[end]))) {
+                first = at;
+                best = pos;
+                break;
+            }
+        }
+    }
+    return best;
 }
 
 void Checker::check_service(const toml::node &value, std::string_view key, ParsedFile &out) {
@@ -573,12 +863,30 @@ std::string unix_problem(const gw::AddressIssue &issue) {
 // The message for a backend that gw's parser refused, after the key name and
 // before "(got ...)": in the terms of the scheme it was written with.
 std::string backend_problem(const gw::AddressIssue &issue, std::string_view text) {
-    if (issue.error == gw::AddressError::backend_scheme) return "must be echo, tcp://HOST:PORT or unix:/PATH";
+    if (issue.error == gw::AddressError::backend_scheme)
+        return "must be echo, tcp://HOST:PORT, unix:/PATH or serial:/DEVICE";
     if (text.substr(0, 6) == "tcp://")
         return host_port_problem(issue, R"(tcp://HOST:PORT, e.g. "tcp://127.0.0.1:502" or "tcp://[::1]:502")",
                                  "1 and 65535", false);
     if (text.substr(0, 5) == "unix:") return unix_problem(issue);
     return gw::describe(issue.error);
+}
+
+// "serial:/dev/ttyUSB0": the device path is checked as written, never looked
+// up: a device that is not there yet (a USB adapter not plugged in) is not an
+// error, and the route listens for it.
+void Checker::check_serial_backend(const toml::node &n, std::string text, Route &route) {
+    const std::string path = text.substr(serial_scheme.size());
+    gw::SerialBackendConfig probe = serial_probe();
+    probe.path = path;
+    if (!serial_value_ok(n, probe, "", "")) return;
+    Backend b;
+    b.kind = Backend::Kind::serial;
+    b.path = path;
+    b.text = std::move(text);
+    route.backend = std::move(b);
+    if (!route.serial) route.serial.emplace();
+    route.serial->path = path;
 }
 
 void Checker::check_backend(const toml::node &n, std::string_view, Route &route) {
@@ -591,6 +899,7 @@ void Checker::check_backend(const toml::node &n, std::string_view, Route &route)
         route.backend = std::move(b);
         return;
     }
+    if (text.compare(0, serial_scheme.size(), serial_scheme) == 0) return check_serial_backend(n, std::move(text), route);
     gw::BackendAddress parsed;
     gw::AddressIssue issue;
     if (gw::parse_backend_address(text, parsed, &issue) != 0) {
@@ -637,41 +946,51 @@ bool check_cidr(const std::string &text, gw::Cidr &out, std::string &why) {
     return false;
 }
 
-void Checker::check_allow(const toml::node &n, std::string_view, Route &route) {
-    auto *arr = n.as_array();
-    if (!arr) {
-        std::string msg = "'allow' must be an array of strings (got " + std::string(type_name(n.type()));
-        if (auto *s = n.as_string()) msg += "; write allow = [" + quote(s->get()) + "]";
-        error(n, msg + ")");
-        return;
-    }
-    if (arr->empty()) {
-        error(n, "'allow' must not be empty (leave it out to allow every client)");
-        return;
-    }
+void Checker::check_allow(const toml::node &n, std::string_view key, Route &route) {
     std::vector<std::string> texts;
     std::vector<gw::Cidr> nets;
-    if (!check_allow_entries(*arr, texts, nets)) return;
+    if (!check_cidr_list(n, key, "allow every client", texts, nets)) return;
     route.allow = std::move(texts);
     route.allow_nets = std::move(nets);
 }
 
-// Every entry of a non-empty `allow` array, as written and parsed, in order.
-// False when any is wrong; each wrong one is reported.
-bool Checker::check_allow_entries(const toml::array &entries, std::vector<std::string> &texts,
-                                  std::vector<gw::Cidr> &nets) {
+// A security setting: one wrong entry refuses the whole list (and the file),
+// never just that entry.
+void Checker::check_readonly_clients(const toml::node &n, std::string_view key, Route &route) {
+    gw::SerialBackendConfig &config = serial_config(n, key, route);
+    std::vector<std::string> texts;
+    std::vector<gw::Cidr> nets;
+    if (check_cidr_list(n, key, "let every client write", texts, nets)) config.readonly_clients = std::move(nets);
+}
+
+// A non-empty array of networks (`allow`, `readonly_clients`), each as written
+// and as parsed by gw::parse_cidr, in order. False when anything is wrong;
+// each wrong entry is reported. `when_absent` is what leaving the key out does.
+bool Checker::check_cidr_list(const toml::node &n, std::string_view key, const char *when_absent,
+                              std::vector<std::string> &texts, std::vector<gw::Cidr> &nets) {
+    auto *arr = n.as_array();
+    if (!arr) {
+        std::string msg = quote_key(key) + " must be an array of strings (got " + std::string(type_name(n.type()));
+        if (auto *s = n.as_string()) msg += "; write " + std::string(key) + " = [" + quote(s->get()) + "]";
+        error(n, msg + ")");
+        return false;
+    }
+    if (arr->empty()) {
+        error(n, quote_key(key) + " must not be empty (leave it out to " + when_absent + ")");
+        return false;
+    }
     bool ok = true;
-    for (const toml::node &e : entries) {
+    for (const toml::node &e : *arr) {
         auto *s = e.as_string();
         if (!s) {
-            error(e, "'allow' entries must be strings (got " + std::string(type_name(e.type())) + ")");
+            error(e, quote_key(key) + " entries must be strings (got " + std::string(type_name(e.type())) + ")");
             ok = false;
             continue;
         }
         gw::Cidr c;
         std::string why;
         if (!check_cidr(s->get(), c, why)) {
-            error(e, "'allow' entry " + quote(s->get()) + " " + why);
+            error(e, quote_key(key) + " entry " + quote(s->get()) + " " + why);
             ok = false;
             continue;
         }
@@ -714,7 +1033,10 @@ bool Checker::check_route(const toml::node &n, std::size_t index, Route &route, 
     std::string label = "route #" + std::to_string(index + 1);
     if (auto *nm = tbl->get("name"); nm && nm->is_string()) label = "route " + quote(nm->as_string()->get());
 
-    check_keys(*tbl, route_keys, " in " + label, route);
+    route_context_ = " in " + label;
+    serial_keys_.clear();
+    check_keys(*tbl, route_keys, route_context_, route);
+    check_serial_route(*tbl, route, before);
     // Read by check_duplicates only for a valid name or listen address, which
     // is then set and written in this table.
     if (!route.name.empty()) name_pos = pos_of(tbl->get("name")->source());
@@ -723,7 +1045,8 @@ bool Checker::check_route(const toml::node &n, std::size_t index, Route &route, 
         error(route.where, label + ": missing required key 'name' (a unique name, also the systemd "
                                    "FileDescriptorName of its socket)");
     if (!tbl->contains("backend"))
-        error(route.where, label + ": missing required key 'backend' (echo, tcp://HOST:PORT or unix:/PATH)");
+        error(route.where, label + ": missing required key 'backend' (echo, tcp://HOST:PORT, unix:/PATH or "
+                                   "serial:/DEVICE)");
     return errors_.size() == before;
 }
 
@@ -966,6 +1289,7 @@ const char *to_string(Backend::Kind kind) noexcept {
     case Backend::Kind::echo: return "echo";
     case Backend::Kind::tcp: return "tcp";
     case Backend::Kind::unix_socket: return "unix";
+    case Backend::Kind::serial: return "serial";
     }
     return "?";
 }

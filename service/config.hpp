@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "gw/address.hpp"
+#include "gw/serial_backend.hpp"
 
 namespace gw::service {
 
@@ -52,13 +53,15 @@ struct ListenAddress {
 // A `backend` value. tcp and unix ones are parsed by gw::parse_backend_address;
 // `address` is ready to connect to for an IP literal and a unix path, while a
 // host name (address unset) is resolved by the daemon from `host` and `port`.
+// A serial one names a device; the route's serial keys say how to use it
+// (Route::serial).
 struct Backend {
-    enum class Kind { echo, tcp, unix_socket };
+    enum class Kind { echo, tcp, unix_socket, serial };
     Kind kind = Kind::echo;
     std::string host;       // tcp: IP literal (no brackets, with any %scope) or a host name
     std::uint16_t port = 0; // tcp: 1..65535
-    std::string path;       // unix_socket: absolute path, fits sockaddr_un
-    std::string text;       // as written: "echo", "tcp://127.0.0.1:502", "unix:/run/app.sock"
+    std::string path;       // unix_socket: absolute path, fits sockaddr_un; serial: the device, absolute
+    std::string text;       // as written: "echo", "tcp://127.0.0.1:502", "unix:/run/app.sock", "serial:/dev/ttyUSB0"
     std::optional<gw::SocketAddress> address;  // tcp IP literal or unix: no lookup needed
 };
 
@@ -78,6 +81,10 @@ struct Route {
     std::vector<gw::Cidr> allow_nets;     // parsed by gw::parse_cidr, same order as `allow`
     bool keepalive = true;
     bool splice = true;                   // tcp/unix backends: zero-copy once a flow turns bulk
+    // Set exactly for a serial backend: its device path and every serial key
+    // of the route, checked by SerialBackendConfig::validate (the check
+    // SerialBackend::create makes), so the daemon can use it as it is.
+    std::optional<gw::SerialBackendConfig> serial;
 
     // No allow list, or the peer is inside one of its networks (the same
     // test the listener applies: IPv4 peers as IPv4-mapped IPv6).

@@ -11,10 +11,12 @@
 #include <ctime>
 #include <algorithm>
 #include <set>
+#include <tuple>
 
 #include "activation.hpp"
 #include "gw/errors.hpp"
 #include "gw/forwarder.hpp"
+#include "gw/serial_backend.hpp"
 #include "gw/systemd.hpp"
 
 namespace gw::service {
@@ -28,6 +30,41 @@ gw::LogLevel core_level(LogLevel level) {
     case LogLevel::debug: return gw::LogLevel::debug;
   }
   return gw::LogLevel::info;
+}
+
+bool same_cidrs(const std::vector<gw::Cidr> &a, const std::vector<gw::Cidr> &b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](const gw::Cidr &x, const gw::Cidr &y) {
+    return x.network == y.network && x.prefix == y.prefix;
+  });
+}
+
+// Two serial routes drive their device the same way: every field of the
+// config, so that a reload keeps the handler (its open device and clients)
+// exactly when nothing it uses has changed. A field added to
+// SerialBackendConfig belongs here too.
+bool same_serial(const gw::SerialBackendConfig &a, const gw::SerialBackendConfig &b) {
+  const auto line = [](const gw::SerialSettings &s) {
+    const gw::Rs485Settings &r = s.rs485;
+    return std::tie(s.baud, s.data_bits, s.parity, s.stop_bits, s.flow_control, s.dtr, s.rts, r.enabled,
+                    r.rts_on_send, r.rts_after_send, r.delay_before_send_ms, r.delay_after_send_ms);
+  };
+  const auto packing = [](const gw::SerialPacking &p) {
+    return std::tie(p.idle_gap_us, p.idle_gap_tenth_chars, p.delimiter, p.keep_delimiter, p.max_packet,
+                    p.max_hold_ms);
+  };
+  const auto policies = [](const gw::SerialBackendConfig &c) {
+    return std::tie(c.path, c.open_options.lock_dir, c.clients, c.open, c.on_missing, c.device_wait_ms, c.on_loss);
+  };
+  return line(a.settings) == line(b.settings) && packing(a.packing) == packing(b.packing) &&
+         policies(a) == policies(b) && same_cidrs(a.readonly_clients, b.readonly_clients);
+}
+
+// A reload keeps a route's handler when its backend is the same: the same
+// text and, for a serial one, the same device config.
+bool same_backend(const Route &a, const Route &b) {
+  if (a.backend.text != b.backend.text) return false;
+  if (a.serial && b.serial) return same_serial(*a.serial, *b.serial);
+  return a.serial.has_value() == b.serial.has_value();
 }
 
 }  // namespace
@@ -62,6 +99,20 @@ int Daemon::make_handler(const Route &route, std::shared_ptr<gw::ConnectionHandl
   const Backend &backend = route.backend;
   if (backend.kind == Backend::Kind::echo) {
     out = std::make_shared<gw::EchoHandler>();
+    return 0;
+  }
+  if (backend.kind == Backend::Kind::serial) {
+    // A device that is missing is not an error here: the backend watches for
+    // it and the route listens. Only a config it refuses is, and the config
+    // layer checked it with the same validate().
+    std::unique_ptr<gw::SerialBackend> serial;
+    std::string why;
+    if (int rc = gw::SerialBackend::create(serial, server_->loop(), server_->logger(), *route.serial, backend.text,
+                                           why)) {
+      server_->logger().log(gw::LogLevel::error, "route \"%s\": %s", route.name.c_str(), why.c_str());
+      return rc;
+    }
+    out = std::move(serial);
     return 0;
   }
   if (backend.address) {  // an IP literal or a Unix socket: nothing to look up
@@ -284,8 +335,19 @@ void Daemon::reject_reload(const char *why) {
 }
 
 // An unchanged backend keeps its handler (and a name its resolved addresses:
-// no lookup); a changed one gets a new handler for new clients, while
-// established clients keep theirs. No side effects: it only decides.
+// no lookup; a serial device stays open, with its clients); a changed one gets
+// a new handler for new clients, while established clients keep theirs. No
+// side effects: it only decides.
+//
+// A changed serial route's two handlers share the device one at a time: the
+// old one keeps it while it has clients (an "always" one until it is freed,
+// after its last client), and until then the new one finds it busy, refused
+// by the UUCP lock our own PID holds and by TIOCEXCL: its clients get the
+// one-line "busy" reason (or wait, with on_device_missing = "wait"), and an
+// "always" one tries again every second. So the old clients keep the settings
+// they came with, and two handlers never read one device. (Only a daemon
+// running as root with lock_dir = "" has neither guard, root not being bound
+// by TIOCEXCL; gateway.conf(5) says to restart it instead.)
 Daemon::ReloadPlan Daemon::plan_reload(const std::map<std::string, RouteState> &running,
                                        const std::vector<Route> &routes) {
   ReloadPlan plan;
@@ -294,7 +356,7 @@ Daemon::ReloadPlan Daemon::plan_reload(const std::map<std::string, RouteState> &
     ReloadPlan::Step step;
     step.route = &route;
     auto same_name = running.find(route.name);
-    if (same_name != running.end() && same_name->second.route.backend.text == route.backend.text)
+    if (same_name != running.end() && same_backend(same_name->second.route, route))
       step.handler_from = &same_name->second;
     step.listener_from = listener_to_keep(running, routes, route, taken);
     plan.steps.push_back(step);

@@ -295,8 +295,10 @@ void SerialBackend::Impl::deliver(const uint8_t *data, size_t length) {
 // False when the client's queue cannot take the packet.
 bool SerialBackend::Impl::deliver_to(Connection &conn, const uint8_t *data, size_t length) {
   const ListenerConfig &limits = conn.config();
-  if (limits.framing == Framing::raw) return length == 0 || conn.send(data, length) != -EAGAIN;
+  // Device output is traffic for the idle timeout on every framing: a client
+  // that only reads (a dashboard) stays while the device talks.
   conn.mark_active();
+  if (limits.framing == Framing::raw) return length == 0 || conn.send(data, length) != -EAGAIN;
   // A packet longer than the route's max_frame goes out as several messages.
   do {
     const size_t piece = std::min(length, limits.max_frame);

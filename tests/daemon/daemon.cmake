@@ -7,7 +7,7 @@ target_compile_definitions(gwd_harness PRIVATE _GNU_SOURCE)
 target_include_directories(gwd_harness PUBLIC ${CMAKE_CURRENT_LIST_DIR} ${CMAKE_CURRENT_LIST_DIR}/../c)
 target_link_libraries(gwd_harness PUBLIC gwt_helpers PkgConfig::CMOCKA Threads::Threads)
 
-set(GWD_SUITES cli echo forward activate signals notify routes reload allow dns hostile faults)
+set(GWD_SUITES cli echo forward activate signals notify routes reload allow dns hostile faults serial)
 foreach(suite IN LISTS GWD_SUITES)
   add_executable(test_daemon_${suite} ${CMAKE_CURRENT_LIST_DIR}/test_${suite}.c)
   set_target_properties(test_daemon_${suite} PROPERTIES C_STANDARD 11 C_STANDARD_REQUIRED ON C_EXTENSIONS OFF)

@@ -159,7 +159,7 @@ static void bad_expected(char *out, size_t cap, const char *prefix, const char *
              "%s%s:2:13: 'log_level' must be one of error, warning, info, debug (got \"verbose\")\n"
              "%s%s:8:1: unknown key 'bakclog' in route \"a\" (did you mean 'backlog'?)\n"
              "%s%s:11:8: duplicate route name \"a\" (first defined at %s:5:8)\n"
-             "%s%s:13:11: 'backend' must be echo, tcp://HOST:PORT or unix:/PATH (got \"ftp://x\")\n"
+             "%s%s:13:11: 'backend' must be echo, tcp://HOST:PORT, unix:/PATH or serial:/DEVICE (got \"ftp://x\")\n"
              "%s%s:14:10: 'allow' entry \"10.0.0.1/8\" has host bits set (did you mean \"10.0.0.0/8\"?)\n",
              prefix, c, prefix, c, prefix, c, c, prefix, c, prefix, c);
     assert_true(n > 0 && (size_t)n < cap);

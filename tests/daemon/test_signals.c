@@ -87,8 +87,8 @@ static void test_reload(void **state)
     char expect[900];
     int n = snprintf(expect, sizeof expect,
                      "<6>SIGHUP: reloading %s/gateway.conf\n"
-                     "<3>%s/gateway.conf:13:1: route \"d\": missing required key 'backend' (echo, tcp://HOST:PORT or "
-                     "unix:/PATH)\n"
+                     "<3>%s/gateway.conf:13:1: route \"d\": missing required key 'backend' (echo, tcp://HOST:PORT, "
+                     "unix:/PATH or serial:/DEVICE)\n"
                      "<3>%s/gateway.conf:16:1: unknown key 'bakend' in route \"d\" (did you mean 'backend'?)\n"
                      "<3>reload rejected (configuration errors); the running configuration stays\n",
                      f->dir.path, f->dir.path, f->dir.path);

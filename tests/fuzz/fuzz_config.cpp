@@ -9,7 +9,8 @@
 // what the runtime applies: every listen address, allow entry and backend is
 // exactly what lib's parser makes of its text, the canonical forms parse back
 // to the same values, durations are within their limits and route names and
-// listen addresses are unique.
+// listen addresses are unique; a serial route's device config passes
+// SerialBackendConfig::validate.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -87,11 +88,27 @@ void check_allow(const Route &route) {
   }
 }
 
+// A serial route's device config is what SerialBackend::create accepts, on
+// the device its backend names; no other route has one.
+void check_serial(const Route &route) {
+  const Backend &backend = route.backend;
+  require(route.serial.has_value() == (backend.kind == Backend::Kind::serial), "serial config on a non-serial route");
+  if (!route.serial) return;
+  const gw::SerialBackendConfig &serial = *route.serial;
+  std::string why;
+  require(serial.validate(why) == 0, "stored serial config the runtime refuses");
+  require(!backend.address && backend.text == "serial:" + backend.path && serial.path == backend.path,
+          "serial backend parts differ");
+  require(serial.packing.max_packet <= 65536, "bad max_packet");
+  require(serial.packing.delimiter.size() <= 2, "bad delimiter");
+}
+
 void check_backend(const Backend &backend) {
   if (backend.kind == Backend::Kind::echo) {
     require(backend.text == "echo" && !backend.address, "echo backend with an address");
     return;
   }
+  if (backend.kind == Backend::Kind::serial) return;  // check_serial
   gw::BackendAddress runtime;
   require(gw::parse_backend_address(backend.text, runtime) == 0, "stored backend the runtime refuses");
   require(runtime.resolved == backend.address.has_value(), "backend address stored for a host name, or missing");
@@ -118,6 +135,7 @@ void check_accepted(const Config &config) {
     if (r.listen) check_listen(*r.listen);
     check_allow(r);
     check_backend(r.backend);
+    check_serial(r);
   }
 }
 

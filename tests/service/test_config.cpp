@@ -59,6 +59,14 @@ void expect_errors(const std::string &text, const std::vector<std::string> &want
 
 void expect_error(const std::string &text, const std::string &want) { expect_errors(text, {want}); }
 
+// Every key of a route, in the order of "valid keys: ..." (the key table's).
+const std::string route_keys =
+    "name, listen, backend, backlog, max_clients, max_clients_per_ip, idle_timeout, framing, max_frame, allow, "
+    "keepalive, splice, frame_timeout, baud, data_bits, parity, stop_bits, flow_control, dtr, rts, rs485, "
+    "rts_on_send, rts_after_send, delay_before_send, delay_after_send, serial_clients, readonly_clients, idle_gap, "
+    "delimiter, keep_delimiter, max_packet, max_hold, serial_open, on_device_missing, device_wait, on_device_loss, "
+    "lock_dir";
+
 // A route with the two required keys, then `extra` lines (route starts on line 1,
 // name on line 2, backend on line 3, extra from line 4).
 std::string route(const std::string &extra) {
@@ -126,6 +134,28 @@ void default_config_file(void **) {
     assert_int_equal(static_cast<int>(e.backend.kind), static_cast<int>(Backend::Kind::echo));
     assert_route_defaults(e);
     assert_true(e.where.line > 0);
+}
+
+// The commented-out examples of the default file, uncommented (a line "#key"
+// or "#[[route]]" without the '#'), are a valid file too: the serial route is
+// one, with every serial key.
+void default_config_examples(void **) {
+    FILE *file = fopen(GWT_DEFAULT_CONF, "r");
+    assert_non_null(file);
+    std::string text;
+    char line[512];
+    while (fgets(line, sizeof line, file)) {
+        const bool example = line[0] == '#' && (line[1] == '[' || (line[1] >= 'a' && line[1] <= 'z'));
+        text += example ? line + 1 : line;
+    }
+    fclose(file);
+    Config c = parse_ok(text);
+    assert_int_equal(c.routes.size(), 2);
+    const Route &serial = c.routes[1];
+    assert_int_equal(static_cast<int>(serial.backend.kind), static_cast<int>(Backend::Kind::serial));
+    assert_true(serial.serial.has_value());
+    assert_int_equal(serial.serial->packing.idle_gap_tenth_chars, 35);
+    assert_int_equal(c.routes[0].allow_nets.size(), 2);  // the echo route's allow example
 }
 
 void empty_file_has_no_routes(void **) {
@@ -287,13 +317,9 @@ void unknown_keys(void **) {
     expect_error(route("baklogg = 1\n"),  // distance 2: still suggested
                  "gw.conf:4:1: unknown key 'baklogg' in route \"r\" (did you mean 'backlog'?)");
     expect_error(route("bklogg = 1\n"),  // distance 3: the list instead
-                 "gw.conf:4:1: unknown key 'bklogg' in route \"r\" (valid keys: name, listen, backend, backlog, "
-                 "max_clients, max_clients_per_ip, idle_timeout, framing, max_frame, allow, keepalive, splice, "
-                 "frame_timeout)");
+                 "gw.conf:4:1: unknown key 'bklogg' in route \"r\" (valid keys: " + route_keys + ")");
     expect_error(route("tls = true\n"),
-                 "gw.conf:4:1: unknown key 'tls' in route \"r\" (valid keys: name, listen, backend, backlog, "
-                 "max_clients, max_clients_per_ip, idle_timeout, framing, max_frame, allow, keepalive, splice, "
-                 "frame_timeout)");
+                 "gw.conf:4:1: unknown key 'tls' in route \"r\" (valid keys: " + route_keys + ")");
     expect_error("[service]\nloglevel = \"info\"\n",
                  "gw.conf:2:1: unknown key 'loglevel' in [service] (did you mean 'log_level'?)");
     expect_error("[service]\nuser = \"gw\"\n",
@@ -369,7 +395,8 @@ void names(void **) {
     expect_error("[[route]]\nname = \"tab\\there\"\nbackend = \"echo\"\n",
                  "gw.conf:2:8: 'name' may only contain letters, digits, '_', '.' and '-' (got \"tab\\x09here\")");
     expect_error("[[route]]\nname = \"x\"\n",
-                 "gw.conf:1:1: route \"x\": missing required key 'backend' (echo, tcp://HOST:PORT or unix:/PATH)");
+                 "gw.conf:1:1: route \"x\": missing required key 'backend' (echo, tcp://HOST:PORT, unix:/PATH or "
+                 "serial:/DEVICE)");
 }
 
 // ---- durations --------------------------------------------------------------------
@@ -540,9 +567,10 @@ void backends(void **) {
 
 void backend_errors(void **) {
     auto b = [](const std::string &v) { return "[[route]]\nname = \"r\"\nbackend = \"" + v + "\"\n"; };
-    expect_error(b("serial:/dev/ttyS0"),
-                 "gw.conf:3:11: 'backend' must be echo, tcp://HOST:PORT or unix:/PATH (got \"serial:/dev/ttyS0\")");
-    expect_error(b("Echo"), "gw.conf:3:11: 'backend' must be echo, tcp://HOST:PORT or unix:/PATH (got \"Echo\")");
+    expect_error(b("serial/dev/ttyS0"), "gw.conf:3:11: 'backend' must be echo, tcp://HOST:PORT, unix:/PATH or "
+                                        "serial:/DEVICE (got \"serial/dev/ttyS0\")");
+    expect_error(b("Echo"),
+                 "gw.conf:3:11: 'backend' must be echo, tcp://HOST:PORT, unix:/PATH or serial:/DEVICE (got \"Echo\")");
     expect_error(b("tcp://127.0.0.1:0"),
                  "gw.conf:3:11: 'backend' port must be a number between 1 and 65535 (got \"tcp://127.0.0.1:0\")");
     expect_error(b("tcp://127.0.0.1:65536"),
@@ -729,7 +757,8 @@ listen = "0.0.0.0:502"
                       "gw.conf:16:8: duplicate route name \"modbus\" (first defined at gw.conf:7:8)",
                       "gw.conf:20:1: route #3: missing required key 'name' (a unique name, also the systemd "
                       "FileDescriptorName of its socket)",
-                      "gw.conf:20:1: route #3: missing required key 'backend' (echo, tcp://HOST:PORT or unix:/PATH)",
+                      "gw.conf:20:1: route #3: missing required key 'backend' (echo, tcp://HOST:PORT, unix:/PATH or "
+                      "serial:/DEVICE)",
                       "gw.conf:21:10: duplicate listen address \"0.0.0.0:502\" (already used by route \"modbus\" at "
                       "gw.conf:17:10)",
                   });
@@ -739,9 +768,7 @@ void control_bytes_are_escaped(void **) {
     expect_error(route("framing = \"raw\\n\"\n"),
                  "gw.conf:4:11: 'framing' must be one of raw, line, u16be, u32be (got \"raw\\x0a\")");
     expect_error(route("\"bad\\\"key\" = 1\n"),
-                 "gw.conf:4:1: unknown key 'bad\\\"key' in route \"r\" (valid keys: name, listen, backend, backlog, "
-                 "max_clients, max_clients_per_ip, idle_timeout, framing, max_frame, allow, keepalive, splice, "
-                 "frame_timeout)");
+                 "gw.conf:4:1: unknown key 'bad\\\"key' in route \"r\" (valid keys: " + route_keys + ")");
 }
 
 
@@ -854,6 +881,360 @@ void frame_timeout_key(void **) {
                  "gw.conf:4:1: unknown key 'frame_timout' in route \"r\" (did you mean 'frame_timeout'?)");
 }
 
+// ---- serial routes (issue 9) ---------------------------------------------------------
+
+// A serial route, then `extra` lines from line 4 (as route()).
+std::string serial_route(const std::string &extra) {
+    return "[[route]]\nname = \"r\"\nbackend = \"serial:/dev/ttyUSB0\"\n" + extra;
+}
+
+// Each {extra lines, the one error} on a serial route.
+void expect_serial_errors(const std::vector<std::pair<std::string, std::string>> &cases) {
+    for (const auto &[extra, want] : cases) expect_error(serial_route(extra), want);
+}
+
+const gw::SerialBackendConfig &serial_of(const Config &c) {
+    assert_true(c.routes[0].serial.has_value());
+    return *c.routes[0].serial;
+}
+
+void serial_defaults(void **) {
+    Config c = parse_ok(serial_route(""));
+    const Route &r = c.routes[0];
+    assert_int_equal(static_cast<int>(r.backend.kind), static_cast<int>(Backend::Kind::serial));
+    assert_string_equal(r.backend.path.c_str(), "/dev/ttyUSB0");
+    assert_string_equal(r.backend.text.c_str(), "serial:/dev/ttyUSB0");
+    assert_false(r.backend.address.has_value());
+    assert_string_equal(to_string(r.backend.kind), "serial");
+    // The route's own defaults hold for serial routes too: raw framing, and
+    // an idle_timeout that only traffic either way resets.
+    assert_route_defaults(r);
+    const gw::SerialBackendConfig &s = serial_of(c);
+    assert_string_equal(s.path.c_str(), "/dev/ttyUSB0");
+    assert_int_equal(s.settings.baud, 9600);
+    assert_int_equal(s.settings.data_bits, 8);
+    assert_int_equal(static_cast<int>(s.settings.parity), static_cast<int>(gw::Parity::none));
+    assert_int_equal(s.settings.stop_bits, 1);
+    assert_int_equal(static_cast<int>(s.settings.flow_control), static_cast<int>(gw::FlowControl::none));
+    assert_false(s.settings.dtr.has_value());
+    assert_false(s.settings.rts.has_value());
+    assert_false(s.settings.rs485.enabled);
+    assert_int_equal(static_cast<int>(s.clients), static_cast<int>(gw::SerialClients::exclusive));
+    assert_true(s.readonly_clients.empty());
+    assert_int_equal(s.packing.idle_gap_us, 0);
+    assert_int_equal(s.packing.idle_gap_tenth_chars, 0);
+    assert_true(s.packing.delimiter.empty());
+    assert_true(s.packing.keep_delimiter);
+    assert_int_equal(s.packing.max_packet, 0);
+    assert_int_equal(s.packing.max_hold_ms, 0);
+    assert_int_equal(static_cast<int>(s.open), static_cast<int>(gw::SerialOpen::on_connect));
+    assert_int_equal(static_cast<int>(s.on_missing), static_cast<int>(gw::DeviceMissing::refuse));
+    assert_int_equal(s.device_wait_ms, 10000);
+    assert_int_equal(static_cast<int>(s.on_loss), static_cast<int>(gw::DeviceLoss::close));
+    assert_string_equal(s.open_options.lock_dir.c_str(), "/run/lock");
+    // Any absolute path: a by-id name, a symlink, a device that is not there.
+    c = parse_ok("[[route]]\nname = \"r\"\nbackend = \"serial:/dev/serial/by-id/usb-FTDI_FT232R-if00-port0\"\n");
+    assert_string_equal(serial_of(c).path.c_str(), "/dev/serial/by-id/usb-FTDI_FT232R-if00-port0");
+    c = parse_ok("[[route]]\nname = \"r\"\nbackend = \"serial:/nonexistent/ttyX\"\n");
+    assert_string_equal(serial_of(c).path.c_str(), "/nonexistent/ttyX");
+    // Other backends have no serial config.
+    assert_false(parse_ok(route("")).routes[0].serial.has_value());
+}
+
+void serial_every_key(void **) {
+    Config c = parse_ok(serial_route(R"(baud = 250000
+data_bits = 7
+parity = "even"
+stop_bits = 2
+flow_control = "xonxoff"
+dtr = false
+rs485 = true
+rts_on_send = false
+rts_after_send = true
+delay_before_send = "5ms"
+delay_after_send = "100ms"
+serial_clients = "shared"
+readonly_clients = ["10.0.0.0/8", "::1"]
+idle_gap = "3.5char"
+delimiter = "\r\n"
+keep_delimiter = false
+max_packet = 65536
+max_hold = "250ms"
+serial_open = "always"
+on_device_missing = "wait"
+device_wait = "1m"
+on_device_loss = "hold"
+lock_dir = ""
+)"));
+    const gw::SerialBackendConfig &s = serial_of(c);
+    assert_int_equal(s.settings.baud, 250000);
+    assert_int_equal(s.settings.data_bits, 7);
+    assert_int_equal(static_cast<int>(s.settings.parity), static_cast<int>(gw::Parity::even));
+    assert_int_equal(s.settings.stop_bits, 2);
+    assert_int_equal(static_cast<int>(s.settings.flow_control), static_cast<int>(gw::FlowControl::xonxoff));
+    assert_true(s.settings.dtr.has_value());
+    assert_false(*s.settings.dtr);
+    assert_false(s.settings.rts.has_value());
+    assert_true(s.settings.rs485.enabled);
+    assert_false(s.settings.rs485.rts_on_send);
+    assert_true(s.settings.rs485.rts_after_send);
+    assert_int_equal(s.settings.rs485.delay_before_send_ms, 5);
+    assert_int_equal(s.settings.rs485.delay_after_send_ms, 100);
+    assert_int_equal(static_cast<int>(s.clients), static_cast<int>(gw::SerialClients::shared));
+    assert_int_equal(s.readonly_clients.size(), 2);
+    assert_string_equal(s.readonly_clients[0].to_string().c_str(), "10.0.0.0/8");
+    assert_string_equal(s.readonly_clients[1].to_string().c_str(), "::1/128");
+    assert_int_equal(s.packing.idle_gap_tenth_chars, 35);
+    assert_int_equal(s.packing.idle_gap_us, 0);
+    assert_string_equal(s.packing.delimiter.c_str(), "\r\n");
+    assert_false(s.packing.keep_delimiter);
+    assert_int_equal(s.packing.max_packet, 65536);
+    assert_int_equal(s.packing.max_hold_ms, 250);
+    assert_int_equal(static_cast<int>(s.open), static_cast<int>(gw::SerialOpen::always));
+    assert_int_equal(static_cast<int>(s.on_missing), static_cast<int>(gw::DeviceMissing::wait));
+    assert_int_equal(s.device_wait_ms, 60000);
+    assert_int_equal(static_cast<int>(s.on_loss), static_cast<int>(gw::DeviceLoss::hold));
+    assert_true(s.open_options.lock_dir.empty());
+
+    // The other forms and edges of each.
+    c = parse_ok(serial_route("baud = 50\ndata_bits = 5\nstop_bits = 1\nrts = true\ndtr = true\n"));
+    assert_int_equal(serial_of(c).settings.baud, 50);
+    assert_int_equal(serial_of(c).settings.data_bits, 5);
+    assert_true(*serial_of(c).settings.rts);
+    assert_true(*serial_of(c).settings.dtr);
+    c = parse_ok(serial_route("baud = 4000000\nrs485 = true\ndelay_before_send = 0\n"));
+    assert_int_equal(serial_of(c).settings.baud, 4000000);
+    assert_int_equal(serial_of(c).settings.rs485.delay_before_send_ms, 0);
+    c = parse_ok(serial_route("idle_gap = \"5ms\"\nmax_packet = 1\nlock_dir = \"/tmp/locks\"\n"));
+    assert_int_equal(serial_of(c).packing.idle_gap_us, 5000);
+    assert_int_equal(serial_of(c).packing.idle_gap_tenth_chars, 0);
+    assert_int_equal(serial_of(c).packing.max_packet, 1);
+    assert_string_equal(serial_of(c).open_options.lock_dir.c_str(), "/tmp/locks");
+    c = parse_ok(serial_route("idle_gap = \"3char\"\ndelimiter = \"\\u0003\"\n"));
+    assert_int_equal(serial_of(c).packing.idle_gap_tenth_chars, 30);
+    assert_string_equal(serial_of(c).packing.delimiter.c_str(), "\x03");
+    c = parse_ok(serial_route("idle_gap = \"9999.9char\"\n"));
+    assert_int_equal(serial_of(c).packing.idle_gap_tenth_chars, 99999);
+    c = parse_ok(serial_route("idle_gap = \"4294967ms\"\n"));
+    assert_int_equal(serial_of(c).packing.idle_gap_us, 4294967000u);
+    c = parse_ok(serial_route("idle_gap = \"0\"\ndelimiter = \"\\n\"\ndevice_wait = 0\nmax_hold = 2\n"));
+    assert_int_equal(serial_of(c).packing.idle_gap_us, 0);
+    assert_string_equal(serial_of(c).packing.delimiter.c_str(), "\n");
+    assert_int_equal(serial_of(c).device_wait_ms, 0);
+    assert_int_equal(serial_of(c).packing.max_hold_ms, 2000);
+    // A serial route's framing applies client -> device, as on any route.
+    c = parse_ok(serial_route("framing = \"line\"\n"));
+    assert_int_equal(static_cast<int>(c.routes[0].framing), static_cast<int>(Framing::line));
+}
+
+// Every word of the core's name tables is accepted, and is what it names.
+template <typename Enum, size_t N>
+void check_names(const char *key, const gw::EnumName<Enum> (&names)[N], Enum gw::SerialBackendConfig::*field) {
+    for (const auto &row : names) {
+        Config c = parse_ok(serial_route(std::string(key) + " = \"" + row.name + "\"\n"));
+        assert_int_equal(static_cast<int>(serial_of(c).*field), static_cast<int>(row.value));
+    }
+}
+
+void serial_enum_names(void **) {
+    check_names("serial_clients", gw::serial_clients_names, &gw::SerialBackendConfig::clients);
+    check_names("serial_open", gw::serial_open_names, &gw::SerialBackendConfig::open);
+    check_names("on_device_missing", gw::device_missing_names, &gw::SerialBackendConfig::on_missing);
+    check_names("on_device_loss", gw::device_loss_names, &gw::SerialBackendConfig::on_loss);
+    for (const auto &row : gw::parity_names) {
+        Config c = parse_ok(serial_route(std::string("parity = \"") + row.name + "\"\n"));
+        assert_int_equal(static_cast<int>(serial_of(c).settings.parity), static_cast<int>(row.value));
+    }
+    for (const auto &row : gw::flow_control_names) {
+        Config c = parse_ok(serial_route(std::string("flow_control = \"") + row.name + "\"\n"));
+        assert_int_equal(static_cast<int>(serial_of(c).settings.flow_control), static_cast<int>(row.value));
+    }
+}
+
+// The reasons are SerialSettings::validate's and SerialBackendConfig::validate's,
+// at the value, with the route.
+void serial_value_errors(void **) {
+    const std::string in = " in route \"r\"";
+    expect_serial_errors({
+        {"baud = 3\n",
+         "gw.conf:4:8: baud 3 is out of range (50 to 4000000)" + in},
+        {"baud = 4000001\n",
+         "gw.conf:4:8: baud 4000001 is out of range (50 to 4000000)" + in},
+        // Numbers no field can hold are named as written.
+        {"baud = -9600\n",
+         "gw.conf:4:8: baud -9600 is out of range (50 to 4000000)" + in},
+        {"baud = 4294967296\n",
+         "gw.conf:4:8: baud 4294967296 is out of range (50 to 4000000)" + in},
+        {"data_bits = 9\n",
+         "gw.conf:4:13: data_bits 9 is out of range (5 to 8)" + in},
+        {"data_bits = -1\n",
+         "gw.conf:4:13: data_bits -1 is out of range (5 to 8)" + in},
+        {"data_bits = 9999999999\n",
+         "gw.conf:4:13: data_bits 9999999999 is out of range (5 to 8)" + in},
+        {"stop_bits = 0\n",
+         "gw.conf:4:13: stop_bits 0 is out of range (1 or 2)" + in},
+        {"delay_before_send = \"101ms\"\n",
+         "gw.conf:4:21: rs485 delay_before_send 101 ms is out of range (0 to 100 ms, the kernel's limit)" + in},
+        // Checked whether rs485 is on or not: a value out of range is a mistake either way.
+        {"rs485 = false\ndelay_after_send = 1\n",
+         "gw.conf:5:20: rs485 delay_after_send 1000 ms is out of range (0 to 100 ms, the kernel's limit)" + in},
+        {"delay_after_send = -1\n",
+         "gw.conf:4:20: 'delay_after_send' must not be negative (got -1)"},
+        {"max_hold = \"1x\"\n",
+         "gw.conf:4:12: 'max_hold' must be a duration such as \"60s\", \"500ms\", \"5m\", \"1h\" or \"0\" "
+         "(got \"1x\")"},
+        {"delimiter = \"abc\"\n",
+         "gw.conf:4:13: delimiter has 3 bytes: a packet delimiter is one or two bytes, as in \"\\r\\n\"" + in},
+        // U+00E9 is two bytes in UTF-8.
+        {"delimiter = \"\\u00e9\\n\"\n",
+         "gw.conf:4:13: delimiter has 3 bytes: a packet delimiter is one or two bytes, as in \"\\r\\n\"" + in},
+        {"delimiter = \"\"\n",
+         "gw.conf:4:13: 'delimiter' must not be empty (leave it out for packets without a delimiter)"},
+        {"max_packet = 0\n",
+         "gw.conf:4:14: 'max_packet' must be between 1 and 65536 (got 0)"},
+        {"max_packet = 65537\n",
+         "gw.conf:4:14: 'max_packet' must be between 1 and 65536 (got 65537)"},
+        {"device_wait = \"597h\"\n",
+         "gw.conf:4:15: 'device_wait' must be at most 2147483647ms (got \"597h\")"},
+    });
+}
+
+void serial_type_and_name_errors(void **) {
+    expect_serial_errors({
+        {"baud = \"9600\"\n",
+         "gw.conf:4:8: 'baud' must be an integer (got string)"},
+        {"stop_bits = 1.5\n",
+         "gw.conf:4:13: 'stop_bits' must be an integer (got float)"},
+        {"dtr = \"on\"\n",
+         "gw.conf:4:7: 'dtr' must be a boolean (got string)"},
+        {"rs485 = 1\n",
+         "gw.conf:4:9: 'rs485' must be a boolean (got integer)"},
+        {"keep_delimiter = \"yes\"\n",
+         "gw.conf:4:18: 'keep_delimiter' must be a boolean (got string)"},
+        {"delimiter = 13\n",
+         "gw.conf:4:13: 'delimiter' must be a string (got integer)"},
+        {"lock_dir = false\n",
+         "gw.conf:4:12: 'lock_dir' must be a string (got boolean)"},
+        {"parity = \"N\"\n",
+         "gw.conf:4:10: 'parity' must be one of none, even, odd, mark, space (got \"N\")"},
+        {"flow_control = \"hardware\"\n",
+         "gw.conf:4:16: 'flow_control' must be one of none, rtscts, xonxoff (got \"hardware\")"},
+        {"serial_clients = \"single\"\n",
+         "gw.conf:4:18: 'serial_clients' must be one of exclusive, kick-old, shared (got \"single\")"},
+        {"serial_open = \"boot\"\n",
+         "gw.conf:4:15: 'serial_open' must be one of on-connect, always (got \"boot\")"},
+        {"on_device_missing = \"block\"\n",
+         "gw.conf:4:21: 'on_device_missing' must be one of refuse, wait (got \"block\")"},
+        {"on_device_loss = \"keep\"\n",
+         "gw.conf:4:18: 'on_device_loss' must be one of close, hold (got \"keep\")"},
+        {"parity = 0\n",
+         "gw.conf:4:10: 'parity' must be a string (got integer)"},
+        {"idle_gap = \"10000char\"\n",
+         "gw.conf:4:12: 'idle_gap' must be at most 9999.9char (got \"10000char\")"},
+        {"idle_gap = \"2h\"\n",
+         "gw.conf:4:12: 'idle_gap' must be at most 4294967ms (got \"2h\")"},
+        {"idle_gap = 5\n",
+         "gw.conf:4:12: 'idle_gap' must be a string such as \"5ms\" or \"3.5char\" (got integer)"},
+    });
+    for (const char *bad : {"5", "3.55char", ".5char", "3.char", "char", "3.5 char", "3.5chars", "-1ms", "123456789char"}) {
+        expect_error(serial_route(std::string("idle_gap = \"") + bad + "\"\n"),
+                     std::string("gw.conf:4:12: 'idle_gap' must be a time such as \"5ms\" or a number of characters "
+                                 "such as \"3.5char\" (got \"") + bad + "\")");
+    }
+}
+
+void serial_readonly_clients_errors(void **) {
+    // Fail closed, as `allow`: one wrong entry is an error, never dropped.
+    expect_error(serial_route("readonly_clients = \"10.0.0.0/8\"\n"),
+                 "gw.conf:4:20: 'readonly_clients' must be an array of strings (got string; write "
+                 "readonly_clients = [\"10.0.0.0/8\"])");
+    expect_error(serial_route("readonly_clients = []\n"),
+                 "gw.conf:4:20: 'readonly_clients' must not be empty (leave it out to let every client write)");
+    expect_errors(serial_route("readonly_clients = [\"10.0.0.1/8\", 7, \"::1/129\", \"192.168.1.0/24\"]\n"),
+                  {"gw.conf:4:21: 'readonly_clients' entry \"10.0.0.1/8\" has host bits set (did you mean "
+                   "\"10.0.0.0/8\"?)",
+                   "gw.conf:4:35: 'readonly_clients' entries must be strings (got integer)",
+                   "gw.conf:4:38: 'readonly_clients' entry \"::1/129\" has a bad prefix length (must be 0 to 128)"});
+    // The same parser as `allow`: what one accepts, the other does.
+    Config c = parse_ok(serial_route("readonly_clients = [\"192.0.2.7\", \"fe80::/10\"]\n"));
+    assert_int_equal(serial_of(c).readonly_clients.size(), 2);
+    assert_int_equal(serial_of(c).readonly_clients[0].written_prefix(), 32);
+    assert_int_equal(serial_of(c).readonly_clients[1].written_prefix(), 10);
+}
+
+// Values that must agree are checked once the whole route is known, and
+// reported at the key the reason names first.
+void serial_values_that_disagree(void **) {
+    const std::string in = " in route \"r\"";
+    expect_error(serial_route("rs485 = true\nrts_on_send = false\n"),
+                 "gw.conf:4:9: rs485 rts_on_send and rts_after_send are both low: RTS would never switch the "
+                 "transceiver's direction; set one of them to the other level" + in);
+    expect_error(serial_route("flow_control = \"rtscts\"\nrs485 = true\n"),
+                 "gw.conf:5:9: rs485 and flow_control rtscts both need RTS: use flow_control none or xonxoff with "
+                 "rs485" + in);
+    expect_error(serial_route("rs485 = true\nrts = false\n"),
+                 "gw.conf:5:7: rts cannot be set while rs485 is enabled: the driver drives RTS; remove the rts "
+                 "setting" + in);
+    expect_error(serial_route("flow_control = \"rtscts\"\nrts = true\n"),
+                 "gw.conf:5:7: rts cannot be set with flow_control rtscts: the driver drives RTS; remove the rts "
+                 "setting" + in);
+    expect_error(serial_route("on_device_missing = \"wait\"\ndevice_wait = 0\n"),
+                 "gw.conf:5:15: device_wait is 0 with on_device_missing = \"wait\": give a time, as in \"10s\", or "
+                 "use \"refuse\"" + in);
+    // Off, RS-485's levels are left alone and may be anything.
+    parse_ok(serial_route("rts_on_send = false\nrts_after_send = false\n"));
+}
+
+void serial_backend_errors(void **) {
+    auto b = [](const std::string &v) { return "[[route]]\nname = \"r\"\nbackend = \"" + v + "\"\n"; };
+    expect_error(b("serial:ttyUSB0"), "gw.conf:3:11: serial device path \"ttyUSB0\" is not absolute: write it from "
+                                      "the root, as in /dev/ttyUSB0 in route \"r\"");
+    expect_error(b("serial:"), "gw.conf:3:11: serial device path \"\" is not absolute: write it from the root, as "
+                               "in /dev/ttyUSB0 in route \"r\"");
+    // Serial keys are not "not for this backend" when the backend is wrong.
+    expect_error(b("serial:dev/ttyS0") + "baud = 9600\n",
+                 "gw.conf:3:11: serial device path \"dev/ttyS0\" is not absolute: write it from the root, as in "
+                 "/dev/ttyUSB0 in route \"r\"");
+}
+
+// A serial key anywhere else is an error naming the key and the backend:
+// ignored, it would hide a backend written wrong.
+void serial_keys_on_other_backends(void **) {
+    expect_error(route("baud = 9600\n"),
+                 "gw.conf:4:1: 'baud' is a serial setting, not one for the echo backend \"echo\" in route \"r\" "
+                 "(remove it, or use a serial backend such as \"serial:/dev/ttyUSB0\")");
+    expect_errors("[[route]]\nname = \"plc\"\nbackend = \"tcp://127.0.0.1:502\"\nparity = \"even\"\n"
+                  "readonly_clients = [\"::1\"]\n",
+                  {"gw.conf:4:1: 'parity' is a serial setting, not one for the tcp backend \"tcp://127.0.0.1:502\" "
+                   "in route \"plc\" (remove it, or use a serial backend such as \"serial:/dev/ttyUSB0\")",
+                   "gw.conf:5:1: 'readonly_clients' is a serial setting, not one for the tcp backend "
+                   "\"tcp://127.0.0.1:502\" in route \"plc\" (remove it, or use a serial backend such as "
+                   "\"serial:/dev/ttyUSB0\")"});
+    expect_error("[[route]]\nname = \"app\"\nbackend = \"unix:/run/app.sock\"\n  lock_dir = \"\"\n",
+                 "gw.conf:4:3: 'lock_dir' is a serial setting, not one for the unix backend \"unix:/run/app.sock\" "
+                 "in route \"app\" (remove it, or use a serial backend such as \"serial:/dev/ttyUSB0\")");
+    // A backend that is wrong is reported alone: its kind is unknown.
+    expect_error("[[route]]\nname = \"r\"\nbackend = \"tcp://x\"\nbaud = 9600\n",
+                 "gw.conf:3:11: 'backend' must be tcp://HOST:PORT, e.g. \"tcp://127.0.0.1:502\" or "
+                 "\"tcp://[::1]:502\" (got \"tcp://x\")");
+    expect_error("[[route]]\nname = \"r\"\nbaud = 9600\n",
+                 "gw.conf:1:1: route \"r\": missing required key 'backend' (echo, tcp://HOST:PORT, unix:/PATH or "
+                 "serial:/DEVICE)");
+}
+
+void serial_key_suggestions(void **) {
+    expect_error(serial_route("buad = 9600\n"),
+                 "gw.conf:4:1: unknown key 'buad' in route \"r\" (did you mean 'baud'?)");
+    expect_error(serial_route("flow_contrl = \"none\"\n"),
+                 "gw.conf:4:1: unknown key 'flow_contrl' in route \"r\" (did you mean 'flow_control'?)");
+    expect_error(serial_route("readonly_client = []\n"),
+                 "gw.conf:4:1: unknown key 'readonly_client' in route \"r\" (did you mean 'readonly_clients'?)");
+    expect_error(serial_route("on_device_los = \"hold\"\n"),
+                 "gw.conf:4:1: unknown key 'on_device_los' in route \"r\" (did you mean 'on_device_loss'?)");
+    expect_error(serial_route("databits = 8\n"),
+                 "gw.conf:4:1: unknown key 'databits' in route \"r\" (did you mean 'data_bits'?)");
+}
+
 // ---- the TOML parser never crashes the daemon ------------------------------------------
 
 // "[/" trips an assertion in toml++ 3.3.0's parse_key, and U+FCFF (ef b3 bf)
@@ -954,6 +1335,7 @@ void activation_matching(void **) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(default_config_file),
+        cmocka_unit_test(default_config_examples),
         cmocka_unit_test(empty_file_has_no_routes),
         cmocka_unit_test(route_defaults),
         cmocka_unit_test(every_key_set),
@@ -983,6 +1365,16 @@ int main(void) {
         cmocka_unit_test(listen_strictness),
         cmocka_unit_test(backend_strictness),
         cmocka_unit_test(frame_timeout_key),
+        cmocka_unit_test(serial_defaults),
+        cmocka_unit_test(serial_every_key),
+        cmocka_unit_test(serial_enum_names),
+        cmocka_unit_test(serial_value_errors),
+        cmocka_unit_test(serial_type_and_name_errors),
+        cmocka_unit_test(serial_readonly_clients_errors),
+        cmocka_unit_test(serial_values_that_disagree),
+        cmocka_unit_test(serial_backend_errors),
+        cmocka_unit_test(serial_keys_on_other_backends),
+        cmocka_unit_test(serial_key_suggestions),
         cmocka_unit_test(toml_parser_crash_inputs),
         cmocka_unit_test(messages_are_one_printable_line),
         cmocka_unit_test(activation_matching),
