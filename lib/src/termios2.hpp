@@ -17,6 +17,9 @@
 // answers one way or the other (the ioctl is the tty core's, not a
 // driver's: the same for every fd of the process); errors that say nothing
 // about the ioctl (EBADF, EIO on a hung-up tty) decide nothing.
+// Known limit of the fallback: a line that another program left at a rate
+// qemu-user's TCGETS cannot express (no B constant, or above 460800) reads
+// as B0, and is put back as B0 at close (a hang-up on a UART).
 #pragma once
 #include <string>
 
