@@ -149,6 +149,13 @@ int SerialPort::apply_rs485(const Rs485Settings &rs485, std::string &why) {
   wanted.delay_rts_after_send = rs485.delay_after_send_ms;
   if (::ioctl(fd_.get(), TIOCSRS485, &wanted) < 0) {
     const int rc = -errno;
+    if (rc == -ENOSYS) {
+      // The system, not the driver, lacks the ioctl: qemu-user 7.2 does not
+      // translate TIOCGRS485/TIOCSRS485 (a real kernel answers ENOTTY).
+      why = "RS-485 cannot be set on " + device_ + ": this system does not implement TIOCSRS485 (" +
+            errno_text(rc) + "; qemu-user?): run natively, or set rs485 = false";
+      return -ENOTSUP;
+    }
     why = (unsupported(rc) ? "the driver of " + device_ + " has no RS-485 support (TIOCSRS485: "
                            : "the driver of " + device_ + " refused the RS-485 settings (TIOCSRS485: ") +
           errno_text(rc) + "): use a port with an RS-485 transceiver, or set rs485 = false";

@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: MIT
-// termios2 line settings. This file alone includes <asm/termbits.h> (see
-// termios2.hpp); it must never include <termios.h>.
+// termios2 line settings, with the classic TCGETS/TCSETS as a fallback where
+// the termios2 ioctls are unknown (qemu-user; see termios2.hpp). This file
+// alone includes <asm/termbits.h> (see termios2.hpp); it must never include
+// <termios.h>: its struct termios here is the kernel's, not glibc's.
 #include "termios2.hpp"
 
 #include <asm/termbits.h>
 #include <sys/ioctl.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -127,19 +130,113 @@ int check_termios(const struct termios2 &asked, const struct termios2 &got, cons
 
 int ioctl_errno(int rc) { return rc < 0 ? -errno : 0; }
 
+// ---- Which ioctls: termios2, or the classic fallback (see termios2.hpp).
+
+enum Mode : int { undecided, modern, classic };
+std::atomic<int> mode{undecided};
+std::atomic<bool> forced_classic{false};
+
+bool use_classic() { return forced_classic.load() || mode.load() == Mode::classic; }
+
+// `rc`, a TCGETS2 failure: does it mean the ioctl itself is unknown? ENOSYS
+// always does (qemu-user's answer to an ioctl it does not translate);
+// ENOTTY and EINVAL only if the fd answers the classic TCGETS, i.e. it is a
+// tty and the termios2 ioctl alone is missing. Any other errno (EBADF, EIO
+// on a hung-up tty) is about the fd, not the ioctl.
+bool ioctl_unknown(int fd, int rc) {
+  if (rc == -ENOSYS) return true;
+  if (rc != -ENOTTY && rc != -EINVAL) return false;
+  struct termios probe;
+  return ::ioctl(fd, TCGETS, &probe) == 0;
+}
+
+uint32_t code_rate(tcflag_t code) {
+  for (const auto &row : rate_codes) {
+    if (row.code == code) return row.rate;
+  }
+  return 0;  // B0 (hang up), or BOTHER: TCGETS does not carry the rate
+}
+
+void from_classic(const struct termios &old, struct termios2 &t) {
+  std::memset(&t, 0, sizeof t);
+  t.c_iflag = old.c_iflag;
+  t.c_oflag = old.c_oflag;
+  t.c_cflag = old.c_cflag;
+  t.c_lflag = old.c_lflag;
+  t.c_line = old.c_line;
+  static_assert(sizeof t.c_cc >= sizeof old.c_cc, "termios2 has fewer control characters than termios");
+  std::memcpy(t.c_cc, old.c_cc, sizeof old.c_cc);
+  t.c_ospeed = code_rate(old.c_cflag & CBAUD);
+  const tcflag_t input = (old.c_cflag & CIBAUD) >> IBSHIFT;
+  t.c_ispeed = input ? code_rate(input) : t.c_ospeed;
+}
+
+void to_classic(const struct termios2 &t, struct termios &old) {
+  std::memset(&old, 0, sizeof old);
+  old.c_iflag = t.c_iflag;
+  old.c_oflag = t.c_oflag;
+  old.c_cflag = t.c_cflag;
+  old.c_lflag = t.c_lflag;
+  old.c_line = t.c_line;
+  std::memcpy(old.c_cc, t.c_cc, sizeof old.c_cc);
+}
+
+// Reads the line with TCGETS2, or TCGETS once the fallback is chosen (or
+// chosen now); `classic` says which.
+int get_line(int fd, struct termios2 &t, bool &classic) {
+  if (!use_classic()) {
+    if (::ioctl(fd, TCGETS2, &t) == 0) {
+      int expected = Mode::undecided;
+      mode.compare_exchange_strong(expected, Mode::modern);
+      classic = false;
+      return 0;
+    }
+    const int rc = -errno;
+    if (!ioctl_unknown(fd, rc)) return rc;
+    mode.store(Mode::classic);
+  }
+  struct termios old;
+  if (::ioctl(fd, TCGETS, &old) < 0) return -errno;
+  from_classic(old, t);
+  classic = true;
+  return 0;
+}
+
+int put_line(int fd, const struct termios2 &t, bool classic) {
+  if (!classic) return ioctl_errno(::ioctl(fd, TCSETS2, &t));
+  struct termios old;
+  to_classic(t, old);
+  return ioctl_errno(::ioctl(fd, TCSETS, &old));
+}
+
+// Appended to a refusal found on reading back what TCSETS set: the loss may
+// be the emulator's, not the driver's. qemu-user 7.2 carries B0 to B460800
+// only (a higher B constant arrives as B0, which a UART takes as a hang-up,
+// dropping DTR until the line is set again) and drops CMSPAR.
+const char classic_hint[] =
+    " (set with the classic TCSETS, this system lacking termios2: qemu-user's TCSETS carries no rate above 460800"
+    " and no mark or space parity)";
+
+const char *get_name(bool classic) { return classic ? "TCGETS" : "TCGETS2"; }
+const char *set_name(bool classic) { return classic ? "TCSETS" : "TCSETS2"; }
+
 }  // namespace
 
 int save_line(int fd, LineState &out) noexcept {
   struct termios2 t;
-  if (::ioctl(fd, TCGETS2, &t) < 0) return -errno;
+  bool classic = false;
+  if (int rc = get_line(fd, t, classic)) return rc;
   std::memcpy(out.bytes, &t, sizeof t);
+  out.classic = classic;
   return 0;
 }
 
+// Through the path it was read with: a state read with TCGETS may lack the
+// rate (BOTHER), one read with TCGETS2 may need it.
 int restore_line(int fd, const LineState &saved) noexcept {
   struct termios2 t;
   std::memcpy(&t, saved.bytes, sizeof t);
-  return ioctl_errno(::ioctl(fd, TCSETS2, &t));
+  return put_line(fd, t, saved.classic);
 }
 
 void compose_line(LineState &state, const SerialSettings &settings) noexcept {
@@ -155,31 +252,52 @@ int check_line(const LineState &asked, const LineState &got, const SerialSetting
   struct termios2 a, g;
   std::memcpy(&a, asked.bytes, sizeof a);
   std::memcpy(&g, got.bytes, sizeof g);
-  return check_termios(a, g, settings, pseudo_terminal, device, why);
+  const int rc = check_termios(a, g, settings, pseudo_terminal, device, why);
+  if (rc && got.classic) why += classic_hint;
+  return rc;
 }
 
 int apply_line(int fd, const SerialSettings &settings, bool pseudo_terminal, const std::string &device,
                std::string &why) {
   struct termios2 asked;
-  if (::ioctl(fd, TCGETS2, &asked) < 0) {
-    const int rc = -errno;
-    why = "cannot read the line settings of " + device + " (TCGETS2: " + std::strerror(-rc) + ")";
+  bool classic = false;
+  if (int rc = get_line(fd, asked, classic)) {
+    why = "cannot read the line settings of " + device + " (" + get_name(use_classic()) + ": " +
+          std::strerror(-rc) + ")";
     return rc;
+  }
+  if (classic && rate_code(settings.baud) == BOTHER) {
+    why = "cannot set " + settings.summary() + " on " + device + ": baud " + std::to_string(settings.baud) +
+          " needs termios2 (TCSETS2), which this system does not provide (qemu-user?): use a standard rate"
+          " (50 to 4000000 with a B constant, such as 115200 or 230400)";
+    return -ENOTSUP;
   }
   make_raw(asked);
   set_line(asked, settings);
   struct termios2 got;
-  if (::ioctl(fd, TCSETS2, &asked) < 0 || ::ioctl(fd, TCGETS2, &got) < 0) {
-    const int rc = -errno;
-    why = "cannot set " + settings.summary() + " on " + device + " (TCSETS2: " + std::strerror(-rc) + ")";
+  bool got_classic = classic;
+  int rc = put_line(fd, asked, classic);
+  if (rc == -ENOSYS && !classic) {
+    // TCGETS2 known but TCSETS2 not: no kernel does that; an emulator
+    // might. The ioctl is unknown, so the fallback is taken for good.
+    mode.store(Mode::classic);
+    return apply_line(fd, settings, pseudo_terminal, device, why);
+  }
+  if (rc == 0) rc = get_line(fd, got, got_classic);
+  if (rc) {
+    why = "cannot set " + settings.summary() + " on " + device + " (" + set_name(classic) + ": " +
+          std::strerror(-rc) + ")";
     return rc;
   }
-  return check_termios(asked, got, settings, pseudo_terminal, device, why);
+  rc = check_termios(asked, got, settings, pseudo_terminal, device, why);
+  if (rc && got_classic) why += classic_hint;
+  return rc;
 }
 
 int read_line(int fd, SerialSettings &out) noexcept {
   struct termios2 t;
-  if (::ioctl(fd, TCGETS2, &t) < 0) return -errno;
+  bool classic = false;
+  if (int rc = get_line(fd, t, classic)) return rc;
   out.baud = rate_of(t);
   switch (t.c_cflag & CSIZE) {
     case CS5: out.data_bits = 5; break;
@@ -200,6 +318,13 @@ int read_line(int fd, SerialSettings &out) noexcept {
                      : (t.c_iflag & (IXON | IXOFF)) != 0     ? FlowControl::xonxoff
                                                              : FlowControl::none;
   return 0;
+}
+
+bool termios2_in_use() noexcept { return !use_classic(); }
+
+void force_classic_for_tests(bool on) noexcept {
+  forced_classic.store(on);
+  if (!on) mode.store(Mode::undecided);
 }
 
 }  // namespace gw::tty

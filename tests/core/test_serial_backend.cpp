@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -785,7 +786,13 @@ void rs485_on_a_pty_refused_cleanly(void **) {
   Fixture f(config);
   int client = f.connect();
   const std::string said = f.read_to_eof(client);
-  if (!contains(said, "has no RS-485 support")) fail_msg("said \"%s\"", said.c_str());
+  // qemu-user 7.2 does not translate TIOCSRS485 (ENOSYS): the reason then
+  // names the system rather than the driver.
+  unsigned char probe[64] = {};  // a struct serial_rs485 and then some
+  const bool known = ioctl(pty.master.get(), TIOCSRS485, probe) < 0 && errno != ENOSYS;
+  if (!known) std::printf("# TIOCSRS485: Function not implemented here (qemu-user?)\n");
+  const char *reason = known ? "has no RS-485 support" : "this system does not implement TIOCSRS485";
+  if (!contains(said, reason)) fail_msg("said \"%s\"", said.c_str());
   assert_int_equal(std::count(said.begin(), said.end(), '\n'), 1);
   assert_int_equal(f.logs.count("device unusable ("), 1);
   assert_false(f.backend->device_open());

@@ -252,7 +252,8 @@ class SerialPort {
   /// driver has no modem lines (a pty).
   int set_modem_lines(std::optional<bool> dtr, std::optional<bool> rts);
   /// Starts or ends a break condition (TIOCSBRK/TIOCCBRK) without waiting:
-  /// the loop-friendly form, timed by the owner's Timer.
+  /// the loop-friendly form, timed by the owner's Timer. -ENOSYS where the
+  /// system lacks those ioctls (qemu-user 7.2 translates neither).
   int set_break(bool on);
   /// A break of `ms` milliseconds (at most 5000). Blocks the caller for that
   /// long: not for the loop thread; use set_break() and a Timer there.
