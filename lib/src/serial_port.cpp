@@ -152,8 +152,8 @@ int SerialPort::apply_rs485(const Rs485Settings &rs485, std::string &why) {
     if (rc == -ENOSYS) {
       // The system, not the driver, lacks the ioctl: qemu-user 7.2 does not
       // translate TIOCGRS485/TIOCSRS485 (a real kernel answers ENOTTY).
-      why = "RS-485 cannot be set on " + device_ + ": this system does not implement TIOCSRS485 (" +
-            errno_text(rc) + "; qemu-user?): run natively, or set rs485 = false";
+      why = "RS-485 cannot be set on " + device_ + ": this system does not implement TIOCSRS485 (" + errno_text(rc) +
+            "; qemu-user?): run natively, or set rs485 = false";
       return -ENOTSUP;
     }
     why = (unsupported(rc) ? "the driver of " + device_ + " has no RS-485 support (TIOCSRS485: "
@@ -261,8 +261,7 @@ int SerialPort::send_break(uint32_t ms) {
   if (ms == 0 || ms > 5000) return -EINVAL;
   if (int rc = set_break(true)) return rc;
   struct timespec left = {static_cast<time_t>(ms / 1000), static_cast<long>(ms % 1000) * 1000000};
-  while (::nanosleep(&left, &left) < 0 && errno == EINTR) {
-  }
+  while (::nanosleep(&left, &left) < 0 && errno == EINTR) {}
   return set_break(false);
 }
 

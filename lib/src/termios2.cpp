@@ -74,8 +74,8 @@ tcflag_t parity_flags(Parity parity) {
 // bytes are passed on as received and the protocol above checks them (Modbus
 // CRC); with it on, a byte with a parity error would read as 0.
 void make_raw(struct termios2 &t) {
-  t.c_iflag &= ~static_cast<tcflag_t>(IGNBRK | BRKINT | PARMRK | ISTRIP | INLCR | IGNCR | ICRNL | IXON | IXOFF |
-                                      IXANY | INPCK | IUCLC | IMAXBEL);
+  t.c_iflag &= ~static_cast<tcflag_t>(IGNBRK | BRKINT | PARMRK | ISTRIP | INLCR | IGNCR | ICRNL | IXON | IXOFF | IXANY |
+                                      INPCK | IUCLC | IMAXBEL);
   t.c_oflag &= ~static_cast<tcflag_t>(OPOST);
   t.c_lflag &= ~static_cast<tcflag_t>(ECHO | ECHONL | ICANON | ISIG | IEXTEN);
   t.c_cc[VMIN] = 1;
@@ -262,8 +262,8 @@ int apply_line(int fd, const SerialSettings &settings, bool pseudo_terminal, con
   struct termios2 asked;
   bool classic = false;
   if (int rc = get_line(fd, asked, classic)) {
-    why = "cannot read the line settings of " + device + " (" + get_name(use_classic()) + ": " +
-          std::strerror(-rc) + ")";
+    why =
+        "cannot read the line settings of " + device + " (" + get_name(use_classic()) + ": " + std::strerror(-rc) + ")";
     return rc;
   }
   if (classic && rate_code(settings.baud) == BOTHER) {
@@ -285,8 +285,8 @@ int apply_line(int fd, const SerialSettings &settings, bool pseudo_terminal, con
   }
   if (rc == 0) rc = get_line(fd, got, got_classic);
   if (rc) {
-    why = "cannot set " + settings.summary() + " on " + device + " (" + set_name(classic) + ": " +
-          std::strerror(-rc) + ")";
+    why = "cannot set " + settings.summary() + " on " + device + " (" + set_name(classic) + ": " + std::strerror(-rc) +
+          ")";
     return rc;
   }
   rc = check_termios(asked, got, settings, pseudo_terminal, device, why);
@@ -314,9 +314,9 @@ int read_line(int fd, SerialSettings &out) noexcept {
     out.parity = odd ? Parity::odd : Parity::even;
   }
   out.stop_bits = (t.c_cflag & CSTOPB) ? 2 : 1;
-  out.flow_control = (t.c_cflag & CRTSCTS)                   ? FlowControl::rtscts
-                     : (t.c_iflag & (IXON | IXOFF)) != 0     ? FlowControl::xonxoff
-                                                             : FlowControl::none;
+  out.flow_control = (t.c_cflag & CRTSCTS)               ? FlowControl::rtscts
+                     : (t.c_iflag & (IXON | IXOFF)) != 0 ? FlowControl::xonxoff
+                                                         : FlowControl::none;
   return 0;
 }
 

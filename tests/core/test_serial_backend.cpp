@@ -151,7 +151,8 @@ struct Fixture {
       }
       if (n == 0) fail_msg("EOF after %zu of %zu bytes: \"%s\"", data.size(), length, data.c_str());
       if (errno != EAGAIN && errno != EIO) fail_msg("read: %s", std::strerror(errno));
-      if (ms_since(start) > timeout_ms) fail_msg("timed out after %zu of %zu bytes: \"%s\"", data.size(), length, data.c_str());
+      if (ms_since(start) > timeout_ms)
+        fail_msg("timed out after %zu of %zu bytes: \"%s\"", data.size(), length, data.c_str());
       server->loop().dispatch(1);
     }
     return data;
@@ -179,13 +180,16 @@ struct Fixture {
   // written into `from` (non-blocking, from `written` on) and read from `to`
   // until all of it came. Returns what came; `longest_stall_ms` is the
   // longest time `from` took no bytes.
-  std::string transfer(int from, int to, const std::string &data, size_t written, long long *longest_stall_ms = nullptr) {
+  std::string transfer(int from, int to, const std::string &data, size_t written,
+                       long long *longest_stall_ms = nullptr) {
     std::string received;
     auto last_progress = Clock::now();
     const auto start = Clock::now();
     while (received.size() < data.size()) {
       if (ms_since(start) > 30000) fail_msg("%zu of %zu bytes after 30 s", received.size(), data.size());
-      ssize_t n = written < data.size() ? write(from, data.data() + written, std::min<size_t>(65536, data.size() - written)) : 0;
+      ssize_t n = written < data.size()
+                      ? write(from, data.data() + written, std::min<size_t>(65536, data.size() - written))
+                      : 0;
       if (n > 0) {
         written += static_cast<size_t>(n);
         if (longest_stall_ms) *longest_stall_ms = std::max(*longest_stall_ms, ms_since(last_progress));
@@ -416,8 +420,10 @@ void shared_fans_out_and_keeps_frames_whole(void **) {
   const auto start = Clock::now();
   while (at_device.size() < from_a.size() + from_b.size()) {
     if (ms_since(start) > 10000) fail_msg("%zu bytes reached the device", at_device.size());
-    for (auto [fd, text, sent] : {std::tuple<int, std::string *, size_t *>{a, &from_a, &sent_a}, {b, &from_b, &sent_b}}) {
-      ssize_t n = *sent < text->size() ? write(fd, text->data() + *sent, std::min<size_t>(3000, text->size() - *sent)) : 0;
+    for (auto [fd, text, sent] :
+         {std::tuple<int, std::string *, size_t *>{a, &from_a, &sent_a}, {b, &from_b, &sent_b}}) {
+      ssize_t n =
+          *sent < text->size() ? write(fd, text->data() + *sent, std::min<size_t>(3000, text->size() - *sent)) : 0;
       if (n > 0) *sent += static_cast<size_t>(n);
     }
     f.server->loop().dispatch(1);
@@ -429,7 +435,8 @@ void shared_fans_out_and_keeps_frames_whole(void **) {
   size_t count_a = 0, count_b = 0;
   for (size_t at = 0; at < at_device.size(); at += width + 1) {
     const char kind = at_device[at];
-    if (at_device.compare(at, width + 1, std::string(width, kind) + "\n") != 0) fail_msg("line at %zu is not whole", at);
+    if (at_device.compare(at, width + 1, std::string(width, kind) + "\n") != 0)
+      fail_msg("line at %zu is not whole", at);
     count_a += kind == 'a';
     count_b += kind == 'b';
   }
@@ -497,7 +504,7 @@ void exclusive_writer_is_backpressured_not_dropped(void **) {
   int client = f.connect_served();
   const std::string data = pattern(4 << 20, 7);
   const size_t written = f.write_until_held_back(pty.master.get(), data);  // the client does not read
-  assert_true(written < data.size());  // held back: the backend stopped reading
+  assert_true(written < data.size());                                      // held back: the backend stopped reading
   const std::string received = f.transfer(pty.master.get(), client, data, written);
   assert_true(received == data);
   assert_int_equal(f.counters().dropped_slow.load(), 0);
@@ -586,7 +593,7 @@ void idle_gap_packs_device_bytes_into_one_message(void **) {
 void char_gap_follows_the_baud_rate(void **) {
   Pty pty = open_pty();
   auto config = config_for(pty.slave);
-  config.settings.baud = 300;               // one 8N1 character: 33.3 ms
+  config.settings.baud = 300;                // one 8N1 character: 33.3 ms
   config.packing.idle_gap_tenth_chars = 35;  // 3.5 characters: 116.7 ms
   expect_one_message_after_the_gap(config, pty, {"x", "y"}, 116);
 }
@@ -655,7 +662,8 @@ void locked_port_refused_naming_the_holder(void **) {
   int client = f.connect();
   const std::string said = f.read_to_eof(client);
   const std::string pid = "PID " + std::to_string(holder.child);
-  if (!contains(said, "serial:" + pty.slave + " is busy: ") || !contains(said, pid)) fail_msg("said \"%s\"", said.c_str());
+  if (!contains(said, "serial:" + pty.slave + " is busy: ") || !contains(said, pid))
+    fail_msg("said \"%s\"", said.c_str());
   assert_int_equal(std::count(said.begin(), said.end(), '\n'), 1);
   assert_int_equal(f.logs.count("device busy ("), 1);
   assert_true(f.logs.count(pid) >= 1);
@@ -818,7 +826,8 @@ void default_packing_round_trip_latency(void **) {
   }
   std::sort(micros.begin(), micros.end());
   const long long p50 = micros[micros.size() / 2], p99 = micros[micros.size() * 99 / 100];
-  std::printf("default packing, 16-byte round trip through the backend and a pty: p50 %lld us, p99 %lld us\n", p50, p99);
+  std::printf("default packing, 16-byte round trip through the backend and a pty: p50 %lld us, p99 %lld us\n", p50,
+              p99);
   if (p50 > 2000) fail_msg("p50 %lld us", p50);
 }
 
@@ -870,7 +879,8 @@ void stuck_device_closed_after_a_bounded_drain(void **) {
   const auto start = Clock::now();
   assert_true(f.until([&] { return !f.backend->device_open(); }, 10000));
   const long long drained_for = ms_since(start);
-  if (drained_for < 1500 || drained_for > 5000) fail_msg("closed after %lld ms; the drain is bounded at 2000 ms", drained_for);
+  if (drained_for < 1500 || drained_for > 5000)
+    fail_msg("closed after %lld ms; the drain is bounded at 2000 ms", drained_for);
   assert_true(f.counters().bytes_to_device.load() < data.size());
 }
 
@@ -883,7 +893,8 @@ void invalid_configurations_are_named(void **) {
   const Case cases[] = {
       {[](gw::SerialBackendConfig &c) { c.path = "ttyUSB0"; }, "is not absolute"},
       {[](gw::SerialBackendConfig &c) { c.packing.delimiter = "abc"; }, "delimiter has 3 bytes"},
-      {[](gw::SerialBackendConfig &c) { c.on_missing = gw::DeviceMissing::wait, c.device_wait_ms = 0; }, "device_wait is 0"},
+      {[](gw::SerialBackendConfig &c) { c.on_missing = gw::DeviceMissing::wait, c.device_wait_ms = 0; },
+       "device_wait is 0"},
       {[](gw::SerialBackendConfig &c) { c.settings.baud = 10; }, "baud"},
   };
   std::unique_ptr<gw::EventLoop> loop;

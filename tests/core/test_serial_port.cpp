@@ -82,14 +82,12 @@ uint32_t rate_of_code(tcflag_t code) {
   static const struct {
     tcflag_t code;
     uint32_t rate;
-  } rows[] = {{B50, 50},           {B75, 75},           {B110, 110},         {B134, 134},
-              {B150, 150},         {B200, 200},         {B300, 300},         {B600, 600},
-              {B1200, 1200},       {B1800, 1800},       {B2400, 2400},       {B4800, 4800},
-              {B9600, 9600},       {B19200, 19200},     {B38400, 38400},     {B57600, 57600},
-              {B115200, 115200},   {B230400, 230400},   {B460800, 460800},   {B500000, 500000},
-              {B576000, 576000},   {B921600, 921600},   {B1000000, 1000000}, {B1152000, 1152000},
-              {B1500000, 1500000}, {B2000000, 2000000}, {B2500000, 2500000}, {B3000000, 3000000},
-              {B3500000, 3500000}, {B4000000, 4000000}};
+  } rows[] = {{B50, 50},           {B75, 75},           {B110, 110},         {B134, 134},         {B150, 150},
+              {B200, 200},         {B300, 300},         {B600, 600},         {B1200, 1200},       {B1800, 1800},
+              {B2400, 2400},       {B4800, 4800},       {B9600, 9600},       {B19200, 19200},     {B38400, 38400},
+              {B57600, 57600},     {B115200, 115200},   {B230400, 230400},   {B460800, 460800},   {B500000, 500000},
+              {B576000, 576000},   {B921600, 921600},   {B1000000, 1000000}, {B1152000, 1152000}, {B1500000, 1500000},
+              {B2000000, 2000000}, {B2500000, 2500000}, {B3000000, 3000000}, {B3500000, 3500000}, {B4000000, 4000000}};
   for (const auto &row : rows) {
     if (row.code == code) return row.rate;
   }
@@ -270,8 +268,9 @@ void check_lost_by_classic_tcsets(const LineCase &c) {
   std::string why;
   assert_int_equal(gw::SerialPort::open(port, pty.slave, c.settings, locks_in(locks), why), -EINVAL);
   assert_contains(why, "the driver of " + pty.slave + " did not take ");
-  assert_contains(why, "(set with the classic TCSETS, this system lacking termios2: qemu-user's TCSETS carries no "
-                       "rate above 460800 and no mark or space parity)");
+  assert_contains(why,
+                  "(set with the classic TCSETS, this system lacking termios2: qemu-user's TCSETS carries no "
+                  "rate above 460800 and no mark or space parity)");
   assert_line_unchanged(pty.master.get(), before);
   std::printf("# %s: lost by this system's TCSETS (checked on a scratch pty), refused as it must be: %s\n",
               c.settings.summary().c_str(), why.c_str());
@@ -608,8 +607,10 @@ void rs485_and_modem_lines_rejected_on_a_pty(void **) {
   // A pty accepts and ignores a break; qemu-user 7.2 translates neither
   // TIOCSBRK nor TIOCCBRK, and the ENOSYS is passed on as it is.
   const int break_rc = ioctl(pty.master.get(), TIOCCBRK) < 0 ? -errno : 0;
-  if (break_rc == -ENOSYS) std::printf("# TIOCSBRK/TIOCCBRK: Function not implemented here (qemu-user?)\n");
-  else assert_int_equal(break_rc, 0);
+  if (break_rc == -ENOSYS)
+    std::printf("# TIOCSBRK/TIOCCBRK: Function not implemented here (qemu-user?)\n");
+  else
+    assert_int_equal(break_rc, 0);
   assert_int_equal(port->set_break(true), break_rc);
   assert_int_equal(port->set_break(false), break_rc);
   assert_int_equal(port->send_break(10), break_rc);
@@ -725,13 +726,13 @@ void char_time_values(void **) {
     const char *summary;
   };
   const Case cases[] = {
-      {line(9600, 8, P::none, 1), 20, 1042, 3646, "9600 8N1"},      // 1041.67 and 3645.83 us
-      {line(19200, 8, P::even, 1), 22, 573, 2006, "19200 8E1"},     // 572.92 and 2005.21
-      {line(115200, 8, P::none, 1), 20, 87, 304, "115200 8N1"},     // 86.81 and 303.82
-      {line(4000000, 8, P::none, 1), 20, 3, 9, "4000000 8N1"},      // 2.5 and 8.75
-      {line(50, 5, P::none, 2), 15, 150000, 525000, "50 5N2"},      // 1.5 stop bits: 7.5 bits
-      {line(9600, 7, P::odd, 2), 22, 1146, 4011, "9600 7O2"},       // 1145.83 and 4010.42
-      {line(1200, 8, P::mark, 2), 24, 10000, 35000, "1200 8M2"},    // exact
+      {line(9600, 8, P::none, 1), 20, 1042, 3646, "9600 8N1"},    // 1041.67 and 3645.83 us
+      {line(19200, 8, P::even, 1), 22, 573, 2006, "19200 8E1"},   // 572.92 and 2005.21
+      {line(115200, 8, P::none, 1), 20, 87, 304, "115200 8N1"},   // 86.81 and 303.82
+      {line(4000000, 8, P::none, 1), 20, 3, 9, "4000000 8N1"},    // 2.5 and 8.75
+      {line(50, 5, P::none, 2), 15, 150000, 525000, "50 5N2"},    // 1.5 stop bits: 7.5 bits
+      {line(9600, 7, P::odd, 2), 22, 1146, 4011, "9600 7O2"},     // 1145.83 and 4010.42
+      {line(1200, 8, P::mark, 2), 24, 10000, 35000, "1200 8M2"},  // exact
   };
   for (const auto &c : cases) {
     assert_int_equal(c.settings.half_bits_per_char(), c.half_bits);
@@ -778,7 +779,9 @@ struct WatchFixture {
   WatchFixture(const std::string &path) {
     assert_int_equal(gw::EventLoop::create(loop), 0);
     std::string why;
-    assert_int_equal(gw::DeviceWatch::create(watch, *loop, path, [this] { ++calls; }, why), 0);
+    assert_int_equal(gw::DeviceWatch::create(
+                         watch, *loop, path, [this] { ++calls; }, why),
+                     0);
   }
   // Dispatches until the callback has run `count` times (or 2 s).
   void run_until(int count) {
@@ -926,7 +929,9 @@ void device_watch_rejects_relative_paths(void **) {
   assert_int_equal(gw::EventLoop::create(loop), 0);
   std::unique_ptr<gw::DeviceWatch> watch;
   std::string why;
-  assert_int_equal(gw::DeviceWatch::create(watch, *loop, "ttyUSB0", [] {}, why), -EINVAL);
+  assert_int_equal(gw::DeviceWatch::create(
+                       watch, *loop, "ttyUSB0", [] {}, why),
+                   -EINVAL);
   assert_contains(why, "\"ttyUSB0\" is not absolute");
 }
 

@@ -74,12 +74,14 @@ struct EnumName {
 /// The one table of parity names, in the order a "did you mean" list shows
 /// them. The config parser, RFC 2217 and logs all use these words.
 inline constexpr EnumName<Parity> parity_names[] = {
-    {Parity::none, "none"}, {Parity::even, "even"}, {Parity::odd, "odd"},
+    {Parity::none, "none"}, {Parity::even, "even"},   {Parity::odd, "odd"},
     {Parity::mark, "mark"}, {Parity::space, "space"},
 };
 /// The one table of flow control names.
 inline constexpr EnumName<FlowControl> flow_control_names[] = {
-    {FlowControl::none, "none"}, {FlowControl::rtscts, "rtscts"}, {FlowControl::xonxoff, "xonxoff"},
+    {FlowControl::none, "none"},
+    {FlowControl::rtscts, "rtscts"},
+    {FlowControl::xonxoff, "xonxoff"},
 };
 
 /// Finds `text` (exact, case-sensitive) in a name table; false if absent.
