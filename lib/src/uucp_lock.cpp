@@ -3,6 +3,7 @@
 #include "uucp_lock.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -51,6 +52,15 @@ int write_temporary(const std::string &dir, pid_t pid, std::string &temporary, s
     const int rc = -errno;
     why = "cannot create a lock file in " + dir + " (" + errno_text(-rc) +
           "): give the service write access to it, or set another lock directory";
+    return rc;
+  }
+  // Readable by everyone whatever the umask (gateway.service has UMask=0077):
+  // minicom, picocom and ser2net running as other users read the holder's PID
+  // from it to tell a live lock from a stale one.
+  if (::fchmod(fd.get(), 0644) != 0) {
+    const int rc = -errno;
+    ::unlink(temporary.c_str());
+    why = "cannot make the lock file " + temporary + " readable (" + errno_text(-rc) + ")";
     return rc;
   }
   char text[16];

@@ -497,7 +497,14 @@ void lock_file_taken_and_released(void **) {
   std::string why;
   {
     std::unique_ptr<gw::SerialPort> port;
+    // gateway.service runs with UMask=0077; the lock must still be readable
+    // by the other programs that honour it.
+    const mode_t saved_umask = ::umask(077);
     assert_int_equal(gw::SerialPort::open(port, pty.slave, gw::SerialSettings{}, locks_in(locks), why), 0);
+    ::umask(saved_umask);
+    struct stat st;
+    assert_int_equal(::stat(file.c_str(), &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0644);
     assert_string_equal(read_file(file).c_str(), lock_text(getpid()).c_str());  // "%10d\n": 11 bytes
     assert_int_equal(read_file(file).size(), 11);
     std::unique_ptr<gw::SerialPort> second;
