@@ -352,15 +352,8 @@ static_assert(gw::SerialSettings{}.baud == default_baud && gw::SerialSettings{}.
                   gw::SerialSettings{}.stop_bits == default_stop_bits,
               "gateway.h documents the core's line defaults");
 
-// The core's config for `options` (a copy with every field of the current
-// version), zero fields as their defaults. GW_EINVAL or GW_EADDRESS, with
-// `why`, for what is wrong before the core's own validate() runs.
-int to_serial_config(gw::SerialBackendConfig &out, const gw_serial_options &options, std::string &why) {
-  if (!options.device) {
-    why = "gw_serial_options.device is NULL: give the device's path, as in /dev/ttyUSB0";
-    return GW_EINVAL;
-  }
-  out.path = options.device;
+// The line settings and policies of `options`, zero fields as their defaults.
+int to_line_and_policies(gw::SerialBackendConfig &out, const gw_serial_options &options, std::string &why) {
   gw::SerialSettings &line = out.settings;
   line.baud = options.baud ? options.baud : default_baud;
   line.data_bits = options.data_bits ? saturated_int(options.data_bits) : default_data_bits;
@@ -380,6 +373,11 @@ int to_serial_config(gw::SerialBackendConfig &out, const gw_serial_options &opti
   line.rs485.rts_after_send = options.rs485_rts_after_send_high != 0;
   line.rs485.delay_before_send_ms = options.rs485_delay_before_send_ms;
   line.rs485.delay_after_send_ms = options.rs485_delay_after_send_ms;
+  return 0;
+}
+
+// The read-only clients' CIDRs, parsed by the one CIDR parser.
+int to_readonly_clients(std::vector<gw::Cidr> &out, const gw_serial_options &options, std::string &why) {
   if (options.readonly_client_count && !options.readonly_clients) {
     why = "gw_serial_options.readonly_clients is NULL with readonly_client_count " +
           std::to_string(options.readonly_client_count);
@@ -394,9 +392,13 @@ int to_serial_config(gw::SerialBackendConfig &out, const gw_serial_options &opti
             (text ? std::string(": ") + gw::describe(issue.error) : std::string(" (NULL)"));
       return GW_EADDRESS;
     }
-    out.readonly_clients.push_back(cidr);
+    out.push_back(cidr);
   }
-  gw::SerialPacking &packing = out.packing;
+  return 0;
+}
+
+// Packing device -> network.
+int to_packing(gw::SerialPacking &packing, const gw_serial_options &options, std::string &why) {
   packing.idle_gap_us = options.idle_gap_us;
   packing.idle_gap_tenth_chars = options.idle_gap_tenth_chars;
   if (options.delimiter_length && !options.delimiter) {
@@ -414,6 +416,21 @@ int to_serial_config(gw::SerialBackendConfig &out, const gw_serial_options &opti
   packing.keep_delimiter = options.strip_delimiter == 0;
   packing.max_packet = options.max_packet;
   packing.max_hold_ms = options.max_hold_ms;
+  return 0;
+}
+
+// The core's config for `options` (a copy with every field of the current
+// version), zero fields as their defaults. GW_EINVAL or GW_EADDRESS, with
+// `why`, for what is wrong before the core's own validate() runs.
+int to_serial_config(gw::SerialBackendConfig &out, const gw_serial_options &options, std::string &why) {
+  if (!options.device) {
+    why = "gw_serial_options.device is NULL: give the device's path, as in /dev/ttyUSB0";
+    return GW_EINVAL;
+  }
+  out.path = options.device;
+  if (int rc = to_line_and_policies(out, options, why)) return rc;
+  if (int rc = to_readonly_clients(out.readonly_clients, options, why)) return rc;
+  if (int rc = to_packing(out.packing, options, why)) return rc;
   out.device_wait_ms = options.device_wait_ms ? options.device_wait_ms : default_device_wait_ms;
   if (options.lock_dir) out.open_options.lock_dir = options.lock_dir;  // "" = no lock file
   return 0;
