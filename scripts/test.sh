@@ -11,7 +11,7 @@
 #   tsan    the same suite under ThreadSanitizer (cross-thread stop, post, wake-up)
 #   valgrind  the gatewayd suites with every gatewayd under valgrind memcheck
 #           (no error, no definite or indirect leak; scripts/valgrind.sh)
-#   fuzz    every libFuzzer target of tests/fuzz for GW_FUZZ_SECONDS (30) each,
+#   fuzz    every libFuzzer target of tests/fuzz for GW_FUZZ_SECONDS (20) each,
 #           from its committed corpus (scripts/fuzz.sh; a long run: fuzz.sh -t 3600)
 #   nosystemd  host build without libsystemd (GW_WITH_SYSTEMD=OFF, preset
 #           nosystemd): the whole suite, systemd tests checking the fallbacks
@@ -45,7 +45,7 @@ for stage in "${stages[@]}"; do
   case $stage in
     native | asan | tsan | nosystemd) run_preset "$stage" ;;
     valgrind) gw_need_packages valgrind && scripts/valgrind.sh ;;
-    fuzz) scripts/fuzz.sh -t "${GW_FUZZ_SECONDS:-30}" ;;
+    fuzz) scripts/fuzz.sh -t "${GW_FUZZ_SECONDS:-20}" ;;
     cross)
       gw_need_packages crossbuild-essential-arm64 crossbuild-essential-armhf qemu-user mmdebstrap debian-archive-keyring
       for arch in arm64 armhf; do
