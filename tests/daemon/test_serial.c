@@ -327,6 +327,56 @@ static void test_device_output_keeps_a_reader(void **state) {
   finish(f, &p, c);
 }
 
+/* SIGTERM in the middle of a stream: the device keeps sending into a client
+ * that has stopped reading (its socket and the pty both full). gatewayd still
+ * stops within its flush deadline and exits 0, the client sees the end, and
+ * the device's lock is released: nothing keeps a stopping daemon on the port. */
+static void test_sigterm_while_the_device_streams(void **state) {
+  gwd_fixture *f = *state;
+  pty p;
+  int port;
+  /* The stop's flush deadline: a client that does not read may hold the
+   * stop this long, and no longer. */
+  int c = serve(f, &p, &port, "[service]\nstop_timeout = \"1s\"\n");
+  char chunk[4096];
+  memset(chunk, 'x', sizeof chunk);
+  size_t sent = 0;
+  int64_t deadline = gwt_now_ms() + GWD_TIMEOUT_MS, blocked_since = 0;
+  /* Fill until the pty has pushed back for 300 ms: gatewayd's queue for the
+   * client and the client's socket are full by then (an exclusive client that
+   * does not read holds the device back instead of losing its bytes). */
+  while (gwt_now_ms() < deadline) {
+    ssize_t n = write(p.master, chunk, sizeof chunk);
+    if (n > 0) {
+      sent += (size_t)n;
+      blocked_since = 0;
+      continue;
+    }
+    if (n < 0 && errno != EAGAIN && errno != EINTR) fail_msg("write to the pty master: %s", strerror(errno));
+    if (!blocked_since) blocked_since = gwt_now_ms();
+    if (gwt_now_ms() - blocked_since >= 300) break;
+    gwd_sleep_ms(5);
+  }
+  assert_true(blocked_since != 0 && gwt_now_ms() - blocked_since >= 300);
+  assert_true(sent >= 256u << 10);
+  int64_t stop_began = gwt_now_ms();
+  assert_int_equal(gwd_stop(&f->proc), 0);
+  /* 1 s of flush, the linger after it and the process's exit; scaled for
+   * sanitizers and valgrind like the harness's own bounds. */
+  assert_true(gwt_now_ms() - stop_began < gwd_scaled_ms(3000));
+  wait_unlocked(f, &p);
+  /* The client gets what was queued for it and then the end (or a reset once
+   * the stop deadline cut the flush): never a connection left open. */
+  for (;;) {
+    ssize_t n = read(c, chunk, sizeof chunk);
+    if (n > 0) continue;
+    assert_true(n == 0 || (n < 0 && errno == ECONNRESET));
+    break;
+  }
+  close(c);
+  pty_close(&p);
+}
+
 int main(int argc, char **argv) {
   gwd_init(argc, argv);
   const struct CMUnitTest tests[] = {
@@ -338,6 +388,7 @@ int main(int argc, char **argv) {
       GWD_TEST(test_reload_keeps_an_unchanged_serial_route),
       GWD_TEST(test_reload_changed_serial_route_hands_over),
       GWD_TEST(test_device_output_keeps_a_reader),
+      GWD_TEST(test_sigterm_while_the_device_streams),
   };
   return cmocka_run_group_tests_name("daemon_serial", tests, NULL, NULL);
 }
