@@ -123,6 +123,7 @@ constexpr std::size_t max_unix_path = sizeof(sockaddr_un{}.sun_path) - 1;
 // In the order of their enums: get_enum stores the index, to_string reads it.
 constexpr std::string_view log_level_names[] = {"error"sv, "warning"sv, "info"sv, "debug"sv};
 constexpr std::string_view framing_names[] = {"raw"sv, "line"sv, "u16be"sv, "u32be"sv};
+constexpr std::string_view protocol_names[] = {"raw"sv, "modbus"sv, "modbus-rtu"sv, "rfc2217"sv};
 constexpr std::string_view serial_scheme = "serial:"sv;
 
 // ---- small text helpers ----------------------------------------------------
@@ -368,6 +369,7 @@ class Checker {
   bool serial_value_ok(const toml::node &value, const gw::SerialBackendConfig &probe, const std::string &stand_in,
                        const std::string &as_written);
   void check_serial_route(const toml::table &table, Route &route, std::size_t errors_before);
+  void check_protocol_route(const toml::table &table, Route &route);
   SourcePos serial_reason_pos(const std::string &why, const toml::table &table) const;
 
   // Handlers with checks of their own.
@@ -412,6 +414,7 @@ const Checker::Key<Route> Checker::route_keys[] = {
     {"keepalive"sv, &Checker::boolean_field<&Route::keepalive>},
     {"splice"sv, &Checker::boolean_field<&Route::splice>},
     {"frame_timeout"sv, &Checker::duration_field<&Route::frame_timeout>},
+    {"protocol"sv, &Checker::enum_field<&Route::protocol, protocol_names>},
     // Serial routes only (check_serial_route refuses them on any other).
     {"baud"sv, &Checker::serial_field<&gw::SerialSettings::baud, SerialValue::integer>},
     {"data_bits"sv, &Checker::serial_field<&gw::SerialSettings::data_bits, SerialValue::integer>},
@@ -771,6 +774,29 @@ void Checker::check_serial_route(const toml::table &table, Route &route, std::si
   route.serial.reset();
 }
 
+// A protocol needs a backend that can carry it, and the route's own framing
+// (the protocol frames the bytes itself): a mismatch is refused here rather
+// than found by the first client.
+void Checker::check_protocol_route(const toml::table &table, Route &route) {
+  const toml::node *value = table.get("protocol");
+  if (!value || route.protocol == Protocol::raw || route.backend.text.empty()) return;
+  const std::string name = quote(to_string(route.protocol));
+  const bool serial = route.backend.kind == Backend::Kind::serial;
+  const bool tcp = route.backend.kind == Backend::Kind::tcp;
+  if (route.protocol == Protocol::modbus ? !(serial || tcp) : !serial) {
+    error(*value,
+          "protocol " + name + " needs a " + (route.protocol == Protocol::modbus ? "serial or tcp" : "serial") +
+              " backend, not " + quote(route.backend.text) + route_context_ +
+              (route.protocol == Protocol::modbus ? R"( (use "serial:/dev/ttyUSB0" or "tcp://HOST:502"))"
+                                                  : R"( (use a serial backend such as "serial:/dev/ttyUSB0"))"));
+    return;
+  }
+  if (route.framing != Framing::raw) {
+    error(pos_of(table.get("framing")->source()), "protocol " + name + " frames its own messages: 'framing' must be " +
+                                                      "\"raw\" (or left out)" + route_context_);
+  }
+}
+
 // Where to report a reason about several values: at the route's serial key
 // that the reason names first ("rs485 and flow_control rtscts ..." is about
 // 'rs485'), else at the backend.
@@ -1033,6 +1059,7 @@ bool Checker::check_route(const toml::node &n, std::size_t index, Route &route, 
   serial_keys_.clear();
   check_keys(*tbl, route_keys, route_context_, route);
   check_serial_route(*tbl, route, before);
+  check_protocol_route(*tbl, route);
   // Read by check_duplicates only for a valid name or listen address, which
   // is then set and written in this table.
   if (!route.name.empty()) name_pos = pos_of(tbl->get("name")->source());
@@ -1279,6 +1306,11 @@ const char *to_string(LogLevel level) noexcept {
 const char *to_string(Framing framing) noexcept {
   const auto i = static_cast<std::size_t>(framing);
   return i < std::size(framing_names) ? framing_names[i].data() : "?";
+}
+
+const char *to_string(Protocol protocol) noexcept {
+  const auto i = static_cast<std::size_t>(protocol);
+  return i < std::size(protocol_names) ? protocol_names[i].data() : "?";
 }
 
 const char *to_string(Backend::Kind kind) noexcept {

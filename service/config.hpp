@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "gw/address.hpp"
+#include "gw/modbus.hpp"
 #include "gw/serial_backend.hpp"
 
 namespace gw::service {
@@ -38,6 +39,12 @@ struct SourcePos {
 
 enum class LogLevel { error, warning, info, debug };
 enum class Framing { raw, line, u16be, u32be };
+// What a route speaks on top of its framing (the `protocol` key): raw passes
+// bytes or messages on as they are; the others are decoded by the gateway.
+//   modbus      Modbus TCP clients; a serial (RTU) or tcp (Modbus TCP) backend
+//   modbus-rtu  RTU frames over TCP from clients; a serial backend
+//   rfc2217     Telnet with the COM-PORT-OPTION; a serial backend, raw framing
+enum class Protocol { raw, modbus, modbus_rtu, rfc2217 };
 
 // A `listen` value, parsed by the runtime's own parser (gw::parse_listen_address):
 // "127.0.0.1:7000", "[::1]:7000", "[fe80::1%eth0]:7000", "0.0.0.0:7000",
@@ -85,6 +92,10 @@ struct Route {
   // of the route, checked by SerialBackendConfig::validate (the check
   // SerialBackend::create makes), so the daemon can use it as it is.
   std::optional<gw::SerialBackendConfig> serial;
+  Protocol protocol = Protocol::raw;
+  // Set exactly for a modbus or modbus-rtu route: its Modbus keys, checked
+  // by ModbusConfig::validate (the check ModbusGateway's create makes).
+  std::optional<gw::ModbusConfig> modbus;
 
   // No allow list, or the peer is inside one of its networks (the same
   // test the listener applies: IPv4 peers as IPv4-mapped IPv6).
@@ -121,6 +132,7 @@ ConfigResult parse_config(std::string_view text, const std::string &path_for_mes
 // Building blocks, also used by the daemon for command-line values.
 const char *to_string(LogLevel level) noexcept;
 const char *to_string(Framing framing) noexcept;
+const char *to_string(Protocol protocol) noexcept;
 const char *to_string(Backend::Kind kind) noexcept;
 // `text` as one printable line: bytes below 0x20, DEL, invalid UTF-8 and the
 // C1 controls as \xNN, U+2028/U+2029 as \u2028/\u2029; everything else as is.

@@ -62,7 +62,7 @@ void expect_error(const std::string &text, const std::string &want) { expect_err
 // Every key of a route, in the order of "valid keys: ..." (the key table's).
 const std::string route_keys =
     "name, listen, backend, backlog, max_clients, max_clients_per_ip, idle_timeout, framing, max_frame, allow, "
-    "keepalive, splice, frame_timeout, baud, data_bits, parity, stop_bits, flow_control, dtr, rts, rs485, "
+    "keepalive, splice, frame_timeout, protocol, baud, data_bits, parity, stop_bits, flow_control, dtr, rts, rs485, "
     "rts_on_send, rts_after_send, delay_before_send, delay_after_send, serial_clients, readonly_clients, idle_gap, "
     "delimiter, keep_delimiter, max_packet, max_hold, serial_open, on_device_missing, device_wait, on_device_loss, "
     "lock_dir";
