@@ -68,10 +68,8 @@ void mbap_refuses_bad_headers(void **) {
     Bytes header;
     const char *reason_part;
   } cases[] = {
-      {{0, 1, 0, 1, 0, 6, 1}, "protocol id"},
-      {{0, 1, 0, 0, 0, 0, 1}, "below 2"},
-      {{0, 1, 0, 0, 0, 1, 1}, "below 2"},
-      {{0, 1, 0, 0, 0, 255, 1}, "above 254"},
+      {{0, 1, 0, 1, 0, 6, 1}, "protocol id"},     {{0, 1, 0, 0, 0, 0, 1}, "below 2"},
+      {{0, 1, 0, 0, 0, 1, 1}, "below 2"},         {{0, 1, 0, 0, 0, 255, 1}, "above 254"},
       {{0, 1, 0, 0, 0xFF, 0xFF, 1}, "above 254"},
   };
   for (const Case &c : cases) {
@@ -163,32 +161,21 @@ void rtu_reply_length_rules(void **) {
     mb::RtuReplyLength::Kind kind;
     size_t length;
   } cases[] = {
-      {3, {1}, mb::RtuReplyLength::need_more, 0},
-      {3, {1, 3}, mb::RtuReplyLength::need_more, 0},
-      {3, {1, 3, 4}, mb::RtuReplyLength::known, 9},
-      {1, {1, 1, 1}, mb::RtuReplyLength::known, 6},
-      {2, {1, 2, 2}, mb::RtuReplyLength::known, 7},
-      {4, {1, 4, 2}, mb::RtuReplyLength::known, 7},
-      {3, {1, 0x83}, mb::RtuReplyLength::known, 5},
-      {100, {1, 100 | 0x80}, mb::RtuReplyLength::known, 5},
-      {5, {1, 5}, mb::RtuReplyLength::known, 8},
-      {6, {1, 6}, mb::RtuReplyLength::known, 8},
-      {15, {1, 15}, mb::RtuReplyLength::known, 8},
-      {16, {1, 16}, mb::RtuReplyLength::known, 8},
-      {22, {1, 22}, mb::RtuReplyLength::known, 10},
-      {23, {1, 23, 6}, mb::RtuReplyLength::known, 11},
-      {20, {1, 20, 12}, mb::RtuReplyLength::silence, 0},
-      {21, {1, 21}, mb::RtuReplyLength::silence, 0},
-      {43, {1, 43}, mb::RtuReplyLength::silence, 0},
-      {65, {1, 65}, mb::RtuReplyLength::silence, 0},
-      {3, {1, 4}, mb::RtuReplyLength::wrong_function, 0},
-      {3, {1, 0x84}, mb::RtuReplyLength::wrong_function, 0},
+      {3, {1}, mb::RtuReplyLength::need_more, 0},         {3, {1, 3}, mb::RtuReplyLength::need_more, 0},
+      {3, {1, 3, 4}, mb::RtuReplyLength::known, 9},       {1, {1, 1, 1}, mb::RtuReplyLength::known, 6},
+      {2, {1, 2, 2}, mb::RtuReplyLength::known, 7},       {4, {1, 4, 2}, mb::RtuReplyLength::known, 7},
+      {3, {1, 0x83}, mb::RtuReplyLength::known, 5},       {100, {1, 100 | 0x80}, mb::RtuReplyLength::known, 5},
+      {5, {1, 5}, mb::RtuReplyLength::known, 8},          {6, {1, 6}, mb::RtuReplyLength::known, 8},
+      {15, {1, 15}, mb::RtuReplyLength::known, 8},        {16, {1, 16}, mb::RtuReplyLength::known, 8},
+      {22, {1, 22}, mb::RtuReplyLength::known, 10},       {23, {1, 23, 6}, mb::RtuReplyLength::known, 11},
+      {20, {1, 20, 12}, mb::RtuReplyLength::silence, 0},  {21, {1, 21}, mb::RtuReplyLength::silence, 0},
+      {43, {1, 43}, mb::RtuReplyLength::silence, 0},      {65, {1, 65}, mb::RtuReplyLength::silence, 0},
+      {3, {1, 4}, mb::RtuReplyLength::wrong_function, 0}, {3, {1, 0x84}, mb::RtuReplyLength::wrong_function, 0},
   };
   for (const Case &c : cases) {
     const mb::RtuReplyLength end = mb::rtu_reply_length(c.request_function, c.head.data(), c.head.size());
     if (end.kind != c.kind || end.length != c.length)
-      fail_msg("function %u, %zu bytes: kind %d length %zu", c.request_function, c.head.size(), end.kind,
-               end.length);
+      fail_msg("function %u, %zu bytes: kind %d length %zu", c.request_function, c.head.size(), end.kind, end.length);
   }
 }
 
