@@ -136,7 +136,7 @@ void default_config_file(void **) {
 
 // The commented-out examples of the default file, uncommented (a line "#key"
 // or "#[[route]]" without the '#'), are a valid file too: the serial route is
-// one, with every serial key.
+// one, with every serial key, and the Modbus route another.
 void default_config_examples(void **) {
   FILE *file = fopen(GWT_DEFAULT_CONF, "r");
   assert_non_null(file);
@@ -148,12 +148,17 @@ void default_config_examples(void **) {
   }
   fclose(file);
   Config c = parse_ok(text);
-  assert_int_equal(c.routes.size(), 2);
+  assert_int_equal(c.routes.size(), 3);
   const Route &serial = c.routes[1];
   assert_int_equal(static_cast<int>(serial.backend.kind), static_cast<int>(Backend::Kind::serial));
   assert_true(serial.serial.has_value());
   assert_int_equal(serial.serial->packing.idle_gap_tenth_chars, 35);
   assert_int_equal(c.routes[0].allow_nets.size(), 2);  // the echo route's allow example
+  const Route &modbus = c.routes[2];
+  assert_int_equal(static_cast<int>(modbus.protocol), static_cast<int>(Protocol::modbus));
+  assert_true(modbus.modbus.has_value());
+  assert_int_equal(modbus.modbus->unit_map.size(), 1);
+  assert_int_equal(modbus.serial->settings.baud, 19200);
 }
 
 void empty_file_has_no_routes(void **) {
