@@ -92,13 +92,13 @@ class ModbusGateway final : public ConnectionHandler {
   /// policies and packing do not apply. The device is opened at once and
   /// kept open; a missing one is watched for, and requests meanwhile get
   /// exception 0x0B.
-  static int create_rtu(std::unique_ptr<ModbusGateway> &out, EventLoop &loop, const Logger &logger,
-                        ModbusConfig config, SerialBackendConfig device, std::string label, std::string &why);
+  static int create_rtu(std::unique_ptr<ModbusGateway> &out, EventLoop &loop, const Logger &logger, ModbusConfig config,
+                        SerialBackendConfig device, std::string label, std::string &why);
   /// A Modbus TCP device behind one TCP connection shared by all clients
   /// (transaction ids remapped). Connected when the first request comes, and
   /// again after it is lost.
-  static int create_tcp(std::unique_ptr<ModbusGateway> &out, EventLoop &loop, const Logger &logger,
-                        ModbusConfig config, SocketAddress backend, std::string label, std::string &why);
+  static int create_tcp(std::unique_ptr<ModbusGateway> &out, EventLoop &loop, const Logger &logger, ModbusConfig config,
+                        SocketAddress backend, std::string label, std::string &why);
   ~ModbusGateway();
 
   void on_open(Connection &conn) override;
