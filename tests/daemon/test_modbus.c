@@ -212,16 +212,21 @@ static int slave_wait(int *counter, int want) {
 
 /* gatewayd with one Modbus route "mb" on `port`: `backend` (a serial one
  * gets its lock files in the test's dir), protocol, then `extra` lines. */
-static void start_route(gwd_fixture *f, int port, const char *backend, const char *protocol, const char *extra,
-                        const gwd_spawn_opts *opts) {
-  char conf[2048];
+static void route_conf(const gwd_fixture *f, char *conf, size_t cap, int port, const char *backend,
+                       const char *protocol, const char *extra) {
   const int serial = strncmp(backend, "serial:", 7) == 0;
-  int n = snprintf(conf, sizeof conf,
+  int n = snprintf(conf, cap,
                    "[[route]]\nname = \"mb\"\nlisten = \"127.0.0.1:%d\"\nbackend = \"%s\"\nprotocol = \"%s\"\n"
                    "%s%s%s%s",
                    port, backend, protocol, serial ? "baud = 115200\nlock_dir = \"" : "", serial ? f->dir.path : "",
                    serial ? "\"\n" : "", extra);
-  assert_true(n > 0 && (size_t)n < sizeof conf);
+  assert_true(n > 0 && (size_t)n < cap);
+}
+
+static void start_route(gwd_fixture *f, int port, const char *backend, const char *protocol, const char *extra,
+                        const gwd_spawn_opts *opts) {
+  char conf[2048];
+  route_conf(f, conf, sizeof conf, port, backend, protocol, extra);
   gwd_start_conf(&f->proc, &f->dir, conf, opts);
 }
 
@@ -699,6 +704,54 @@ static void malformed_mbap(void **state) {
   slave_stop(&s);
 }
 
+/* Rewrites the route with `extra`, sends SIGHUP and waits for the n-th reload. */
+static void reload_route(gwd_fixture *f, int port, const rtu_slave *s, const char *extra, int n) {
+  char conf[2048], backend[160], path[512];
+  snprintf(backend, sizeof backend, "serial:%s", s->path);
+  route_conf(f, conf, sizeof conf, port, backend, "modbus", extra);
+  gwd_dir_write(&f->dir, "gateway.conf", conf, path, sizeof path);
+  gwd_signal(&f->proc, SIGHUP);
+  assert_true(gwd_log_wait(&f->proc, "<6>reloaded: 1 routes", n, GWD_TIMEOUT_MS));
+}
+
+/* Until a read is served (0x0B while the new gateway waits for the device
+ * the old one held); 1 if one is before the deadline. */
+static int served_eventually(modbus_t *ctx) {
+  const int64_t deadline = gwt_now_ms() + GWD_TIMEOUT_MS;
+  uint16_t regs[2];
+  while (gwt_now_ms() < deadline) {
+    if (modbus_read_registers(ctx, 4, 2, regs) == 2) return regs[0] == 4 && regs[1] == 5;
+    gwd_sleep_ms(50);
+  }
+  return 0;
+}
+
+/* A reload that leaves the route's Modbus config and device alone keeps its
+ * gateway (no counters logged, the same device); one that changes it gets a
+ * new gateway, which takes the device once the old one has let it go, and
+ * the old one's counters are logged. */
+static void reload_keeps_or_replaces_gateway(void **state) {
+  gwd_fixture *f = *state;
+  rtu_slave s;
+  slave_start(&s, SLAVE_NORMAL, 0);
+  const int port = start_rtu_route(f, &s, "retries = 1\n");
+  modbus_t *m = master_open(port, SLAVE_ADDRESS);
+  assert_serves(m);
+  master_close(m);
+  reload_route(f, port, &s, "retries = 1\nidle_timeout = \"30s\"\n", 1);
+  m = master_open(port, SLAVE_ADDRESS);
+  assert_serves(m);
+  master_close(m);
+  assert_int_equal(gwd_log_count(&f->proc, "modbus closed"), 0);
+  reload_route(f, port, &s, "retries = 2\n", 2);
+  assert_true(gwd_log_wait(&f->proc, "route \"mb\": modbus closed: 2 requests, 2 replies", 1, GWD_TIMEOUT_MS));
+  m = master_open(port, SLAVE_ADDRESS);
+  assert_true(served_eventually(m));
+  master_close(m);
+  stop_and_find(f, NULL);
+  slave_stop(&s);
+}
+
 /* The STATUS line carries the Modbus counters of the running routes. */
 static void status_has_modbus_counters(void **state) {
   gwd_fixture *f = *state;
@@ -730,6 +783,7 @@ int main(int argc, char **argv) {
       GWD_TEST(tcp_device_behind_one_connection),
       GWD_TEST(rtu_frames_over_tcp),
       GWD_TEST(malformed_mbap),
+      GWD_TEST(reload_keeps_or_replaces_gateway),
       cmocka_unit_test_setup_teardown(status_has_modbus_counters, gwd_setup_notify, gwd_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

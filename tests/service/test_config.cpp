@@ -1321,6 +1321,30 @@ void modbus_value_errors(void **) {
                  "\"r\""});
 }
 
+// The ranges are ModbusConfig::validate's, the check the daemon's
+// ModbusGateway::create makes: its reason, at the value, with the route.
+void modbus_values_the_gateway_refuses(void **) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"retries = 11\n", "gw.conf:5:11: retries 11 is out of range (0 to 10) in route \"r\""},
+      {"max_queue = 0\n", "gw.conf:5:13: max_queue 0 is out of range (1 to 65535) in route \"r\""},
+      {"max_queue = 65536\n", "gw.conf:5:13: max_queue 65536 is out of range (1 to 65535) in route \"r\""},
+      {"response_timeout = \"0\"\n",
+       "gw.conf:5:20: response_timeout 0 ms is out of range (1 ms to 60 s) in route \"r\""},
+      {"response_timeout = \"61s\"\n",
+       "gw.conf:5:20: response_timeout 61000 ms is out of range (1 ms to 60 s) in route \"r\""},
+      {"unit_map = { \"0\" = 17 }\n",
+       "gw.conf:5:20: 'unit_map' entry \"0\": unit_map from = 0 is out of range (1 to 247; unit 0 is the broadcast "
+       "and cannot be mapped) in route \"r\""},
+      {"unit_map = { \"1\" = 248 }\n",
+       "gw.conf:5:20: 'unit_map' entry \"1\": unit_map to = 248 (for unit 1) is out of range: a bus address is 1 to "
+       "247 in route \"r\""},
+  };
+  for (const auto &[extra, want] : cases) expect_error(modbus_route(extra), want);
+  // On a tcp route as on a serial one.
+  expect_error("[[route]]\nname = \"r\"\nbackend = \"tcp://127.0.0.1:502\"\nprotocol = \"modbus\"\nretries = 99\n",
+               "gw.conf:5:11: retries 99 is out of range (0 to 10) in route \"r\"");
+}
+
 // A Modbus key elsewhere is an error naming the key and the protocol, as a
 // serial key on a tcp route is: ignored, it would hide a missing protocol.
 void modbus_keys_on_other_routes(void **) {
@@ -1510,6 +1534,7 @@ int main(void) {
       cmocka_unit_test(modbus_defaults),
       cmocka_unit_test(modbus_every_key),
       cmocka_unit_test(modbus_value_errors),
+      cmocka_unit_test(modbus_values_the_gateway_refuses),
       cmocka_unit_test(modbus_keys_on_other_routes),
       cmocka_unit_test(serial_stream_keys_on_modbus),
       cmocka_unit_test(modbus_tcp_backend_by_name),
