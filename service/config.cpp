@@ -319,6 +319,8 @@ class Checker {
   // that need the whole route (check_serial_route).
   std::string route_context_;
   std::vector<std::pair<std::string_view, SourcePos>> serial_keys_;
+  // The same for its Modbus keys (check_modbus_route).
+  std::vector<std::pair<std::string_view, SourcePos>> modbus_keys_;
 
   std::string where(SourcePos p) const { return path_ + ":" + std::to_string(p.line) + ":" + std::to_string(p.column); }
   void error(SourcePos p, std::string message) { errors_.push_back(Error{p, std::move(message)}); }
@@ -371,6 +373,21 @@ class Checker {
   void check_serial_route(const toml::table &table, Route &route, std::size_t errors_before);
   void check_protocol_route(const toml::table &table, Route &route);
   SourcePos serial_reason_pos(const std::string &why, const toml::table &table) const;
+
+  // Handlers of a Modbus route's keys, the same way: each value is checked
+  // alone by ModbusConfig::validate on a probe (the check ModbusGateway's
+  // create makes), and the whole config again by check_modbus_route.
+  template <auto field>
+  void modbus_integer(const toml::node &value, std::string_view key, Route &route);
+  template <auto field>
+  void modbus_duration(const toml::node &value, std::string_view key, Route &route);
+  void check_unit_map(const toml::node &value, std::string_view key, Route &route);
+  bool unit_map_entry(const toml::key &unit, const toml::node &bus, gw::ModbusUnitMapping &out);
+  gw::ModbusConfig &modbus_config(const toml::node &value, std::string_view key, Route &route);
+  bool modbus_value_ok(const toml::node &value, const gw::ModbusConfig &probe);
+  void check_modbus_route(const toml::table &table, Route &route, std::size_t errors_before);
+  void refuse_modbus_keys(const toml::table &table, Route &route);
+  void refuse_serial_keys_on_modbus(const toml::table &table);
 
   // Handlers with checks of their own.
   void check_service(const toml::node &value, std::string_view key, ParsedFile &out);
@@ -440,6 +457,13 @@ const Checker::Key<Route> Checker::route_keys[] = {
     {"device_wait"sv, &Checker::serial_field<&gw::SerialBackendConfig::device_wait_ms, SerialValue::duration>},
     {"on_device_loss"sv, &Checker::serial_enum<&gw::SerialBackendConfig::on_loss, gw::device_loss_names>},
     {"lock_dir"sv, &Checker::serial_field<&gw::SerialOpenOptions::lock_dir, SerialValue::string>},
+    // Modbus routes only (check_modbus_route refuses them on any other).
+    {"response_timeout"sv, &Checker::modbus_duration<&gw::ModbusConfig::response_timeout_ms>},
+    {"retries"sv, &Checker::modbus_integer<&gw::ModbusConfig::retries>},
+    {"broadcast_delay"sv, &Checker::modbus_duration<&gw::ModbusConfig::broadcast_delay_ms>},
+    {"max_queue"sv, &Checker::modbus_integer<&gw::ModbusConfig::max_queue>},
+    {"unit_map"sv, &Checker::check_unit_map},
+    {"cache"sv, &Checker::modbus_duration<&gw::ModbusConfig::cache_ms>},
 };
 
 // Every key of `table` goes to its handler in `keys`; any other is reported
@@ -797,6 +821,164 @@ void Checker::check_protocol_route(const toml::table &table, Route &route) {
   }
 }
 
+// ---- Modbus routes -------------------------------------------------------------
+
+// The defaults: set one value in it, and ModbusConfig::validate can only
+// refuse that value (the table's keys come in name order, not the file's).
+// The whole config is checked again by check_modbus_route.
+gw::ModbusConfig modbus_probe() { return gw::ModbusConfig{}; }
+
+// The route's Modbus config, created by its first Modbus key; notes where
+// `key` is for check_modbus_route.
+gw::ModbusConfig &Checker::modbus_config(const toml::node &value, std::string_view key, Route &route) {
+  modbus_keys_.emplace_back(key, pos_of(value.source()));
+  if (!route.modbus) route.modbus.emplace();
+  return *route.modbus;
+}
+
+// ModbusConfig::validate on `probe`. False, and the reason reported at
+// `value`, when it fails.
+bool Checker::modbus_value_ok(const toml::node &value, const gw::ModbusConfig &probe) {
+  std::string why;
+  if (probe.validate(why) == 0) return true;
+  error(value, why + route_context_);
+  return false;
+}
+
+// A count (retries, max_queue): any that fits the field is read, and
+// validate says which are too large.
+template <auto field>
+void Checker::modbus_integer(const toml::node &value, std::string_view key, Route &route) {
+  gw::ModbusConfig &config = modbus_config(value, key, route);
+  std::int64_t i = 0;
+  if (!get_int(value, key, 0, std::numeric_limits<std::uint32_t>::max(), i)) return;
+  gw::ModbusConfig probe = modbus_probe();
+  probe.*field = static_cast<std::uint32_t>(i);
+  if (modbus_value_ok(value, probe)) config.*field = probe.*field;
+}
+
+// A time in milliseconds (response_timeout, broadcast_delay, cache).
+template <auto field>
+void Checker::modbus_duration(const toml::node &value, std::string_view key, Route &route) {
+  gw::ModbusConfig &config = modbus_config(value, key, route);
+  milliseconds d{};
+  if (!get_duration(value, key, d)) return;
+  gw::ModbusConfig probe = modbus_probe();
+  probe.*field = static_cast<std::uint32_t>(d.count());  // at most max_duration_ms: fits
+  if (modbus_value_ok(value, probe)) config.*field = probe.*field;
+}
+
+// unit_map = { "1" = 17, "2" = 18 }: client-side unit ids (TOML keys are
+// strings) to bus addresses. Each wrong entry is reported at itself; one
+// wrong entry drops the whole map, as a map that routes some units and not
+// others would send requests to the wrong device.
+void Checker::check_unit_map(const toml::node &value, std::string_view key, Route &route) {
+  gw::ModbusConfig &config = modbus_config(value, key, route);
+  auto *tbl = value.as_table();
+  if (!tbl) return type_error(value, key, R"(an inline table of unit ids to bus addresses, e.g. { "1" = 17 })");
+  std::vector<gw::ModbusUnitMapping> map;
+  bool ok = true;
+  for (auto &&[unit, bus] : *tbl) {
+    gw::ModbusUnitMapping entry;
+    if (!unit_map_entry(unit, bus, entry)) {
+      ok = false;
+      continue;
+    }
+    map.push_back(entry);
+  }
+  if (!ok) return;
+  gw::ModbusConfig probe = modbus_probe();
+  probe.unit_map = map;
+  if (modbus_value_ok(value, probe)) config.unit_map = std::move(map);
+}
+
+// One "UNIT" = ADDRESS entry of unit_map, each number 0..255 (validate says
+// which of those a mapping may use).
+bool Checker::unit_map_entry(const toml::key &unit, const toml::node &bus, gw::ModbusUnitMapping &out) {
+  const std::string_view text = unit.str();
+  const std::string entry = "'unit_map' entry " + quote(text);
+  if (!all_digits(text) || text.size() > 3 || std::stoi(std::string(text)) > 255 ||
+      (text.size() > 1 && text[0] == '0')) {
+    error(pos_of(unit.source()), entry +
+                                     ": the unit id must be a number from 0 to 255 written without leading "
+                                     "zeros, e.g. \"1\" = 17" +
+                                     route_context_);
+    return false;
+  }
+  auto *address = bus.as_integer();
+  if (!address || address->get() < 0 || address->get() > 255) {
+    const std::string got = address ? std::to_string(address->get()) : std::string(type_name(bus.type()));
+    error(bus, entry + " must map to a bus address from 1 to 247 (got " + got + ")" + route_context_);
+    return false;
+  }
+  out.from = static_cast<std::uint8_t>(std::stoi(std::string(text)));
+  out.to = static_cast<std::uint8_t>(address->get());
+  gw::ModbusConfig probe = modbus_probe();
+  probe.unit_map = {out};
+  std::string why;
+  if (probe.validate(why) == 0) return true;
+  error(bus, entry + ": " + why + route_context_);
+  return false;
+}
+
+// What needs the whole route. A Modbus route gets its config (the default
+// one if it has no Modbus key), with the frames its clients send, checked
+// as a whole; the serial keys that only a raw serial route uses are refused,
+// and so is a tcp backend by host name (the gateway connects to an address).
+// On any other route a Modbus key is an error, as a serial key is.
+void Checker::check_modbus_route(const toml::table &table, Route &route, std::size_t errors_before) {
+  const bool modbus = route.protocol == Protocol::modbus || route.protocol == Protocol::modbus_rtu;
+  if (!modbus) return refuse_modbus_keys(table, route);
+  if (!route.modbus) route.modbus.emplace();
+  route.modbus->client_frames =
+      route.protocol == Protocol::modbus_rtu ? gw::ModbusClientFrames::rtu : gw::ModbusClientFrames::tcp;
+  refuse_serial_keys_on_modbus(table);
+  if (route.backend.kind == Backend::Kind::tcp && !route.backend.address && !route.backend.host.empty()) {
+    error(pos_of(table.get("backend")->source()),
+          "protocol " + quote(to_string(route.protocol)) +
+              " needs an IP address in its tcp backend, not the host name " + quote(route.backend.host) +
+              route_context_ +
+              " (write the device's address, e.g. \"tcp://192.168.1.10:" + std::to_string(route.backend.port) + "\")");
+  }
+  std::string why;
+  if (errors_.size() == errors_before && route.modbus->validate(why) != 0) {
+    SourcePos at = pos_of(table.get("protocol")->source());
+    for (const auto &[key, pos] : modbus_keys_) {
+      if (why.find(key) != std::string::npos) {
+        at = pos;
+        break;
+      }
+    }
+    error(at, why + route_context_);
+  }
+}
+
+void Checker::refuse_modbus_keys(const toml::table &table, Route &route) {
+  for (const auto &[key, pos] : modbus_keys_) {
+    error(pos_of(table.find(key)->first.source()), quote_key(key) +
+                                                       " is a Modbus setting, not one for a route with protocol " +
+                                                       quote(to_string(route.protocol)) + route_context_ +
+                                                       R"( (remove it, or add protocol = "modbus" or "modbus-rtu"))");
+  }
+  route.modbus.reset();
+}
+
+// The serial keys that shape a raw serial route's byte stream and clients:
+// a Modbus route frames RTU itself and queues every client's requests.
+void Checker::refuse_serial_keys_on_modbus(const toml::table &table) {
+  static constexpr std::string_view stream_keys[] = {"serial_clients"sv, "readonly_clients"sv, "idle_gap"sv,
+                                                     "delimiter"sv,      "keep_delimiter"sv,   "max_packet"sv,
+                                                     "max_hold"sv};
+  for (const auto &[key, pos] : serial_keys_) {
+    if (std::find(std::begin(stream_keys), std::end(stream_keys), key) == std::end(stream_keys)) continue;
+    const bool clients = key == "serial_clients"sv || key == "readonly_clients"sv;
+    error(pos_of(table.find(key)->first.source()),
+          quote_key(key) + " does not apply to a Modbus route" + route_context_ +
+              (clients ? " (its requests from every client wait their turn in one queue; remove it)"
+                       : " (the gateway frames RTU messages itself; remove it)"));
+  }
+}
+
 // Where to report a reason about several values: at the route's serial key
 // that the reason names first ("rs485 and flow_control rtscts ..." is about
 // 'rs485'), else at the backend.
@@ -1057,9 +1239,11 @@ bool Checker::check_route(const toml::node &n, std::size_t index, Route &route, 
 
   route_context_ = " in " + label;
   serial_keys_.clear();
+  modbus_keys_.clear();
   check_keys(*tbl, route_keys, route_context_, route);
   check_serial_route(*tbl, route, before);
   check_protocol_route(*tbl, route);
+  check_modbus_route(*tbl, route, before);
   // Read by check_duplicates only for a valid name or listen address, which
   // is then set and written in this table.
   if (!route.name.empty()) name_pos = pos_of(tbl->get("name")->source());

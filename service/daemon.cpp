@@ -16,6 +16,7 @@
 #include "activation.hpp"
 #include "gw/errors.hpp"
 #include "gw/forwarder.hpp"
+#include "gw/modbus.hpp"
 #include "gw/serial_backend.hpp"
 #include "gw/systemd.hpp"
 
@@ -58,12 +59,38 @@ bool same_serial(const gw::SerialBackendConfig &a, const gw::SerialBackendConfig
          policies(a) == policies(b) && same_cidrs(a.readonly_clients, b.readonly_clients);
 }
 
+// Two Modbus routes run their gateway the same way: every field of the
+// config. A field added to ModbusConfig belongs here too.
+bool same_modbus(const gw::ModbusConfig &a, const gw::ModbusConfig &b) {
+  const auto fields = [](const gw::ModbusConfig &m) {
+    return std::tie(m.client_frames, m.response_timeout_ms, m.retries, m.broadcast_delay_ms, m.max_queue, m.cache_ms);
+  };
+  return fields(a) == fields(b) &&
+         std::equal(a.unit_map.begin(), a.unit_map.end(), b.unit_map.begin(), b.unit_map.end(),
+                    [](const gw::ModbusUnitMapping &x, const gw::ModbusUnitMapping &y) {
+                      return x.from == y.from && x.to == y.to;
+                    });
+}
+
 // A reload keeps a route's handler when its backend is the same: the same
-// text and, for a serial one, the same device config.
+// text and protocol and, for a serial one, the same device config, for a
+// Modbus one the same Modbus config.
 bool same_backend(const Route &a, const Route &b) {
-  if (a.backend.text != b.backend.text) return false;
+  if (a.backend.text != b.backend.text || a.protocol != b.protocol) return false;
+  if (a.modbus.has_value() != b.modbus.has_value() || (a.modbus && !same_modbus(*a.modbus, *b.modbus))) return false;
   if (a.serial && b.serial) return same_serial(*a.serial, *b.serial);
   return a.serial.has_value() == b.serial.has_value();
+}
+
+// One route's Modbus counters as one line, for the log.
+void log_modbus_counters(const gw::Logger &log, const char *when, const gw::ModbusGateway &gateway) {
+  const gw::ModbusCounters &c = gateway.counters();
+  const auto n = [](const std::atomic<uint64_t> &v) { return static_cast<unsigned long long>(v.load()); };
+  log.log(gw::LogLevel::info,
+          "%s: modbus %s: %llu requests, %llu replies, %llu timeouts, %llu crc errors, %llu exceptions, %llu busy, "
+          "%llu malformed, %llu broadcasts, %llu cache hits",
+          gateway.label().c_str(), when, n(c.requests), n(c.replies), n(c.timeouts), n(c.crc_errors), n(c.exceptions),
+          n(c.busy), n(c.malformed), n(c.broadcasts), n(c.cache_hits));
 }
 
 }  // namespace
@@ -100,6 +127,7 @@ int Daemon::make_handler(const Route &route, std::shared_ptr<gw::ConnectionHandl
     out = std::make_shared<gw::EchoHandler>();
     return 0;
   }
+  if (route.modbus) return make_modbus_handler(route, out);
   if (backend.kind == Backend::Kind::serial) {
     // A device that is missing is not an error here: the backend watches for
     // it and the route listens. Only a config it refuses is, and the config
@@ -127,6 +155,31 @@ int Daemon::make_handler(const Route &route, std::shared_ptr<gw::ConnectionHandl
       std::make_unique<gw::ResolvedName>(resolver_, backend.host, backend.port,
                                          "route \"" + route.name + "\": backend " + backend.text, server_->logger());
   out = std::make_shared<gw::Forwarder>(std::move(name), backend.text);
+  return 0;
+}
+
+// A Modbus route's gateway: RTU on its serial device, or Modbus TCP to the
+// address of its tcp backend (the config layer refuses a host name). Its
+// counters are logged when the last owner lets it go: a reload that
+// replaced it, once its last client has closed, or the daemon's stop. The
+// deleter holds a copy of the logger, as the gateway may outlive routes_.
+int Daemon::make_modbus_handler(const Route &route, std::shared_ptr<gw::ConnectionHandler> &out) {
+  std::unique_ptr<gw::ModbusGateway> gateway;
+  std::string why;
+  const std::string label = "route \"" + route.name + "\"";
+  int rc = route.serial ? gw::ModbusGateway::create_rtu(gateway, server_->loop(), server_->logger(), *route.modbus,
+                                                        *route.serial, label, why)
+                        : gw::ModbusGateway::create_tcp(gateway, server_->loop(), server_->logger(), *route.modbus,
+                                                        *route.backend.address, label, why);
+  if (rc != 0) {
+    server_->logger().log(gw::LogLevel::error, "%s: %s", label.c_str(), why.c_str());
+    return rc;
+  }
+  const gw::Logger logger = server_->logger();
+  out = std::shared_ptr<gw::ModbusGateway>(gateway.release(), [logger](gw::ModbusGateway *done) {
+    log_modbus_counters(logger, "closed", *done);
+    delete done;
+  });
   return 0;
 }
 
@@ -274,7 +327,7 @@ void Daemon::start_watchdog() {
 
 void Daemon::update_status() {
   const gw::Stats &stats = server_->stats();
-  char status[256];
+  char status[384];
   std::snprintf(
       status, sizeof status,
       "STATUS=%zu routes, %llu clients, %llu accepted, %llu refused, %llu bytes in, %llu bytes out, %llu bytes spliced",
@@ -282,7 +335,30 @@ void Daemon::update_status() {
       static_cast<unsigned long long>(stats.accepted.load()), static_cast<unsigned long long>(stats.refused.load()),
       static_cast<unsigned long long>(stats.bytes_in.load()), static_cast<unsigned long long>(stats.bytes_out.load()),
       static_cast<unsigned long long>(stats.bytes_spliced.load()));
+  append_modbus_status(status, sizeof status);
   gw::sd::notify(status);
+}
+
+// "; modbus: N req, ..." summed over the running Modbus routes, when there
+// are any. A route's handler replaced by a reload starts again from 0.
+void Daemon::append_modbus_status(char *status, std::size_t size) const {
+  uint64_t requests = 0, timeouts = 0, crc_errors = 0, exceptions = 0;
+  bool any = false;
+  for (const auto &[name, state] : routes_) {
+    const auto *gateway = dynamic_cast<const gw::ModbusGateway *>(state.handler.get());
+    if (!gateway) continue;
+    const gw::ModbusCounters &c = gateway->counters();
+    requests += c.requests.load();
+    timeouts += c.timeouts.load();
+    crc_errors += c.crc_errors.load();
+    exceptions += c.exceptions.load();
+    any = true;
+  }
+  if (!any) return;
+  const std::size_t used = std::strlen(status);
+  std::snprintf(status + used, size - used, "; modbus: %llu req, %llu timeouts, %llu crc errors, %llu exceptions",
+                static_cast<unsigned long long>(requests), static_cast<unsigned long long>(timeouts),
+                static_cast<unsigned long long>(crc_errors), static_cast<unsigned long long>(exceptions));
 }
 
 void Daemon::on_signal(int signal) {

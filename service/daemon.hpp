@@ -78,8 +78,10 @@ class Daemon {
                      const std::vector<gw::Listener *> &created);
 
   void update_status();
+  void append_modbus_status(char *status, std::size_t size) const;
   void start_watchdog();
   int make_handler(const Route &route, std::shared_ptr<gw::ConnectionHandler> &out);
+  int make_modbus_handler(const Route &route, std::shared_ptr<gw::ConnectionHandler> &out);
 
   std::string config_path_;
   std::unique_ptr<gw::Server> server_;

@@ -29,3 +29,20 @@ target_link_options(gwtest_resolv PRIVATE -fno-sanitize=all)
 target_link_libraries(gwtest_resolv PRIVATE ${CMAKE_DL_LIBS} Threads::Threads)
 add_dependencies(test_daemon_dns gwtest_resolv)
 set_tests_properties(daemon_dns PROPERTIES ENVIRONMENT "GWD_RESOLV_SHIM=$<TARGET_FILE:gwtest_resolv>")
+
+# test_modbus: Modbus routes against libmodbus, the reference Modbus stack,
+# as the masters (TCP) and the devices (an RTU slave on a pty, a TCP slave).
+# libmodbus-dev is in GW_BUILD_PACKAGES and the cross sysroots; a build
+# without it has no Modbus suite, and says so.
+pkg_check_modules(MODBUS IMPORTED_TARGET libmodbus)
+if(MODBUS_FOUND)
+  add_executable(test_daemon_modbus ${CMAKE_CURRENT_LIST_DIR}/test_modbus.c)
+  set_target_properties(test_daemon_modbus PROPERTIES C_STANDARD 11 C_STANDARD_REQUIRED ON C_EXTENSIONS OFF)
+  target_compile_definitions(test_daemon_modbus PRIVATE _GNU_SOURCE)
+  target_link_libraries(test_daemon_modbus PRIVATE gwd_harness PkgConfig::MODBUS)
+  add_dependencies(test_daemon_modbus gatewayd)
+  add_test(NAME daemon_modbus COMMAND test_daemon_modbus $<TARGET_FILE:gatewayd>)
+  set_tests_properties(daemon_modbus PROPERTIES TIMEOUT 120 LABELS "daemon")
+else()
+  message(WARNING "libmodbus not found (apt-get install libmodbus-dev): the daemon_modbus suite is not built")
+endif()

@@ -65,7 +65,7 @@ const std::string route_keys =
     "keepalive, splice, frame_timeout, protocol, baud, data_bits, parity, stop_bits, flow_control, dtr, rts, rs485, "
     "rts_on_send, rts_after_send, delay_before_send, delay_after_send, serial_clients, readonly_clients, idle_gap, "
     "delimiter, keep_delimiter, max_packet, max_hold, serial_open, on_device_missing, device_wait, on_device_loss, "
-    "lock_dir";
+    "lock_dir, response_timeout, retries, broadcast_delay, max_queue, unit_map, cache";
 
 // A route with the two required keys, then `extra` lines (route starts on line 1,
 // name on line 2, backend on line 3, extra from line 4).
@@ -136,7 +136,7 @@ void default_config_file(void **) {
 
 // The commented-out examples of the default file, uncommented (a line "#key"
 // or "#[[route]]" without the '#'), are a valid file too: the serial route is
-// one, with every serial key.
+// one, with every serial key, and the Modbus route another.
 void default_config_examples(void **) {
   FILE *file = fopen(GWT_DEFAULT_CONF, "r");
   assert_non_null(file);
@@ -148,12 +148,17 @@ void default_config_examples(void **) {
   }
   fclose(file);
   Config c = parse_ok(text);
-  assert_int_equal(c.routes.size(), 2);
+  assert_int_equal(c.routes.size(), 3);
   const Route &serial = c.routes[1];
   assert_int_equal(static_cast<int>(serial.backend.kind), static_cast<int>(Backend::Kind::serial));
   assert_true(serial.serial.has_value());
   assert_int_equal(serial.serial->packing.idle_gap_tenth_chars, 35);
   assert_int_equal(c.routes[0].allow_nets.size(), 2);  // the echo route's allow example
+  const Route &modbus = c.routes[2];
+  assert_int_equal(static_cast<int>(modbus.protocol), static_cast<int>(Protocol::modbus));
+  assert_true(modbus.modbus.has_value());
+  assert_int_equal(modbus.modbus->unit_map.size(), 1);
+  assert_int_equal(modbus.serial->settings.baud, 19200);
 }
 
 void empty_file_has_no_routes(void **) {
@@ -1215,6 +1220,176 @@ void serial_key_suggestions(void **) {
                "gw.conf:4:1: unknown key 'databits' in route \"r\" (did you mean 'data_bits'?)");
 }
 
+// ---- Modbus routes (issue 10) --------------------------------------------------------
+
+// A Modbus route on a serial device, `extra` lines from line 5.
+std::string modbus_route(const std::string &extra, const char *protocol = "modbus") {
+  return "[[route]]\nname = \"r\"\nbackend = \"serial:/dev/ttyUSB0\"\nprotocol = \"" + std::string(protocol) + "\"\n" +
+         extra;
+}
+
+const gw::ModbusConfig &modbus_of(const Config &c) {
+  assert_true(c.routes[0].modbus.has_value());
+  return *c.routes[0].modbus;
+}
+
+// With no Modbus key, a Modbus route has ModbusConfig's defaults, and the
+// frames its protocol names; a raw route has no Modbus config at all.
+void modbus_defaults(void **) {
+  const gw::ModbusConfig &m = modbus_of(parse_ok(modbus_route("")));
+  assert_int_equal(static_cast<int>(m.client_frames), static_cast<int>(gw::ModbusClientFrames::tcp));
+  assert_int_equal(m.response_timeout_ms, 1000);
+  assert_int_equal(m.retries, 0);
+  assert_int_equal(m.broadcast_delay_ms, 100);
+  assert_int_equal(m.max_queue, 64);
+  assert_true(m.unit_map.empty());
+  assert_int_equal(m.cache_ms, 0);
+  const gw::ModbusConfig &rtu = modbus_of(parse_ok(modbus_route("", "modbus-rtu")));
+  assert_int_equal(static_cast<int>(rtu.client_frames), static_cast<int>(gw::ModbusClientFrames::rtu));
+  assert_false(parse_ok(serial_route("")).routes[0].modbus.has_value());
+  assert_false(parse_ok(route("")).routes[0].modbus.has_value());
+}
+
+void modbus_every_key(void **) {
+  Config c = parse_ok(modbus_route(
+      "response_timeout = \"250ms\"\nretries = 2\nbroadcast_delay = \"20ms\"\nmax_queue = 8\n"
+      "unit_map = { \"1\" = 17, \"2\" = 18, \"10\" = 5 }\ncache = \"500ms\"\nbaud = 9600\nparity = \"even\"\n"
+      "lock_dir = \"\"\non_device_missing = \"wait\"\n"));
+  const gw::ModbusConfig &m = modbus_of(c);
+  assert_int_equal(m.response_timeout_ms, 250);
+  assert_int_equal(m.retries, 2);
+  assert_int_equal(m.broadcast_delay_ms, 20);
+  assert_int_equal(m.max_queue, 8);
+  assert_int_equal(m.cache_ms, 500);
+  // The table's order (its keys as strings): "1", "10", "2".
+  assert_int_equal(m.unit_map.size(), 3);
+  assert_int_equal(m.unit_map[0].from, 1);
+  assert_int_equal(m.unit_map[0].to, 17);
+  assert_int_equal(m.unit_map[1].from, 10);
+  assert_int_equal(m.unit_map[1].to, 5);
+  assert_int_equal(m.unit_map[2].from, 2);
+  assert_int_equal(m.unit_map[2].to, 18);
+  // The serial line and device keys still drive the device.
+  assert_int_equal(serial_of(c).settings.baud, 9600);
+  assert_true(serial_of(c).open_options.lock_dir.empty());
+  // Integers are seconds, as for every duration key.
+  assert_int_equal(modbus_of(parse_ok(modbus_route("response_timeout = 3\n"))).response_timeout_ms, 3000);
+  assert_int_equal(modbus_of(parse_ok(modbus_route("cache = \"0\"\n"))).cache_ms, 0);
+  // A Modbus TCP device by its IP address.
+  Config tcp =
+      parse_ok("[[route]]\nname = \"r\"\nbackend = \"tcp://127.0.0.1:1502\"\nprotocol = \"modbus\"\nretries = 1\n");
+  assert_int_equal(modbus_of(tcp).retries, 1);
+  assert_false(tcp.routes[0].serial.has_value());
+}
+
+void modbus_value_errors(void **) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"retries = \"3\"\n", "gw.conf:5:11: 'retries' must be an integer (got string)"},
+      {"retries = -1\n", "gw.conf:5:11: 'retries' must be between 0 and 4294967295 (got -1)"},
+      {"max_queue = 1.5\n", "gw.conf:5:13: 'max_queue' must be an integer (got float)"},
+      {"response_timeout = \"1x\"\n",
+       "gw.conf:5:20: 'response_timeout' must be a duration such as \"60s\", \"500ms\", \"5m\", \"1h\" or \"0\" "
+       "(got \"1x\")"},
+      {"cache = \"500\"\n",
+       "gw.conf:5:9: 'cache' must be a duration such as \"60s\", \"500ms\", \"5m\", \"1h\" or \"0\" (got \"500\"; "
+       "did you mean \"500s\"?)"},
+      {"broadcast_delay = true\n",
+       "gw.conf:5:19: 'broadcast_delay' must be a duration string or an integer number of seconds (got boolean)"},
+      {"unit_map = 3\n",
+       "gw.conf:5:12: 'unit_map' must be an inline table of unit ids to bus addresses, e.g. { \"1\" = 17 } (got "
+       "integer)"},
+      {"unit_map = { \"x\" = 17 }\n",
+       "gw.conf:5:14: 'unit_map' entry \"x\": the unit id must be a number from 0 to 255 written without leading "
+       "zeros, e.g. \"1\" = 17 in route \"r\""},
+      {"unit_map = { \"01\" = 17 }\n",
+       "gw.conf:5:14: 'unit_map' entry \"01\": the unit id must be a number from 0 to 255 written without leading "
+       "zeros, e.g. \"1\" = 17 in route \"r\""},
+      {"unit_map = { \"256\" = 17 }\n",
+       "gw.conf:5:14: 'unit_map' entry \"256\": the unit id must be a number from 0 to 255 written without leading "
+       "zeros, e.g. \"1\" = 17 in route \"r\""},
+      {"unit_map = { \"1\" = \"17\" }\n",
+       "gw.conf:5:20: 'unit_map' entry \"1\" must map to a bus address from 1 to 247 (got string) in route \"r\""},
+      {"unit_map = { \"1\" = 300 }\n",
+       "gw.conf:5:20: 'unit_map' entry \"1\" must map to a bus address from 1 to 247 (got 300) in route \"r\""},
+  };
+  for (const auto &[extra, want] : cases) expect_error(modbus_route(extra), want);
+  // Every wrong entry is reported, not only the first.
+  expect_errors(modbus_route("unit_map = { \"a\" = 1, \"2\" = -1 }\n"),
+                {"gw.conf:5:14: 'unit_map' entry \"a\": the unit id must be a number from 0 to 255 written without "
+                 "leading zeros, e.g. \"1\" = 17 in route \"r\"",
+                 "gw.conf:5:29: 'unit_map' entry \"2\" must map to a bus address from 1 to 247 (got -1) in route "
+                 "\"r\""});
+}
+
+// The ranges are ModbusConfig::validate's, the check the daemon's
+// ModbusGateway::create makes: its reason, at the value, with the route.
+void modbus_values_the_gateway_refuses(void **) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"retries = 11\n", "gw.conf:5:11: retries 11 is out of range (0 to 10) in route \"r\""},
+      {"max_queue = 0\n", "gw.conf:5:13: max_queue 0 is out of range (1 to 65535) in route \"r\""},
+      {"max_queue = 65536\n", "gw.conf:5:13: max_queue 65536 is out of range (1 to 65535) in route \"r\""},
+      {"response_timeout = \"0\"\n",
+       "gw.conf:5:20: response_timeout 0 ms is out of range (1 ms to 60 s) in route \"r\""},
+      {"response_timeout = \"61s\"\n",
+       "gw.conf:5:20: response_timeout 61000 ms is out of range (1 ms to 60 s) in route \"r\""},
+      {"unit_map = { \"0\" = 17 }\n",
+       "gw.conf:5:20: 'unit_map' entry \"0\": unit_map from = 0 is out of range (1 to 247; unit 0 is the broadcast "
+       "and cannot be mapped) in route \"r\""},
+      {"unit_map = { \"1\" = 248 }\n",
+       "gw.conf:5:20: 'unit_map' entry \"1\": unit_map to = 248 (for unit 1) is out of range: a bus address is 1 to "
+       "247 in route \"r\""},
+  };
+  for (const auto &[extra, want] : cases) expect_error(modbus_route(extra), want);
+  // On a tcp route as on a serial one.
+  expect_error("[[route]]\nname = \"r\"\nbackend = \"tcp://127.0.0.1:502\"\nprotocol = \"modbus\"\nretries = 99\n",
+               "gw.conf:5:11: retries 99 is out of range (0 to 10) in route \"r\"");
+}
+
+// A Modbus key elsewhere is an error naming the key and the protocol, as a
+// serial key on a tcp route is: ignored, it would hide a missing protocol.
+void modbus_keys_on_other_routes(void **) {
+  expect_error(serial_route("retries = 2\n"),
+               "gw.conf:4:1: 'retries' is a Modbus setting, not one for a route with protocol \"raw\" in route \"r\" "
+               "(remove it, or add protocol = \"modbus\" or \"modbus-rtu\")");
+  expect_errors(route("cache = \"1s\"\nunit_map = { \"1\" = 2 }\n"),
+                {"gw.conf:4:1: 'cache' is a Modbus setting, not one for a route with protocol \"raw\" in route \"r\" "
+                 "(remove it, or add protocol = \"modbus\" or \"modbus-rtu\")",
+                 "gw.conf:5:1: 'unit_map' is a Modbus setting, not one for a route with protocol \"raw\" in route "
+                 "\"r\" (remove it, or add protocol = \"modbus\" or \"modbus-rtu\")"});
+}
+
+// A Modbus route frames RTU itself and queues all its clients: the serial
+// keys for a raw byte stream and its clients are refused, each with why.
+void serial_stream_keys_on_modbus(void **) {
+  const char *frames = " (the gateway frames RTU messages itself; remove it)";
+  const char *queue = " (its requests from every client wait their turn in one queue; remove it)";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"idle_gap = \"5ms\"\n",
+       "gw.conf:5:1: 'idle_gap' does not apply to a Modbus route in route \"r\"" + std::string(frames)},
+      {"delimiter = \"\\n\"\n",
+       "gw.conf:5:1: 'delimiter' does not apply to a Modbus route in route \"r\"" + std::string(frames)},
+      {"keep_delimiter = true\n",
+       "gw.conf:5:1: 'keep_delimiter' does not apply to a Modbus route in route \"r\"" + std::string(frames)},
+      {"max_packet = 64\n",
+       "gw.conf:5:1: 'max_packet' does not apply to a Modbus route in route \"r\"" + std::string(frames)},
+      {"max_hold = \"1s\"\n",
+       "gw.conf:5:1: 'max_hold' does not apply to a Modbus route in route \"r\"" + std::string(frames)},
+      {"serial_clients = \"shared\"\n",
+       "gw.conf:5:1: 'serial_clients' does not apply to a Modbus route in route \"r\"" + std::string(queue)},
+      {"readonly_clients = [\"::1\"]\n",
+       "gw.conf:5:1: 'readonly_clients' does not apply to a Modbus route in route \"r\"" + std::string(queue)},
+  };
+  for (const auto &[extra, want] : cases) expect_error(modbus_route(extra, "modbus-rtu"), want);
+}
+
+// The gateway connects to its Modbus TCP device by address: a host name is
+// refused at once, with the fix.
+void modbus_tcp_backend_by_name(void **) {
+  expect_error("[[route]]\nname = \"r\"\nbackend = \"tcp://plc.local:502\"\nprotocol = \"modbus\"\n",
+               "gw.conf:3:11: protocol \"modbus\" needs an IP address in its tcp backend, not the host name "
+               "\"plc.local\" in route \"r\" (write the device's address, e.g. \"tcp://192.168.1.10:502\")");
+}
+
 // ---- the TOML parser never crashes the daemon ------------------------------------------
 
 // "[/" trips an assertion in toml++ 3.3.0's parse_key, and U+FCFF (ef b3 bf)
@@ -1356,6 +1531,13 @@ int main(void) {
       cmocka_unit_test(serial_backend_errors),
       cmocka_unit_test(serial_keys_on_other_backends),
       cmocka_unit_test(serial_key_suggestions),
+      cmocka_unit_test(modbus_defaults),
+      cmocka_unit_test(modbus_every_key),
+      cmocka_unit_test(modbus_value_errors),
+      cmocka_unit_test(modbus_values_the_gateway_refuses),
+      cmocka_unit_test(modbus_keys_on_other_routes),
+      cmocka_unit_test(serial_stream_keys_on_modbus),
+      cmocka_unit_test(modbus_tcp_backend_by_name),
       cmocka_unit_test(toml_parser_crash_inputs),
       cmocka_unit_test(messages_are_one_printable_line),
       cmocka_unit_test(activation_matching),
