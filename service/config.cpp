@@ -276,6 +276,10 @@ gw::SerialPacking &serial_part(gw::SerialBackendConfig &config) noexcept {
   return config.packing;
 }
 template <>
+gw::Rfc2217Options &serial_part(gw::SerialBackendConfig &config) noexcept {
+  return config.rfc2217;
+}
+template <>
 gw::SerialOpenOptions &serial_part(gw::SerialBackendConfig &config) noexcept {
   return config.open_options;
 }
@@ -440,6 +444,8 @@ const Checker::Key<Route> Checker::route_keys[] = {
     {"device_wait"sv, &Checker::serial_field<&gw::SerialBackendConfig::device_wait_ms, SerialValue::duration>},
     {"on_device_loss"sv, &Checker::serial_enum<&gw::SerialBackendConfig::on_loss, gw::device_loss_names>},
     {"lock_dir"sv, &Checker::serial_field<&gw::SerialOpenOptions::lock_dir, SerialValue::string>},
+    // protocol = "rfc2217" only (check_protocol_route).
+    {"rfc2217_allow_settings"sv, &Checker::serial_field<&gw::Rfc2217Options::allow_settings, SerialValue::boolean>},
 };
 
 // Every key of `table` goes to its handler in `keys`; any other is reported
@@ -779,6 +785,12 @@ void Checker::check_serial_route(const toml::table &table, Route &route, std::si
 // than found by the first client.
 void Checker::check_protocol_route(const toml::table &table, Route &route) {
   const toml::node *value = table.get("protocol");
+  if (route.serial) route.serial->rfc2217.enabled = route.protocol == Protocol::rfc2217;
+  if (auto it = table.find("rfc2217_allow_settings");
+      it != table.end() && route.protocol != Protocol::rfc2217 && route.backend.kind == Backend::Kind::serial) {
+    error(pos_of(it->first.source()), "'rfc2217_allow_settings' is for protocol \"rfc2217\" routes only" +
+                                          route_context_ + " (add protocol = \"rfc2217\", or remove it)");
+  }
   if (!value || route.protocol == Protocol::raw || route.backend.text.empty()) return;
   const std::string name = quote(to_string(route.protocol));
   const bool serial = route.backend.kind == Backend::Kind::serial;

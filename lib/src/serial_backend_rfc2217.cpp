@@ -18,7 +18,9 @@ namespace tn = telnet;
 
 telnet::Options::Supported Rfc2217Session::supported() noexcept {
   telnet::Options::Supported supported;
-  supported.allow(tn::option_binary, true, true).allow(tn::option_sga, true, true).allow(tn::option_com_port, true, true);
+  supported.allow(tn::option_binary, true, true)
+      .allow(tn::option_sga, true, true)
+      .allow(tn::option_com_port, true, true);
   return supported;
 }
 
@@ -191,7 +193,9 @@ void SerialBackend::Impl::answer_line_setting(Client &client, const tn::ComPortR
       valid = valid && value >= 5 && value <= 8;
       next.data_bits = static_cast<int>(value);
       break;
-    case tn::ComPort::set_parity: valid = valid && tn::from_code(tn::parity_codes, static_cast<uint8_t>(value), next.parity); break;
+    case tn::ComPort::set_parity:
+      valid = valid && tn::from_code(tn::parity_codes, static_cast<uint8_t>(value), next.parity);
+      break;
     default:
       valid = valid && (value == tn::stopsize_one || value == tn::stopsize_two);
       next.stop_bits = static_cast<int>(value);
@@ -203,7 +207,8 @@ void SerialBackend::Impl::answer_line_setting(Client &client, const tn::ComPortR
   switch (request.code) {
     case tn::ComPort::set_baudrate: return tn::com_port_answer_baud(now.baud, out);
     case tn::ComPort::set_datasize: return tn::com_port_answer(request.code, static_cast<uint8_t>(now.data_bits), out);
-    case tn::ComPort::set_parity: return tn::com_port_answer(request.code, tn::to_code(tn::parity_codes, now.parity), out);
+    case tn::ComPort::set_parity:
+      return tn::com_port_answer(request.code, tn::to_code(tn::parity_codes, now.parity), out);
     default: return tn::com_port_answer(request.code, static_cast<uint8_t>(now.stop_bits), out);
   }
 }
