@@ -276,6 +276,10 @@ gw::SerialPacking &serial_part(gw::SerialBackendConfig &config) noexcept {
   return config.packing;
 }
 template <>
+gw::Rfc2217Options &serial_part(gw::SerialBackendConfig &config) noexcept {
+  return config.rfc2217;
+}
+template <>
 gw::SerialOpenOptions &serial_part(gw::SerialBackendConfig &config) noexcept {
   return config.open_options;
 }
@@ -464,6 +468,8 @@ const Checker::Key<Route> Checker::route_keys[] = {
     {"max_queue"sv, &Checker::modbus_integer<&gw::ModbusConfig::max_queue>},
     {"unit_map"sv, &Checker::check_unit_map},
     {"cache"sv, &Checker::modbus_duration<&gw::ModbusConfig::cache_ms>},
+    // protocol = "rfc2217" only (check_protocol_route).
+    {"rfc2217_allow_settings"sv, &Checker::serial_field<&gw::Rfc2217Options::allow_settings, SerialValue::boolean>},
 };
 
 // Every key of `table` goes to its handler in `keys`; any other is reported
@@ -803,6 +809,12 @@ void Checker::check_serial_route(const toml::table &table, Route &route, std::si
 // than found by the first client.
 void Checker::check_protocol_route(const toml::table &table, Route &route) {
   const toml::node *value = table.get("protocol");
+  if (route.serial) route.serial->rfc2217.enabled = route.protocol == Protocol::rfc2217;
+  if (auto it = table.find("rfc2217_allow_settings");
+      it != table.end() && route.protocol != Protocol::rfc2217 && route.backend.kind == Backend::Kind::serial) {
+    error(pos_of(it->first.source()), "'rfc2217_allow_settings' is for protocol \"rfc2217\" routes only" +
+                                          route_context_ + " (add protocol = \"rfc2217\", or remove it)");
+  }
   if (!value || route.protocol == Protocol::raw || route.backend.text.empty()) return;
   const std::string name = quote(to_string(route.protocol));
   const bool serial = route.backend.kind == Backend::Kind::serial;

@@ -53,7 +53,8 @@ bool same_serial(const gw::SerialBackendConfig &a, const gw::SerialBackendConfig
     return std::tie(p.idle_gap_us, p.idle_gap_tenth_chars, p.delimiter, p.keep_delimiter, p.max_packet, p.max_hold_ms);
   };
   const auto policies = [](const gw::SerialBackendConfig &c) {
-    return std::tie(c.path, c.open_options.lock_dir, c.clients, c.open, c.on_missing, c.device_wait_ms, c.on_loss);
+    return std::tie(c.path, c.open_options.lock_dir, c.clients, c.open, c.on_missing, c.device_wait_ms, c.on_loss,
+                    c.rfc2217.enabled, c.rfc2217.allow_settings);
   };
   return line(a.settings) == line(b.settings) && packing(a.packing) == packing(b.packing) &&
          policies(a) == policies(b) && same_cidrs(a.readonly_clients, b.readonly_clients);

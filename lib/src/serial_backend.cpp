@@ -48,7 +48,9 @@ SerialBackend::Impl::Impl(EventLoop &loop, const Logger &logger, SerialBackendCo
               EventLoop::scratch_size, [this](const uint8_t *data, size_t length) { deliver(data, length); }),
       busy_timer_(loop, [this] { retry_device(); }),
       wait_timer_(loop, [this] { on_wait_timer(); }),
-      idle_timer_(loop, [this] { close_if_idle(); }) {}
+      idle_timer_(loop, [this] { close_if_idle(); }),
+      modem_timer_(loop, [this] { poll_modem_lines(); }),
+      break_timer_(loop, [this] { end_break(); }) {}
 
 SerialBackend::Impl::~Impl() {
   watch_.reset();
@@ -74,6 +76,7 @@ SerialBackend::Impl::Client *SerialBackend::Impl::writer() {
 
 void SerialBackend::Impl::client_opened(Connection &conn) {
   if (!admit(conn)) return;
+  if (config_.rfc2217.enabled) telnet_opened(*find(conn));
   idle_timer_.stop();
   drain_deadline_ms_ = 0;
   if (port_) return;
@@ -137,7 +140,10 @@ void SerialBackend::Impl::detach(Connection &conn) {
   after_client_left();
 }
 
-void SerialBackend::Impl::client_closed(Connection &conn) { detach(conn); }
+void SerialBackend::Impl::client_closed(Connection &conn) {
+  telnet_closed(conn);
+  detach(conn);
+}
 
 void SerialBackend::Impl::after_client_left() {
   if (writer() == nullptr && paused_for_client_) {
@@ -164,6 +170,7 @@ bool SerialBackend::Impl::device_wanted() const noexcept {
 void SerialBackend::Impl::client_message(Connection &conn, const uint8_t *data, size_t length) {
   Client *client = find(conn);
   if (!client) return;
+  if (client->telnet) return telnet_input(conn, data, length);
   if (client->readonly) {
     Stats::add(counters_.discarded_readonly, length);
     return;

@@ -59,6 +59,7 @@ void SerialBackend::Impl::device_ready() {
   for (Client &client : clients_) client.wait_deadline_ms = 0;
   wait_timer_.stop();
   set_clients_reading(true);
+  update_modem_poll();
   if (!to_device_.empty()) write_device();
 }
 
@@ -109,6 +110,10 @@ void SerialBackend::Impl::close_device() noexcept {
   loop_.remove(port_->fd());
   port_.reset();
   interest_ = 0;
+  modem_timer_.stop();
+  break_timer_.stop();
+  break_on_ = false;
+  break_owner_ = nullptr;
 }
 
 // The last client of an on-connect device has gone: close it once the
@@ -221,8 +226,10 @@ void SerialBackend::Impl::read_device() {
     if (current) {
       // Never read more than the writer can queue: read bytes must not be dropped.
       const ListenerConfig &limits = current->conn->config();
-      const size_t queued = current->conn->queued_output() + packer_.held();
+      const size_t queued = queued_for(*current) + packer_.held();
       room = std::min(room, limits.max_output > queued ? limits.max_output - queued : 0);
+      // Escaping may double what was read (every byte 0xFF).
+      if (current->telnet) room /= 2;
     }
     if (room == 0) {
       paused_for_client_ = true;
@@ -279,9 +286,9 @@ void SerialBackend::Impl::deliver(const uint8_t *data, size_t length) {
   }
   std::vector<Connection *> slow;
   Client *current = config_.clients == SerialClients::shared ? nullptr : writer();
-  for (const Client &client : clients_) {
-    if (!deliver_to(*client.conn, data, length)) slow.push_back(client.conn);
-    if (current && current->conn == client.conn && client.conn->queued_output() > client.conn->config().high_water)
+  for (Client &client : clients_) {
+    if (!deliver_to(client, data, length)) slow.push_back(client.conn);
+    if (current && current->conn == client.conn && queued_for(client) > client.conn->config().high_water)
       paused_for_client_ = true;
   }
   for (Connection *conn : slow) {
@@ -295,11 +302,13 @@ void SerialBackend::Impl::deliver(const uint8_t *data, size_t length) {
 }
 
 // False when the client's queue cannot take the packet.
-bool SerialBackend::Impl::deliver_to(Connection &conn, const uint8_t *data, size_t length) {
+bool SerialBackend::Impl::deliver_to(Client &client, const uint8_t *data, size_t length) {
+  Connection &conn = *client.conn;
   const ListenerConfig &limits = conn.config();
   // Device output is traffic for the idle timeout on every framing: a client
   // that only reads (a dashboard) stays while the device talks.
   conn.mark_active();
+  if (client.telnet) return deliver_telnet(client, data, length);
   if (limits.framing == Framing::raw) return length == 0 || conn.send(data, length) != -EAGAIN;
   // A packet longer than the route's max_frame goes out as several messages.
   do {
@@ -309,6 +318,12 @@ bool SerialBackend::Impl::deliver_to(Connection &conn, const uint8_t *data, size
     length -= piece;
   } while (length > 0);
   return true;
+}
+
+// What the client has still to take: its socket queue and, while an rfc2217
+// client has suspended the flow, the output held for it.
+size_t SerialBackend::Impl::queued_for(const Client &client) const noexcept {
+  return client.conn->queued_output() + (client.telnet ? client.telnet->held.size() : 0);
 }
 
 }  // namespace gw

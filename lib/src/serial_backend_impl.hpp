@@ -14,6 +14,7 @@
 #include "gw/device_watch.hpp"
 #include "gw/event_loop.hpp"
 #include "gw/serial_backend.hpp"
+#include "gw/telnet.hpp"
 #include "serial_packer.hpp"
 
 namespace gw {
@@ -30,7 +31,29 @@ constexpr uint64_t busy_retry_ms = 1000;
 // the bytes still queued for it.
 constexpr uint64_t idle_drain_ms = 2000;
 constexpr uint64_t driver_drain_check_ms = 5;
+// RFC 2217: how often modem lines are polled while a client wants them, and
+// the longest break a client can leave on.
+constexpr uint64_t modem_poll_ms = 100;
+constexpr uint64_t max_break_ms = 5000;
+// Replies are handed to the client in pieces of about this size while its
+// input is decoded, so that a flood meets the client's output limit early.
+constexpr size_t telnet_reply_chunk = 4096;
 }  // namespace serial_limits
+
+/// One client's Telnet session on an rfc2217 route. Owned by its Client
+/// (and, while its input is decoded, by telnet_input()).
+struct Rfc2217Session {
+  static telnet::Options::Supported supported() noexcept;
+  telnet::Decoder decoder;
+  telnet::Options options{supported()};
+  uint8_t modemstate_mask = 255;  // RFC 2217's default
+  uint8_t linestate_mask = 0;
+  bool com_port = false;         // the client agreed to COM-PORT-OPTION
+  bool suspended = false;        // FLOWCONTROL-SUSPEND: device output is held
+  bool overflow_logged = false;  // one warning per session for oversized subnegotiations
+  Buffer held;                   // escaped device output held while suspended
+  std::string replies;           // built while its input is decoded
+};
 
 /// The state behind SerialBackend. Owns the port (while the device is open),
 /// the watch and the timers; holds plain pointers to its clients, removed
@@ -43,6 +66,9 @@ class SerialBackend::Impl final : public IoHandler {
     bool readonly;
     bool paused_for_queue = false;  // its input waits for the device queue to drain
     uint64_t wait_deadline_ms = 0;  // DeviceMissing::wait: refused at this time
+    // rfc2217 routes only; shared so that a session being decoded outlives
+    // its client's detach (a device lost while the input is queued).
+    std::shared_ptr<Rfc2217Session> telnet{};
   };
   /// What the device is doing, for logging each change once.
   enum class Phase { closed, open, missing, busy, unusable, lost };
@@ -89,13 +115,36 @@ class SerialBackend::Impl final : public IoHandler {
   void write_device();
   void update_interest();
   void deliver(const uint8_t *data, size_t length);
-  bool deliver_to(Connection &conn, const uint8_t *data, size_t length);
+  bool deliver_to(Client &client, const uint8_t *data, size_t length);
   void queue_for_device(Client &client, const uint8_t *data, size_t length, bool add_newline);
   void resume_writers();
   void set_clients_reading(bool reading);
   void on_wait_timer();
   void arm_wait_timer();
   void say_and_close(Connection &conn, const std::string &line);
+  size_t queued_for(const Client &client) const noexcept;
+
+  // RFC 2217 (serial_backend_rfc2217.cpp).
+  class TelnetInput;
+  void telnet_opened(Client &client);
+  void telnet_input(Connection &conn, const uint8_t *data, size_t length);
+  bool send_replies(Connection &conn, Rfc2217Session &session);
+  void telnet_negotiated(Client &client, uint8_t command, uint8_t option);
+  void telnet_request(Client &client, const telnet::ComPortRequest &request);
+  void answer_line_setting(Client &client, const telnet::ComPortRequest &request);
+  void answer_control(Client &client, uint8_t value);
+  uint8_t control_state(uint8_t query);
+  void set_control(Client &client, uint8_t value);
+  void change_settings(Client &client, const SerialSettings &next);
+  void purge(uint8_t value);
+  void begin_com_port(Client &client);
+  bool read_modem_state(uint8_t &state);
+  void poll_modem_lines();
+  void update_modem_poll();
+  void end_break();
+  void telnet_suspend(Client &client, bool suspend);
+  bool deliver_telnet(Client &client, const uint8_t *data, size_t length);
+  void telnet_closed(Connection &conn);
 
   EventLoop &loop_;
   Logger logger_;
@@ -110,6 +159,17 @@ class SerialBackend::Impl final : public IoHandler {
   Timer wait_timer_;                // the earliest waiting client's device_wait deadline
   Timer idle_timer_;                // closes an on-connect device after the last client, outside its callbacks
   uint64_t drain_deadline_ms_ = 0;  // idle, waiting (bounded) for the last bytes to reach the device
+
+  // RFC 2217 state of the port, shared by its sessions.
+  Timer modem_timer_;                  // polls modem lines while a session wants them
+  Timer break_timer_;                  // ends a break a client left on
+  Connection *break_owner_ = nullptr;  // the client whose break is on
+  bool break_on_ = false;
+  bool virtual_dtr_ = true, virtual_rts_ = true;  // answered where the device has no modem lines
+  bool no_modem_lines_ = false;                   // logged once; no polling
+  bool no_break_logged_ = false;
+  uint8_t last_modem_state_ = 0;  // the last poll, for the delta bits
+  std::string escaped_;           // device output escaped for the sessions, reused
 };
 
 }  // namespace gw

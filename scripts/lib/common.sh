@@ -40,4 +40,4 @@ gw_debian_mirror() {
 
 # What building and testing on the host needs.
 GW_BUILD_PACKAGES=(build-essential cmake ninja-build pkg-config libcmocka-dev libsystemd-dev
-  libtomlplusplus-dev systemd netcat-openbsd clang-format-15 libmodbus-dev)
+  libtomlplusplus-dev systemd netcat-openbsd clang-format-15 libmodbus-dev python3-serial)

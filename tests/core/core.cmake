@@ -32,3 +32,13 @@ foreach(suite modbus_codec modbus_gateway)
   add_test(NAME core_${suite} COMMAND test_core_${suite})
   set_tests_properties(core_${suite} PROPERTIES TIMEOUT 120 LABELS "core")
 endforeach()
+
+# RFC 2217 (issue 10): the Telnet codec alone, and the serial backend's
+# rfc2217 sessions driven by hand over ptys.
+foreach(suite telnet rfc2217)
+  add_executable(test_core_${suite} ${CMAKE_CURRENT_LIST_DIR}/test_${suite}.cpp)
+  target_include_directories(test_core_${suite} PRIVATE ${PROJECT_SOURCE_DIR}/lib/src)
+  target_link_libraries(test_core_${suite} PRIVATE gw_core PkgConfig::CMOCKA Threads::Threads)
+  add_test(NAME core_${suite} COMMAND test_core_${suite})
+  set_tests_properties(core_${suite} PROPERTIES TIMEOUT 60 LABELS "core")
+endforeach()

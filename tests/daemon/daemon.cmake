@@ -46,3 +46,17 @@ if(MODBUS_FOUND)
 else()
   message(WARNING "libmodbus not found (apt-get install libmodbus-dev): the daemon_modbus suite is not built")
 endif()
+
+# RFC 2217 through pyserial's client (Debian python3-serial): a Python script,
+# run by the system's python3 (where apt puts python3-serial). In cross builds
+# the emulator goes in front of gatewayd, as GWD_WRAPPER does for valgrind.
+find_program(GW_PYTHON3 python3 PATHS /usr/bin NO_DEFAULT_PATH)
+find_program(GW_PYTHON3 python3)
+if(GW_PYTHON3)
+  add_test(NAME daemon_rfc2217 COMMAND ${GW_PYTHON3} ${CMAKE_CURRENT_LIST_DIR}/test_rfc2217.py $<TARGET_FILE:gatewayd>)
+  set_tests_properties(daemon_rfc2217 PROPERTIES TIMEOUT 120 LABELS "daemon")
+  if(CMAKE_CROSSCOMPILING_EMULATOR)
+    list(JOIN CMAKE_CROSSCOMPILING_EMULATOR " " gw_emulator_words)
+    set_tests_properties(daemon_rfc2217 PROPERTIES ENVIRONMENT "GWD_WRAPPER=${gw_emulator_words}")
+  endif()
+endif()

@@ -65,7 +65,7 @@ const std::string route_keys =
     "keepalive, splice, frame_timeout, protocol, baud, data_bits, parity, stop_bits, flow_control, dtr, rts, rs485, "
     "rts_on_send, rts_after_send, delay_before_send, delay_after_send, serial_clients, readonly_clients, idle_gap, "
     "delimiter, keep_delimiter, max_packet, max_hold, serial_open, on_device_missing, device_wait, on_device_loss, "
-    "lock_dir, response_timeout, retries, broadcast_delay, max_queue, unit_map, cache";
+    "lock_dir, response_timeout, retries, broadcast_delay, max_queue, unit_map, cache, rfc2217_allow_settings";
 
 // A route with the two required keys, then `extra` lines (route starts on line 1,
 // name on line 2, backend on line 3, extra from line 4).
@@ -1388,6 +1388,32 @@ void modbus_tcp_backend_by_name(void **) {
   expect_error("[[route]]\nname = \"r\"\nbackend = \"tcp://plc.local:502\"\nprotocol = \"modbus\"\n",
                "gw.conf:3:11: protocol \"modbus\" needs an IP address in its tcp backend, not the host name "
                "\"plc.local\" in route \"r\" (write the device's address, e.g. \"tcp://192.168.1.10:502\")");
+
+// protocol = "rfc2217" turns the serial backend's Telnet sessions on;
+// rfc2217_allow_settings belongs to such routes only.
+void rfc2217_route_keys(void **) {
+  Config c = parse_ok(serial_route("protocol = \"rfc2217\"\n"));
+  assert_true(serial_of(c).rfc2217.enabled);
+  assert_true(serial_of(c).rfc2217.allow_settings);
+  c = parse_ok(serial_route("protocol = \"rfc2217\"\nrfc2217_allow_settings = false\n"));
+  assert_true(serial_of(c).rfc2217.enabled);
+  assert_false(serial_of(c).rfc2217.allow_settings);
+  c = parse_ok(serial_route(""));
+  assert_false(serial_of(c).rfc2217.enabled);
+  expect_error(serial_route("rfc2217_allow_settings = false\n"),
+               "gw.conf:4:1: 'rfc2217_allow_settings' is for protocol \"rfc2217\" routes only in route \"r\" "
+               "(add protocol = \"rfc2217\", or remove it)");
+  expect_error(serial_route("protocol = \"raw\"\nrfc2217_allow_settings = true\n"),
+               "gw.conf:5:1: 'rfc2217_allow_settings' is for protocol \"rfc2217\" routes only in route \"r\" "
+               "(add protocol = \"rfc2217\", or remove it)");
+  expect_error(route("rfc2217_allow_settings = true\n"),
+               "gw.conf:4:1: 'rfc2217_allow_settings' is a serial setting, not one for the echo backend \"echo\" in "
+               "route \"r\" (remove it, or use a serial backend such as \"serial:/dev/ttyUSB0\")");
+  expect_error(serial_route("protocol = \"rfc2217\"\nrfc2217_allow_settings = 1\n"),
+               "gw.conf:5:26: 'rfc2217_allow_settings' must be a boolean (got integer)");
+  expect_error(serial_route("rfc2217_allow_setting = true\n"),
+               "gw.conf:4:1: unknown key 'rfc2217_allow_setting' in route \"r\" (did you mean "
+               "'rfc2217_allow_settings'?)");
 }
 
 // ---- the TOML parser never crashes the daemon ------------------------------------------
@@ -1538,6 +1564,7 @@ int main(void) {
       cmocka_unit_test(modbus_keys_on_other_routes),
       cmocka_unit_test(serial_stream_keys_on_modbus),
       cmocka_unit_test(modbus_tcp_backend_by_name),
+      cmocka_unit_test(rfc2217_route_keys),
       cmocka_unit_test(toml_parser_crash_inputs),
       cmocka_unit_test(messages_are_one_printable_line),
       cmocka_unit_test(activation_matching),

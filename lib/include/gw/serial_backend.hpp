@@ -69,6 +69,16 @@ struct SerialPacking {
   uint32_t max_hold_ms = 0;
 };
 
+/// RFC 2217 (Telnet with the COM-PORT-OPTION) on a serial route: each client
+/// is a Telnet session (see gw/telnet.hpp and the notes at SerialBackend).
+struct Rfc2217Options {
+  bool enabled = false;
+  /// false: requests to change the line settings (baud, data bits, parity,
+  /// stop bits, flow control) leave the port alone and are answered with the
+  /// values in effect. DTR, RTS, break and purges still act.
+  bool allow_settings = true;
+};
+
 /// Everything a serial route says about its device.
 struct SerialBackendConfig {
   std::string path;  ///< absolute; symlinks (/dev/serial/by-id/...) followed on every open
@@ -81,6 +91,7 @@ struct SerialBackendConfig {
   DeviceMissing on_missing = DeviceMissing::refuse;
   uint64_t device_wait_ms = 10000;  ///< with DeviceMissing::wait
   DeviceLoss on_loss = DeviceLoss::close;
+  Rfc2217Options rfc2217;  ///< off: the clients' bytes are the device's bytes
 
   /// 0, or -EINVAL with `why` naming the first bad value and its fix
   /// (settings.validate(), a delimiter of 0 or more than 2 bytes, ...).
@@ -114,6 +125,44 @@ struct SerialCounters {
 /// packet is dropped (dropped_slow). A client's EOF closes it. Each change
 /// of the device's state (open, missing, busy, unusable, lost, back,
 /// closed) is logged once, at info or warning level.
+///
+/// RFC 2217 (config.rfc2217.enabled; raw framing). Each client is a Telnet
+/// session. On connect the server offers WILL BINARY, DO BINARY, WILL SGA and
+/// DO COM-PORT-OPTION, agrees to the same options asked the other way (the
+/// client's WILL COM-PORT-OPTION, pyserial's DO SGA), and refuses every other
+/// option (ECHO included: the device, not the gateway, echoes). Data bytes go
+/// to the device as on a raw route; device output is IAC-escaped. COM-PORT
+/// requests act on the port and are answered, always with the value in
+/// effect afterwards (a client such as pyserial refuses a different value,
+/// which is how it learns of a refusal). Notes:
+///  * The line settings are the port's: with shared clients one client's
+///    change is every client's. They last until the device closes; the next
+///    open uses the route's settings again.
+///  * Parity and data bits are answered from SerialPort::settings() (what was
+///    applied), since a pty's driver keeps neither; baud and stop bits are
+///    verified by set_settings(). 1.5 stop bits are answered with the value
+///    in effect (SerialSettings has 1 and 2).
+///  * A device without modem lines (a pty: set_modem_lines() is -ENOTSUP) or
+///    without break (qemu-user: set_break() is -ENOSYS) keeps DTR, RTS and
+///    break as a virtual state and answers it, logging once at info, so that
+///    pyserial, which sets DTR and RTS on every open and waits for the same
+///    value back, works on it. A break ends after at most max_break_ms, or
+///    when the client that began it leaves.
+///  * NOTIFY-MODEMSTATE: sent once when a client agrees to COM-PORT, then on
+///    changes of the lines in its mask (default 255), polled with TIOCMGET
+///    every modem_poll_ms while a client wants them and the device has modem
+///    lines. NOTIFY-LINESTATE: the mask is stored and answered, but raw reads
+///    carry no error or break events, so no line state is ever sent.
+///  * FLOWCONTROL-SUSPEND: device output for that client is held (bounded by
+///    its max_output) until FLOWCONTROL-RESUME; the exclusive writer's hold
+///    pauses device reading, as its backpressure does; any other client past
+///    the bound is dropped as a slow one.
+///  * Read-only clients negotiate, but their data and SET requests are
+///    ignored (the answers carry the values in effect).
+///  * Hostile input is bounded: a subnegotiation past
+///    telnet::Decoder::max_subnegotiation is dropped, not grown; replies to a
+///    negotiation flood go through the client's output limit, and a client
+///    that does not read them is dropped.
 ///
 /// Lifetime and threading: created on the loop thread of the server whose
 /// listeners it serves; must outlive them and not outlive the loop (its
