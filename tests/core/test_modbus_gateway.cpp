@@ -553,7 +553,7 @@ void malformed_client_is_closed_alone(void **) {
   const int good = f.connect();
   const int bad = f.connect();
   f.request(good, 77, 1, read_10);
-  assert_true(f.until([&] { return !held.empty(); }));  // in flight
+  assert_true(f.until([&] { return !held.empty(); }));      // in flight
   f.send_bytes(bad, {0, 1, 0, 9, 0, 6, 1, 3, 0, 0, 0, 1});  // protocol id 9
   assert_true(f.closed_by_gateway(bad));
   assert_int_equal(f.counters().malformed.load(), 1);
@@ -653,8 +653,8 @@ void inter_frame_gap_at_a_low_baud(void **) {
   for (uint16_t tid = 1; tid <= 4; ++tid) assert_int_equal(be16(&f.answer(client)[0]), tid);
   assert_int_equal(f.slave.seen.size(), 4);
   using std::chrono::microseconds;
-  const long long gap_us = 29167;          // 3.5 characters of 10 bits at 1200 baud
-  const long long request_us = 8 * 8334;   // the 8-byte request's own time on the wire
+  const long long gap_us = 29167;         // 3.5 characters of 10 bits at 1200 baud
+  const long long request_us = 8 * 8334;  // the 8-byte request's own time on the wire
   for (size_t i = 1; i < f.slave.seen.size(); ++i) {
     const auto &previous = f.slave.seen[i - 1];
     const long long after_reply =

@@ -497,12 +497,15 @@ void shared_drops_a_stalled_client(void **) {
 
 // The exclusive writer is not dropped when it reads slowly: the device is
 // not read meanwhile (the pty's buffer holds the far end back), and every
-// byte arrives once it reads again.
+// byte arrives once it reads again. The data must outgrow what the kernel
+// buffers for a loopback client that does not read: Linux 6.18 takes about
+// 4 MiB into the socket's send buffer alone (tcp_wmem's maximum), so 16 MiB
+// leaves no doubt that the backend, not the kernel, held the far end back.
 void exclusive_writer_is_backpressured_not_dropped(void **) {
   Pty pty = open_pty();
   Fixture f(config_for(pty.slave));
   int client = f.connect_served();
-  const std::string data = pattern(4 << 20, 7);
+  const std::string data = pattern(16 << 20, 7);
   const size_t written = f.write_until_held_back(pty.master.get(), data);  // the client does not read
   assert_true(written < data.size());                                      // held back: the backend stopped reading
   const std::string received = f.transfer(pty.master.get(), client, data, written);

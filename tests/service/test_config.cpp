@@ -1388,6 +1388,7 @@ void modbus_tcp_backend_by_name(void **) {
   expect_error("[[route]]\nname = \"r\"\nbackend = \"tcp://plc.local:502\"\nprotocol = \"modbus\"\n",
                "gw.conf:3:11: protocol \"modbus\" needs an IP address in its tcp backend, not the host name "
                "\"plc.local\" in route \"r\" (write the device's address, e.g. \"tcp://192.168.1.10:502\")");
+}
 
 // protocol = "rfc2217" turns the serial backend's Telnet sessions on;
 // rfc2217_allow_settings belongs to such routes only.
