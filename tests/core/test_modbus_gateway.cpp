@@ -553,7 +553,7 @@ void malformed_client_is_closed_alone(void **) {
   const int good = f.connect();
   const int bad = f.connect();
   f.request(good, 77, 1, read_10);
-  assert_true(f.until([&] { return !held.empty(); }));  // in flight
+  assert_true(f.until([&] { return !held.empty(); }));      // in flight
   f.send_bytes(bad, {0, 1, 0, 9, 0, 6, 1, 3, 0, 0, 0, 1});  // protocol id 9
   assert_true(f.closed_by_gateway(bad));
   assert_int_equal(f.counters().malformed.load(), 1);
@@ -653,16 +653,17 @@ void inter_frame_gap_at_a_low_baud(void **) {
   for (uint16_t tid = 1; tid <= 4; ++tid) assert_int_equal(be16(&f.answer(client)[0]), tid);
   assert_int_equal(f.slave.seen.size(), 4);
   using std::chrono::microseconds;
-  const long long gap_us = 29167;          // 3.5 characters of 10 bits at 1200 baud
-  const long long request_us = 8 * 8334;   // the 8-byte request's own time on the wire
+  const long long gap_us = 29167;         // 3.5 characters of 10 bits at 1200 baud
+  const long long request_us = 8 * 8334;  // the 8-byte request's own time on the wire
   for (size_t i = 1; i < f.slave.seen.size(); ++i) {
     const auto &previous = f.slave.seen[i - 1];
     const long long after_reply =
         std::chrono::duration_cast<microseconds>(f.slave.seen[i].at - previous.replied_at).count();
     const long long after_request = std::chrono::duration_cast<microseconds>(f.slave.seen[i].at - previous.at).count();
     if (after_reply < gap_us) fail_msg("request %zu came %lld us after the previous reply", i, after_reply);
-    // 3 ms for the test's own polling of the master.
-    if (after_request < request_us + gap_us - 3000)
+    // Generous: the test may read the previous request late (a loaded
+    // machine), which shortens what it measures; never an upper bound.
+    if (after_request < request_us + gap_us - 20000)
       fail_msg("request %zu came %lld us after the previous request", i, after_request);
   }
 }
@@ -713,6 +714,73 @@ void tcp_bus_unreachable_answers_0x0B(void **) {
   expect_exception(f.answer(client, 400), 0x03, 0x0B);  // the refusal, not the timeout
 }
 
+// A client that leaves with requests queued: they never reach the bus, and
+// the answer to its request in flight is discarded; the next client's
+// request is the next on the bus.
+void a_client_gone_takes_its_queue_along(void **) {
+  Fixture f(gw::ModbusConfig{});
+  std::vector<Bytes> held;
+  f.slave.respond = [&](const Bytes &request) {
+    held.push_back(request);
+    return Bytes{};
+  };
+  const int leaving = f.connect();
+  const int staying = f.connect();
+  for (uint16_t tid = 1; tid <= 3; ++tid) f.request(leaving, tid, 1, read_pdu(tid, 1));
+  assert_true(f.until([&] { return held.size() == 1; }));
+  f.request(staying, 9, 1, read_pdu(9, 1));
+  f.run_for(20);
+  for (auto &client : f.clients) {
+    if (client.get() == leaving) client.reset();
+  }
+  f.run_for(20);
+  const Bytes reply = standard_reply(held[0]);
+  assert_int_equal(write(f.slave.pty.master.get(), reply.data(), reply.size()), static_cast<ssize_t>(reply.size()));
+  f.slave.respond = standard_reply;
+  const Bytes adu = f.answer(staying);
+  assert_int_equal(be16(&adu[0]), 9);
+  assert_int_equal(f.slave.seen.size(), 2);  // the leaver's first request, then the staying client's
+  assert_int_equal(be16(&f.slave.seen[1].frame[2]), 9);
+}
+
+// A graceful stop lets the request in flight finish: its answer reaches the
+// client, and then the client is closed.
+void stop_lets_the_request_in_flight_finish(void **) {
+  Fixture f(gw::ModbusConfig{});
+  Bytes held;
+  f.slave.respond = [&](const Bytes &request) {
+    held = request;
+    return Bytes{};
+  };
+  const int client = f.connect();
+  f.request(client, 5, 1, read_pdu(5, 1));
+  assert_true(f.until([&] { return !held.empty(); }));
+  f.server->stop();
+  f.run_for(50);
+  const Bytes reply = standard_reply(held);
+  assert_int_equal(write(f.slave.pty.master.get(), reply.data(), reply.size()), static_cast<ssize_t>(reply.size()));
+  const Bytes adu = f.answer(client);
+  assert_int_equal(be16(&adu[0]), 5);
+  assert_int_equal(be16(&adu[9]), 5);
+  assert_true(f.closed_by_gateway(client));
+}
+
+// The device drops the connection: the next request connects again.
+void tcp_bus_reconnects_after_loss(void **) {
+  auto device = std::make_unique<TcpDevice>();
+  Fixture f(gw::ModbusConfig{}, std::move(device));
+  const int client = f.connect();
+  f.request(client, 1, 1, read_pdu(1, 1));
+  assert_int_equal(f.answer(client)[7], 0x03);
+  f.device->conn.reset();
+  f.run_for(50);
+  f.request(client, 2, 1, read_pdu(2, 1));
+  const Bytes adu = f.answer(client);
+  assert_int_equal(be16(&adu[0]), 2);
+  assert_int_equal(be16(&adu[9]), 2);
+  assert_int_equal(f.device->seen.size(), 2);
+}
+
 }  // namespace
 
 int main() {
@@ -735,6 +803,9 @@ int main() {
       cmocka_unit_test(inter_frame_gap_at_a_low_baud),
       cmocka_unit_test(tcp_bus_remaps_transaction_ids_and_drops_late_answers),
       cmocka_unit_test(tcp_bus_unreachable_answers_0x0B),
+      cmocka_unit_test(a_client_gone_takes_its_queue_along),
+      cmocka_unit_test(stop_lets_the_request_in_flight_finish),
+      cmocka_unit_test(tcp_bus_reconnects_after_loss),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
