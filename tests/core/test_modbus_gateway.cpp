@@ -714,6 +714,21 @@ void tcp_bus_unreachable_answers_0x0B(void **) {
   expect_exception(f.answer(client, 400), 0x03, 0x0B);  // the refusal, not the timeout
 }
 
+// Bytes on the bus with no request waiting (a slave's late answer, noise)
+// are discarded: they never become the next request's answer.
+void bus_bytes_with_no_request_are_discarded(void **) {
+  Fixture f(gw::ModbusConfig{});
+  const int client = f.connect();
+  const uint8_t stale_pdu[] = {0x03, 0x02, 0xDE, 0xAD};
+  const Bytes stale = mb::rtu_frame(1, stale_pdu, sizeof stale_pdu);
+  assert_int_equal(write(f.slave.pty.master.get(), stale.data(), stale.size()), static_cast<ssize_t>(stale.size()));
+  f.run_for(30);
+  f.request(client, 4, 1, read_pdu(4, 1));
+  const Bytes adu = f.answer(client);
+  assert_int_equal(be16(&adu[9]), 4);
+  assert_true(f.quiet(client, 50));
+}
+
 // A client that leaves with requests queued: they never reach the bus, and
 // the answer to its request in flight is discarded; the next client's
 // request is the next on the bus.
@@ -803,6 +818,7 @@ int main() {
       cmocka_unit_test(inter_frame_gap_at_a_low_baud),
       cmocka_unit_test(tcp_bus_remaps_transaction_ids_and_drops_late_answers),
       cmocka_unit_test(tcp_bus_unreachable_answers_0x0B),
+      cmocka_unit_test(bus_bytes_with_no_request_are_discarded),
       cmocka_unit_test(a_client_gone_takes_its_queue_along),
       cmocka_unit_test(stop_lets_the_request_in_flight_finish),
       cmocka_unit_test(tcp_bus_reconnects_after_loss),
