@@ -29,6 +29,11 @@ int SerialBackend::Impl::open_device(std::string &why) {
   port_ = std::move(port);
   interest_ = EPOLLIN;
   paused_for_client_ = false;
+  // RFC 2217's view of a new open: its own modem lines, the route's levels.
+  no_modem_lines_ = false;
+  virtual_dtr_ = config_.settings.dtr.value_or(true);
+  virtual_rts_ = config_.settings.rts.value_or(true);
+  last_modem_state_ = 0;
   Stats::add(counters_.opens, 1);
   return 0;
 }

@@ -166,7 +166,7 @@ class SerialBackend::Impl final : public IoHandler {
   Connection *break_owner_ = nullptr;  // the client whose break is on
   bool break_on_ = false;
   bool virtual_dtr_ = true, virtual_rts_ = true;  // answered where the device has no modem lines
-  bool no_modem_lines_ = false;                   // logged once; no polling
+  bool no_modem_lines_ = false;                   // logged once per open; no polling
   bool no_break_logged_ = false;
   uint8_t last_modem_state_ = 0;  // the last poll, for the delta bits
   std::string escaped_;           // device output escaped for the sessions, reused

@@ -73,6 +73,9 @@ class SerialBackend::Impl::TelnetInput final : public tn::Sink {
       else
         impl_.queue_for_device(*client, data_.data(), data_.size(), false);
       data_.clear();
+      // Writing to the device may have lost it, and with it this client.
+      client = impl_.find(conn_);
+      if (!client) return nullptr;
     }
     if (client->telnet->replies.size() >= telnet_reply_chunk && !impl_.send_replies(conn_, *client->telnet))
       return nullptr;

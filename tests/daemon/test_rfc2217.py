@@ -36,6 +36,17 @@ SCALE = max(1, int(os.environ.get("GWD_TIME_SCALE", "1") or "1"))
 WRAPPER = os.environ.get("GWD_WRAPPER", "").split()
 FAILURES = []
 
+if SCALE > 1:
+    # pyserial waits a fixed 3 s for each answer; a gatewayd under valgrind
+    # or qemu may need longer, so its timeouts are stretched like ours.
+    import serial.rfc2217
+
+    class _ScaledTimeout(serial.rfc2217.Timeout):
+        def __init__(self, duration):
+            super().__init__(duration * SCALE if duration and duration > 0 else duration)
+
+    serial.rfc2217.Timeout = _ScaledTimeout
+
 
 def check(condition, what):
     print(("ok   " if condition else "FAIL ") + what, flush=True)

@@ -144,7 +144,8 @@ struct SerialCounters {
 ///    in effect (SerialSettings has 1 and 2).
 ///  * A device without modem lines (a pty: set_modem_lines() is -ENOTSUP) or
 ///    without break (qemu-user: set_break() is -ENOSYS) keeps DTR, RTS and
-///    break as a virtual state and answers it, logging once at info, so that
+///    break as a virtual state and answers it, logging once per open at info
+///    (DTR and RTS start at the route's dtr/rts, else on), so that
 ///    pyserial, which sets DTR and RTS on every open and waits for the same
 ///    value back, works on it. A break ends after at most max_break_ms, or
 ///    when the client that began it leaves.

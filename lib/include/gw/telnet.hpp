@@ -5,7 +5,7 @@
 // (lib/src/serial_backend_rfc2217.cpp); tests/fuzz/fuzz_telnet.cpp feeds it
 // arbitrary input.
 //
-// Three parts:
+// Four parts:
 //
 //  * Decoder: the client -> server stream, incrementally (a command may be
 //    split anywhere between two reads). Data bytes come out in runs; IAC IAC
@@ -52,7 +52,7 @@ constexpr uint8_t SE = 240, NOP = 241, DM = 242, BRK = 243, IP = 244, AO = 245, 
 // Options.
 constexpr uint8_t option_binary = 0, option_echo = 1, option_sga = 3, option_com_port = 44;
 
-/// What the decoder found; see Decoder::Sink.
+/// What the decoder found, event by event, in stream order.
 class Sink {
  public:
   /// A run of data bytes (pointing into the input, or at one 0xFF).
