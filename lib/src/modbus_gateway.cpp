@@ -10,10 +10,11 @@
 //    with exception 0x0B (target device failed to respond): for a client
 //    both mean "no answer from that unit", and 0x0A would suggest a
 //    configuration problem in the gateway.
-//  - A client's EOF: its requests already sent are answered, then it is
-//    closed. The server's stop: its queued requests are dropped, the one in
-//    flight finishes (bounded by the stop deadline) and its answer is sent,
-//    then it is closed.
+//  - A client's EOF (most often a full close) or the server's stop: its
+//    queued requests are dropped, the one in flight finishes (bounded by
+//    the stop deadline) and its answer is sent if the client still reads,
+//    then the client is closed. A client gone for good (on_close) has its
+//    queued requests dropped and the answer to the one in flight discarded.
 #include "gw/modbus.hpp"
 
 #include <algorithm>
@@ -154,17 +155,15 @@ void ModbusGateway::Impl::enqueue(Client &client, uint16_t transaction, uint8_t 
   pump();
 }
 
-// EOF (its queued requests are still answered) or stop (they are dropped,
-// the one in flight finishes): true (stay open) while answers are to come.
-bool ModbusGateway::Impl::client_leaving(Connection &conn, bool drop_queued) {
+// EOF or stop: its queued requests are dropped, the one in flight finishes.
+// True (stay open) while its answer is still to come.
+bool ModbusGateway::Impl::client_leaving(Connection &conn) {
   Client *client = find(conn);
   if (!client) return false;
-  if (drop_queued) {
-    for (auto it = queue_.begin(); it != queue_.end();) {
-      it = it->client == client ? queue_.erase(it) : it + 1;
-    }
-    client->pending = in_flight_ && in_flight_->client == client ? 1 : 0;
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    it = it->client == client ? queue_.erase(it) : it + 1;
   }
+  client->pending = in_flight_ && in_flight_->client == client ? 1 : 0;
   client->close_when_done = true;
   return client->pending > 0;
 }
@@ -369,8 +368,8 @@ void ModbusGateway::on_message(Connection &conn, const uint8_t *data, size_t len
 }
 // Answers queue in the client's socket like any output: nothing to resume.
 void ModbusGateway::on_drain(Connection &) {}
-bool ModbusGateway::on_peer_eof(Connection &conn) { return impl_->client_leaving(conn, false); }
-bool ModbusGateway::on_stop(Connection &conn) { return impl_->client_leaving(conn, true); }
+bool ModbusGateway::on_peer_eof(Connection &conn) { return impl_->client_leaving(conn); }
+bool ModbusGateway::on_stop(Connection &conn) { return impl_->client_leaving(conn); }
 void ModbusGateway::on_close(Connection &conn, CloseReason) { impl_->client_closed(conn); }
 
 const ModbusConfig &ModbusGateway::config() const noexcept { return impl_->config_; }

@@ -71,7 +71,7 @@ class ModbusGateway::Impl {
   struct Client {
     Connection *conn;  // null once it has closed
     modbus::Bytes input;
-    bool close_when_done = false;  // EOF or stop: close once its answers are out
+    bool close_when_done = false;  // EOF or stop: close once its answer in flight is out
     size_t pending = 0;            // its requests queued or in flight
   };
   /// One request from a client, as it waits in the queue.
@@ -88,7 +88,7 @@ class ModbusGateway::Impl {
 
   void client_opened(Connection &conn);
   void client_message(Connection &conn, const uint8_t *data, size_t length);
-  bool client_leaving(Connection &conn, bool drop_queued);
+  bool client_leaving(Connection &conn);
   void client_closed(Connection &conn);
 
   // The bus's reports on the try in flight.

@@ -24,3 +24,11 @@ foreach(suite serial_backend serial_packer)
   add_test(NAME core_${suite} COMMAND test_core_${suite})
   set_tests_properties(core_${suite} PROPERTIES TIMEOUT 60 LABELS "core")
 endforeach()
+
+# The Modbus gateway (issue 10): the codecs, and the gateway over ptys and loopback.
+foreach(suite modbus_codec modbus_gateway)
+  add_executable(test_core_${suite} ${CMAKE_CURRENT_LIST_DIR}/test_${suite}.cpp)
+  target_link_libraries(test_core_${suite} PRIVATE gw_core PkgConfig::CMOCKA Threads::Threads)
+  add_test(NAME core_${suite} COMMAND test_core_${suite})
+  set_tests_properties(core_${suite} PROPERTIES TIMEOUT 120 LABELS "core")
+endforeach()

@@ -96,7 +96,9 @@ class ModbusGateway final : public ConnectionHandler {
                         SerialBackendConfig device, std::string label, std::string &why);
   /// A Modbus TCP device behind one TCP connection shared by all clients
   /// (transaction ids remapped). Connected when the first request comes, and
-  /// again after it is lost.
+  /// again after it is lost. Unit 0 is no broadcast here: it is passed on
+  /// and answered like any unit. Only ModbusClientFrames::tcp clients.
+  /// A connection that fails or is refused answers the request with 0x0B.
   static int create_tcp(std::unique_ptr<ModbusGateway> &out, EventLoop &loop, const Logger &logger, ModbusConfig config,
                         SocketAddress backend, std::string label, std::string &why);
   ~ModbusGateway();
