@@ -704,6 +704,65 @@ static void malformed_mbap(void **state) {
   slave_stop(&s);
 }
 
+/* Hostile load, in test_hostile's terms: 50 clients pipelining 10 requests
+ * each into a queue of 16. Every request gets an answer (the device's, or
+ * 0x06 at once), none waits without end, and afterwards the daemon's fds
+ * are back where they were, its memory stayed bounded and a master is
+ * served: the queue is the bound, not the clients' patience. */
+static void pipelined_flood_is_bounded(void **state) {
+  enum { clients = 50, each = 10 };
+  gwd_fixture *f = *state;
+  rtu_slave s;
+  slave_start(&s, SLAVE_NORMAL, 0);
+  const int port = start_rtu_route(f, &s, "max_queue = 16\nmax_clients_per_ip = 0\n");
+  modbus_t *good = master_open(port, SLAVE_ADDRESS);
+  assert_serves(good);
+  const int fds_before = gwd_proc_fd_count(f->proc.pid);
+  const long rss_before = gwd_proc_rss_kb(f->proc.pid);
+  int fd[clients];
+  for (int c = 0; c < clients; ++c) {
+    fd[c] = raw_client(port);
+    uint8_t burst[each * 12];
+    for (int i = 0; i < each; ++i) {
+      const uint8_t request[12] = {(uint8_t)c, (uint8_t)i, 0, 0, 0, 6, SLAVE_ADDRESS, 3, 0, (uint8_t)i, 0, 1};
+      memcpy(burst + 12 * i, request, 12);
+    }
+    write_all(fd[c], burst, sizeof burst);
+  }
+  int replies = 0, busy = 0;
+  for (int c = 0; c < clients; ++c) {
+    unsigned seen = 0;
+    for (int i = 0; i < each; ++i) {
+      uint8_t pdu[16], unit = 0;
+      uint16_t tid = 0;
+      const long len = mbap_recv(fd[c], &tid, &unit, pdu, sizeof pdu, gwd_scaled_ms(10000));
+      if (len != 4 && len != 2)
+        fail_msg("client %d answer %d: length %ld (after %d replies, %d busy)", c, i, len, replies, busy);
+      assert_int_equal(tid >> 8, c);
+      assert_true((tid & 0xff) < each && !(seen & (1u << (tid & 0xff))));
+      seen |= 1u << (tid & 0xff);
+      if (len == 4) {
+        assert_int_equal(pdu[3], tid & 0xff); /* register i holds i */
+        ++replies;
+      } else {
+        assert_int_equal(pdu[0], 0x83);
+        assert_int_equal(pdu[1], 0x06);
+        ++busy;
+      }
+    }
+    close(fd[c]);
+  }
+  printf("modbus flood: %d answered by the device, %d refused busy\n", replies, busy);
+  assert_int_equal(replies + busy, clients * each);
+  assert_true(replies >= 16 && busy > 0);
+  assert_int_equal(gwd_wait_fd_count(f->proc.pid, fds_before, GWD_TIMEOUT_MS), fds_before);
+  assert_true(gwd_proc_rss_kb(f->proc.pid) <= rss_before + (gwd_wrapped() ? 65536 : 8192));
+  assert_serves(good);
+  master_close(good);
+  stop_and_find(f, NULL);
+  slave_stop(&s);
+}
+
 /* Rewrites the route with `extra`, sends SIGHUP and waits for the n-th reload. */
 static void reload_route(gwd_fixture *f, int port, const rtu_slave *s, const char *extra, int n) {
   char conf[2048], backend[160], path[512];
@@ -783,6 +842,7 @@ int main(int argc, char **argv) {
       GWD_TEST(tcp_device_behind_one_connection),
       GWD_TEST(rtu_frames_over_tcp),
       GWD_TEST(malformed_mbap),
+      GWD_TEST(pipelined_flood_is_bounded),
       GWD_TEST(reload_keeps_or_replaces_gateway),
       cmocka_unit_test_setup_teardown(status_has_modbus_counters, gwd_setup_notify, gwd_teardown),
   };

@@ -1236,7 +1236,8 @@ const gw::ModbusConfig &modbus_of(const Config &c) {
 // With no Modbus key, a Modbus route has ModbusConfig's defaults, and the
 // frames its protocol names; a raw route has no Modbus config at all.
 void modbus_defaults(void **) {
-  const gw::ModbusConfig &m = modbus_of(parse_ok(modbus_route("")));
+  const Config c = parse_ok(modbus_route(""));
+  const gw::ModbusConfig &m = modbus_of(c);
   assert_int_equal(static_cast<int>(m.client_frames), static_cast<int>(gw::ModbusClientFrames::tcp));
   assert_int_equal(m.response_timeout_ms, 1000);
   assert_int_equal(m.retries, 0);
@@ -1244,7 +1245,8 @@ void modbus_defaults(void **) {
   assert_int_equal(m.max_queue, 64);
   assert_true(m.unit_map.empty());
   assert_int_equal(m.cache_ms, 0);
-  const gw::ModbusConfig &rtu = modbus_of(parse_ok(modbus_route("", "modbus-rtu")));
+  const Config rtu_config = parse_ok(modbus_route("", "modbus-rtu"));
+  const gw::ModbusConfig &rtu = modbus_of(rtu_config);
   assert_int_equal(static_cast<int>(rtu.client_frames), static_cast<int>(gw::ModbusClientFrames::rtu));
   assert_false(parse_ok(serial_route("")).routes[0].modbus.has_value());
   assert_false(parse_ok(route("")).routes[0].modbus.has_value());
