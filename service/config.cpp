@@ -905,14 +905,14 @@ void Checker::check_unit_map(const toml::node &value, std::string_view key, Rout
 }
 
 // One "UNIT" = ADDRESS entry of unit_map, each number 0..255 (validate says
-// which of those a mapping may use).
+// which of those a mapping may use: not unit 0, and only bus addresses 1..247).
 bool Checker::unit_map_entry(const toml::key &unit, const toml::node &bus, gw::ModbusUnitMapping &out) {
   const std::string_view text = unit.str();
   const std::string entry = "'unit_map' entry " + quote(text);
   if (!all_digits(text) || text.size() > 3 || std::stoi(std::string(text)) > 255 ||
       (text.size() > 1 && text[0] == '0')) {
     error(pos_of(unit.source()), entry +
-                                     ": the unit id must be a number from 0 to 255 written without leading "
+                                     ": the unit id must be a number from 1 to 255 written without leading "
                                      "zeros, e.g. \"1\" = 17" +
                                      route_context_);
     return false;

@@ -201,10 +201,17 @@ void Connection::deliver(const uint8_t *data, size_t length) {
   update_frame_deadline(offset > 0);
 }
 
+void Connection::hold_partial_message(size_t bytes, bool completed) {
+  check_thread("Connection::hold_partial_message");
+  handler_partial_ = bytes;
+  // After the peer's EOF nothing more can arrive: not a slow message.
+  if (state_ == State::open && !peer_eof_) update_frame_deadline(completed);
+}
+
 void Connection::update_frame_deadline(bool completed) {
   uint64_t timeout = config_->frame_timeout_ms;
   if (!timeout) return;
-  if (in_.empty()) {
+  if (partial_bytes() == 0) {
     if (frame_timer_) frame_timer_->stop();
     return;
   }
@@ -215,7 +222,7 @@ void Connection::update_frame_deadline(bool completed) {
 }
 
 void Connection::on_frame_timeout() {
-  if (state_ != State::open || in_.empty()) return;
+  if (state_ != State::open || partial_bytes() == 0) return;
   if (backpressured_ || user_paused_ || delegate_) {
     // We are the ones not reading (the output or a backend is full): the
     // rest of the frame may be waiting in the kernel. Not the client's fault.
@@ -225,7 +232,7 @@ void Connection::on_frame_timeout() {
   listener_.server().logger().log(
       LogLevel::info, "%s: closing %s: frame not complete within frame_timeout (%llu ms, %zu bytes of it received)",
       config_->name.c_str(), peer_.to_string().c_str(), static_cast<unsigned long long>(config_->frame_timeout_ms),
-      in_.size());
+      partial_bytes());
   close(CloseReason::idle);
 }
 

@@ -43,9 +43,11 @@ uint16_t be16(const uint8_t *at) noexcept { return static_cast<uint16_t>(at[0] <
 int validate_unit_map(const std::vector<ModbusUnitMapping> &map, std::string &why) {
   for (size_t i = 0; i < map.size(); ++i) {
     const ModbusUnitMapping &m = map[i];
-    if (m.from < 1 || m.from > modbus::max_bus_address)
+    // A client-side unit may be any id but the broadcast: Modbus TCP clients
+    // often address a gateway's devices as 248..255 (255 for "this device").
+    if (m.from < 1)
       return fail(why, "unit_map from = " + text(m.from) +
-                           " is out of range (1 to 247; unit 0 is the broadcast and cannot be mapped)");
+                           " is out of range (1 to 255; unit 0 is the broadcast and cannot be mapped)");
     if (m.to < 1 || m.to > modbus::max_bus_address)
       return fail(why, "unit_map to = " + text(m.to) + " (for unit " + text(m.from) +
                            ") is out of range: a bus address is 1 to 247");
@@ -100,7 +102,10 @@ void ModbusGateway::Impl::client_message(Connection &conn, const uint8_t *data, 
 void ModbusGateway::Impl::decode(Client &client) {
   size_t offset = 0;
   while (client.conn && client.conn->is_open() && offset < client.input.size() && take_frame(client, offset)) {}
-  if (client.conn && client.conn->is_open()) client.input.erase(client.input.begin(), client.input.begin() + offset);
+  if (!client.conn || !client.conn->is_open()) return;
+  client.input.erase(client.input.begin(), client.input.begin() + offset);
+  // A request that has begun must end within the route's frame_timeout.
+  client.conn->hold_partial_message(client.input.size(), offset > 0);
 }
 
 // One frame at `offset`: true when one was taken (offset moved past it).

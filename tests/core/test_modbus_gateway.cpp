@@ -567,6 +567,36 @@ void malformed_client_is_closed_alone(void **) {
   assert_int_equal(adu[7], 0x03);
 }
 
+// A request that has begun must be complete within the route's
+// frame_timeout (the connection's own deadline, which the gateway feeds with
+// the bytes it holds): a client sending a byte now and then is closed, and
+// the other clients are served meanwhile.
+void a_request_left_unfinished_is_closed_at_frame_timeout(void **) {
+  gw::ModbusConfig config;
+  Fixture f(config);
+  gw::ListenerConfig limits;
+  limits.frame_timeout_ms = 300;
+  f.listener->reconfigure(limits, f.gateway);
+  f.slave.respond = standard_reply;
+  const int slow = f.connect();
+  const int good = f.connect();
+  const auto begun = std::chrono::steady_clock::now();
+  f.send_bytes(slow, {0, 1, 0, 0, 0, 6, 1});  // the header, and no PDU yet
+  f.request(good, 5, 1, read_10);
+  const Bytes adu = f.answer(good);
+  assert_int_equal(be16(&adu[0]), 5);
+  f.send_bytes(slow, {3});  // a byte more: still the same request, the same deadline
+  assert_true(f.closed_by_gateway(slow));
+  const auto waited =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - begun).count();
+  // The loop's clock counts whole milliseconds from its batch's start: allow that much early.
+  if (waited < 290) fail_msg("closed after %lld ms, before its frame_timeout", static_cast<long long>(waited));
+  assert_int_equal(f.logs.count("frame not complete within frame_timeout (300 ms, 8 bytes of it received)"), 1);
+  // Whole requests, however slowly they follow each other, are never cut.
+  f.request(good, 6, 1, read_10);
+  assert_int_equal(be16(&f.answer(good)[0]), 6);
+}
+
 void device_missing_at_start_then_appearing(void **) {
   gwc::TempDir links;
   const std::string link = links / "modbus0";
@@ -812,6 +842,7 @@ int main() {
       cmocka_unit_test(cache_answers_repeated_reads_until_a_write),
       cmocka_unit_test(eight_clients_pipelining_each_get_their_own_answers),
       cmocka_unit_test(malformed_client_is_closed_alone),
+      cmocka_unit_test(a_request_left_unfinished_is_closed_at_frame_timeout),
       cmocka_unit_test(device_missing_at_start_then_appearing),
       cmocka_unit_test(device_unplugged_mid_request),
       cmocka_unit_test(rtu_client_frames_pass_as_rtu),

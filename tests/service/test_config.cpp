@@ -1301,13 +1301,13 @@ void modbus_value_errors(void **) {
        "gw.conf:5:12: 'unit_map' must be an inline table of unit ids to bus addresses, e.g. { \"1\" = 17 } (got "
        "integer)"},
       {"unit_map = { \"x\" = 17 }\n",
-       "gw.conf:5:14: 'unit_map' entry \"x\": the unit id must be a number from 0 to 255 written without leading "
+       "gw.conf:5:14: 'unit_map' entry \"x\": the unit id must be a number from 1 to 255 written without leading "
        "zeros, e.g. \"1\" = 17 in route \"r\""},
       {"unit_map = { \"01\" = 17 }\n",
-       "gw.conf:5:14: 'unit_map' entry \"01\": the unit id must be a number from 0 to 255 written without leading "
+       "gw.conf:5:14: 'unit_map' entry \"01\": the unit id must be a number from 1 to 255 written without leading "
        "zeros, e.g. \"1\" = 17 in route \"r\""},
       {"unit_map = { \"256\" = 17 }\n",
-       "gw.conf:5:14: 'unit_map' entry \"256\": the unit id must be a number from 0 to 255 written without leading "
+       "gw.conf:5:14: 'unit_map' entry \"256\": the unit id must be a number from 1 to 255 written without leading "
        "zeros, e.g. \"1\" = 17 in route \"r\""},
       {"unit_map = { \"1\" = \"17\" }\n",
        "gw.conf:5:20: 'unit_map' entry \"1\" must map to a bus address from 1 to 247 (got string) in route \"r\""},
@@ -1317,7 +1317,7 @@ void modbus_value_errors(void **) {
   for (const auto &[extra, want] : cases) expect_error(modbus_route(extra), want);
   // Every wrong entry is reported, not only the first.
   expect_errors(modbus_route("unit_map = { \"a\" = 1, \"2\" = -1 }\n"),
-                {"gw.conf:5:14: 'unit_map' entry \"a\": the unit id must be a number from 0 to 255 written without "
+                {"gw.conf:5:14: 'unit_map' entry \"a\": the unit id must be a number from 1 to 255 written without "
                  "leading zeros, e.g. \"1\" = 17 in route \"r\"",
                  "gw.conf:5:29: 'unit_map' entry \"2\" must map to a bus address from 1 to 247 (got -1) in route "
                  "\"r\""});
@@ -1335,7 +1335,7 @@ void modbus_values_the_gateway_refuses(void **) {
       {"response_timeout = \"61s\"\n",
        "gw.conf:5:20: response_timeout 61000 ms is out of range (1 ms to 60 s) in route \"r\""},
       {"unit_map = { \"0\" = 17 }\n",
-       "gw.conf:5:20: 'unit_map' entry \"0\": unit_map from = 0 is out of range (1 to 247; unit 0 is the broadcast "
+       "gw.conf:5:20: 'unit_map' entry \"0\": unit_map from = 0 is out of range (1 to 255; unit 0 is the broadcast "
        "and cannot be mapped) in route \"r\""},
       {"unit_map = { \"1\" = 248 }\n",
        "gw.conf:5:20: 'unit_map' entry \"1\": unit_map to = 248 (for unit 1) is out of range: a bus address is 1 to "
@@ -1382,6 +1382,18 @@ void serial_stream_keys_on_modbus(void **) {
        "gw.conf:5:1: 'readonly_clients' does not apply to a Modbus route in route \"r\"" + std::string(queue)},
   };
   for (const auto &[extra, want] : cases) expect_error(modbus_route(extra, "modbus-rtu"), want);
+}
+
+// Any client-side unit but the broadcast can be mapped, 255 included (what
+// Modbus TCP clients send to "the device behind this gateway").
+void modbus_unit_255_maps(void **) {
+  const Config c = parse_ok(modbus_route("unit_map = { \"255\" = 1, \"248\" = 247 }\n"));
+  const gw::ModbusConfig &m = modbus_of(c);
+  assert_int_equal(m.unit_map.size(), 2);
+  assert_int_equal(m.unit_map[0].from, 248);
+  assert_int_equal(m.unit_map[0].to, 247);
+  assert_int_equal(m.unit_map[1].from, 255);
+  assert_int_equal(m.unit_map[1].to, 1);
 }
 
 // The gateway connects to its Modbus TCP device by address: a host name is
@@ -1566,6 +1578,7 @@ int main(void) {
       cmocka_unit_test(modbus_values_the_gateway_refuses),
       cmocka_unit_test(modbus_keys_on_other_routes),
       cmocka_unit_test(serial_stream_keys_on_modbus),
+      cmocka_unit_test(modbus_unit_255_maps),
       cmocka_unit_test(modbus_tcp_backend_by_name),
       cmocka_unit_test(rfc2217_route_keys),
       cmocka_unit_test(toml_parser_crash_inputs),

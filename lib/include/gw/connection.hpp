@@ -100,6 +100,16 @@ class Connection final : IoHandler {
   /// so that nothing queued is cut off by a reset, then reports `reason`.
   void close(CloseReason reason = CloseReason::local);
 
+  /// For a handler that frames the client's messages itself (a protocol
+  /// such as Modbus on a raw route): it holds `bytes` of a message that has
+  /// begun and is not complete (0: none), and `completed` says whether the
+  /// input it just took finished at least one message. The route's
+  /// frame_timeout_ms then applies to those messages as to the listener's own
+  /// framing: a message that has begun must be complete within it, or the
+  /// client is closed (a client sending a byte now and then holds no request
+  /// open for ever).
+  void hold_partial_message(size_t bytes, bool completed);
+
   /// Stops reading from the socket until resume_reading(); for handlers that
   /// must wait for somewhere to put the data (a backend that is full).
   void pause_reading();
@@ -175,6 +185,8 @@ class Connection final : IoHandler {
   /// Starts, keeps or stops the frame deadline after input was parsed:
   /// `completed` tells whether at least one frame was complete.
   void update_frame_deadline(bool completed);
+  /// Bytes of a started message, in our buffer or held by the handler.
+  size_t partial_bytes() const noexcept { return in_.size() + handler_partial_; }
   void on_frame_timeout();
 
   Listener &listener_;
@@ -197,6 +209,7 @@ class Connection final : IoHandler {
   bool delivering_fragment_ = false;
   bool parsing_ = false;  // inside deliver(): a nested dispatch must not read into in_ now
   uint32_t interest_ = 0;
+  size_t handler_partial_ = 0;  // see hold_partial_message()
   uint64_t last_active_ms_ = 0;
   uint64_t close_deadline_ms_ = 0;
   void *user_data_ = nullptr;

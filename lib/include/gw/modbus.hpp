@@ -58,7 +58,7 @@ struct ModbusConfig {
   uint32_t cache_ms = 0;
 
   /// 0, or -EINVAL with `why` naming the first bad value and its fix (a unit
-  /// mapped twice, a mapping to 0 or above 247, ...).
+  /// mapped twice, unit 0 mapped, a bus address of 0 or above 247, ...).
   int validate(std::string &why) const;
 };
 
