@@ -328,7 +328,7 @@ void Daemon::start_watchdog() {
 
 void Daemon::update_status() {
   const gw::Stats &stats = server_->stats();
-  char status[384];
+  char status[256];
   std::snprintf(
       status, sizeof status,
       "STATUS=%zu routes, %llu clients, %llu accepted, %llu refused, %llu bytes in, %llu bytes out, %llu bytes spliced",
@@ -336,30 +336,27 @@ void Daemon::update_status() {
       static_cast<unsigned long long>(stats.accepted.load()), static_cast<unsigned long long>(stats.refused.load()),
       static_cast<unsigned long long>(stats.bytes_in.load()), static_cast<unsigned long long>(stats.bytes_out.load()),
       static_cast<unsigned long long>(stats.bytes_spliced.load()));
-  append_modbus_status(status, sizeof status);
-  gw::sd::notify(status);
+  gw::sd::notify((status + modbus_status()).c_str());
 }
 
-// "; modbus: N req, ..." summed over the running Modbus routes, when there
-// are any. A route's handler replaced by a reload starts again from 0.
-void Daemon::append_modbus_status(char *status, std::size_t size) const {
-  uint64_t requests = 0, timeouts = 0, crc_errors = 0, exceptions = 0;
-  bool any = false;
+// "; modbus \"NAME\": N req, ..." for each running Modbus route, so that
+// `systemctl status` shows which bus times out. A route's handler replaced by
+// a reload starts again from 0.
+std::string Daemon::modbus_status() const {
+  std::string out;
   for (const auto &[name, state] : routes_) {
     const auto *gateway = dynamic_cast<const gw::ModbusGateway *>(state.handler.get());
     if (!gateway) continue;
     const gw::ModbusCounters &c = gateway->counters();
-    requests += c.requests.load();
-    timeouts += c.timeouts.load();
-    crc_errors += c.crc_errors.load();
-    exceptions += c.exceptions.load();
-    any = true;
+    char part[256];
+    std::snprintf(
+        part, sizeof part, "; modbus \"%s\": %llu req, %llu replies, %llu timeouts, %llu crc errors, %llu exceptions",
+        name.c_str(), static_cast<unsigned long long>(c.requests.load()),
+        static_cast<unsigned long long>(c.replies.load()), static_cast<unsigned long long>(c.timeouts.load()),
+        static_cast<unsigned long long>(c.crc_errors.load()), static_cast<unsigned long long>(c.exceptions.load()));
+    out += part;
   }
-  if (!any) return;
-  const std::size_t used = std::strlen(status);
-  std::snprintf(status + used, size - used, "; modbus: %llu req, %llu timeouts, %llu crc errors, %llu exceptions",
-                static_cast<unsigned long long>(requests), static_cast<unsigned long long>(timeouts),
-                static_cast<unsigned long long>(crc_errors), static_cast<unsigned long long>(exceptions));
+  return out;
 }
 
 void Daemon::on_signal(int signal) {

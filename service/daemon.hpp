@@ -78,7 +78,7 @@ class Daemon {
                      const std::vector<gw::Listener *> &created);
 
   void update_status();
-  void append_modbus_status(char *status, std::size_t size) const;
+  std::string modbus_status() const;
   void start_watchdog();
   int make_handler(const Route &route, std::shared_ptr<gw::ConnectionHandler> &out);
   int make_modbus_handler(const Route &route, std::shared_ptr<gw::ConnectionHandler> &out);

@@ -821,7 +821,7 @@ static void status_has_modbus_counters(void **state) {
   gwd_spawn_opts opts = {.env = {f->notify.env}};
   start_route(f, gwd_port(), backend, "modbus", "", &opts);
   assert_true(gwd_notify_wait(&f->notify, "STATUS=", 1, GWD_TIMEOUT_MS));
-  if (!strstr(f->notify.log, "; modbus: 0 req, 0 timeouts, 0 crc errors, 0 exceptions"))
+  if (!strstr(f->notify.log, "; modbus \"mb\": 0 req, 0 replies, 0 timeouts, 0 crc errors, 0 exceptions"))
     fail_msg("no Modbus counters in STATUS:\n%s", f->notify.log);
   stop_and_find(f, NULL);
   slave_stop(&s);
