@@ -10,7 +10,8 @@
 #   asan    the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   tsan    the same suite under ThreadSanitizer (cross-thread stop, post, wake-up)
 #   valgrind  the gatewayd suites with every gatewayd under valgrind memcheck
-#           (no error, no definite or indirect leak; scripts/valgrind.sh)
+#           (no error, no definite or indirect leak; scripts/valgrind.sh on
+#           the native stage's build, which has the same flags)
 #   fuzz    every libFuzzer target of tests/fuzz for GW_FUZZ_SECONDS (20) each,
 #           from its committed corpus (scripts/fuzz.sh; a long run: fuzz.sh -t 3600)
 #   nosystemd  host build without libsystemd (GW_WITH_SYSTEMD=OFF, preset
@@ -145,7 +146,9 @@ for stage in "${stages[@]}"; do
   ((${#needs[@]} == 0)) || prefetch_wait "${needs[@]}"
   case $stage in
     native | asan | tsan | nosystemd) run_preset "$stage" ;;
-    valgrind) gw_need_packages valgrind && scripts/valgrind.sh ;;
+    # The native build has valgrind.sh's own flags (RelWithDebInfo, no
+    # sanitizers): testing that tree saves building the same objects again.
+    valgrind) gw_need_packages valgrind && cmake --preset native >/dev/null && scripts/valgrind.sh build/native ;;
     fuzz) scripts/fuzz.sh -t "${GW_FUZZ_SECONDS:-20}" ;;
     cross)
       gw_need_packages crossbuild-essential-arm64 crossbuild-essential-armhf qemu-user mmdebstrap debian-archive-keyring
