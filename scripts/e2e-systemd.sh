@@ -3,6 +3,8 @@
 # End-to-end test of the Debian packages on a booted systemd.
 #
 #   scripts/e2e-systemd.sh [amd64|arm64|armhf] [--no-build]
+#   scripts/e2e-systemd.sh ARCH --rootfs-only   only step 2's cached tarball
+#           (scripts/test.sh makes it in the background while it builds)
 #
 # 1. builds the packages for ARCH into dist/apt (scripts/package.sh ARCH),
 #    unless --no-build is given and dist/apt already has them;
@@ -38,11 +40,13 @@ set -euo pipefail
 
 arch=amd64
 build=1
+rootfs_only=0
 for a in "$@"; do
   case $a in
     amd64|arm64|armhf) arch=$a ;;
     --no-build) build=0 ;;
-    *) echo "usage: $0 [amd64|arm64|armhf] [--no-build]" >&2; exit 2 ;;
+    --rootfs-only) rootfs_only=1 ;;
+    *) echo "usage: $0 [amd64|arm64|armhf] [--no-build | --rootfs-only]" >&2; exit 2 ;;
   esac
 done
 
@@ -56,8 +60,8 @@ t_start=$(date +%s)
 log() { printf '== e2e %s [%ss] %s\n' "$arch" "$(( $(date +%s) - t_start ))" "$*" >&2; }
 
 # ---- host tools ---------------------------------------------------------------
-need=(mmdebstrap systemd-container debian-archive-keyring gnupg dpkg-dev)
-[ "$arch" = "$host_arch" ] || need+=(qemu-user-static binfmt-support arch-test)
+need=("${GW_E2E_PACKAGES[@]}")
+[ "$arch" = "$host_arch" ] || need+=("${GW_FOREIGN_PACKAGES[@]}")
 gw_need_packages "${need[@]}"
 
 if [ "$arch" != "$host_arch" ]; then
@@ -71,6 +75,28 @@ if [ "$arch" != "$host_arch" ]; then
   [ -e /proc/sys/fs/binfmt_misc/$q ] || { echo "e2e: cannot register $q with binfmt_misc" >&2; exit 1; }
   grep -q '^flags:.*F' /proc/sys/fs/binfmt_misc/$q ||
     { echo "e2e: binfmt $q lacks the F (fix binary) flag needed inside the container" >&2; exit 1; }
+fi
+
+# ---- rootfs (cached tarball) ----------------------------------------------------
+# Made once per architecture and stamp; --rootfs-only stops after it.
+tarball=$cache/rootfs-$suite-$arch.tar
+ensure_rootfs() {
+  local pkgs=systemd,systemd-sysv,dbus,libsystemd0,libstdc++6,apt,man-db
+  local stamp="$suite $arch $pkgs v2" mirror
+  [ -f "$tarball" ] && [ "$(cat "$tarball.stamp" 2>/dev/null)" = "$stamp" ] && return 0
+  mirror=$(gw_debian_mirror "$suite")
+  log "creating the $arch rootfs (cached in $tarball)"
+  mkdir -p "$cache"
+  # The image gets no apt sources of its own: it installs from dist/apt only.
+  mmdebstrap --quiet --format=tar --variant=minbase --arch="$arch" --include="$pkgs" \
+    --customize-hook='rm -f "$1"/etc/apt/sources.list; : > "$1"/etc/machine-id' \
+    "$suite" "$cache/tmp-$arch.tar" "deb $mirror $suite main" >&2
+  mv "$cache/tmp-$arch.tar" "$tarball"
+  echo "$stamp" > "$tarball.stamp"
+}
+if [ $rootfs_only = 1 ]; then
+  ensure_rootfs
+  exit 0
 fi
 
 # ---- the serial route's device side ------------------------------------------
@@ -142,22 +168,7 @@ make_repos() {
   printf "$(printf '\\%03o' $(( (byte + 1) % 256 )))" | dd of="$deb" bs=1 seek="$middle" conv=notrunc status=none
 }
 
-# ---- rootfs (cached tarball) ----------------------------------------------------
-pkgs=systemd,systemd-sysv,dbus,libsystemd0,libstdc++6,apt,man-db
-stamp="$suite $arch $pkgs v2"
-tarball=$cache/rootfs-$suite-$arch.tar
-if [ ! -f "$tarball" ] || [ "$(cat "$tarball.stamp" 2>/dev/null)" != "$stamp" ]; then
-  mirror=$(gw_debian_mirror "$suite")
-  log "creating the $arch rootfs (cached in $tarball)"
-  mkdir -p "$cache"
-  # The image gets no apt sources of its own: it installs from dist/apt only.
-  mmdebstrap --quiet --format=tar --variant=minbase --arch="$arch" --include="$pkgs" \
-    --customize-hook='rm -f "$1"/etc/apt/sources.list; : > "$1"/etc/machine-id' \
-    "$suite" "$cache/tmp-$arch.tar" "deb $mirror $suite main" >&2
-  mv "$cache/tmp-$arch.tar" "$tarball"
-  echo "$stamp" > "$tarball.stamp"
-fi
-
+ensure_rootfs
 rm -rf "$work"
 mkdir -p "$work/root"
 tar -C "$work/root" -xf "$tarball"

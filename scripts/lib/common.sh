@@ -15,6 +15,10 @@ gw_need_packages() {
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
   done
   ((${#missing[@]})) || return 0
+  # scripts/test.sh's background jobs must not race the foreground's apt-get
+  # for the dpkg lock: it installs their packages before it starts them.
+  [ -z "${GW_NO_APT:-}" ] ||
+    gw_die "${missing[*]} missing in a background job: add them to what scripts/test.sh installs before it starts the job"
   local sudo=()
   [ "$(id -u)" -eq 0 ] || sudo=(sudo)
   gw_say "installing: ${missing[*]}"
@@ -41,3 +45,9 @@ gw_debian_mirror() {
 # What building and testing on the host needs.
 GW_BUILD_PACKAGES=(build-essential cmake ninja-build pkg-config libcmocka-dev libsystemd-dev
   libtomlplusplus-dev systemd netcat-openbsd clang-format-15 libmodbus-dev python3-serial)
+
+# What scripts/e2e-systemd.sh needs on the host, and in addition for a foreign
+# architecture (whose programs run under qemu-user-static via binfmt_misc).
+# scripts/sysroot.sh needs a subset.
+GW_E2E_PACKAGES=(mmdebstrap systemd-container debian-archive-keyring gnupg dpkg-dev)
+GW_FOREIGN_PACKAGES=(qemu-user-static binfmt-support arch-test)
