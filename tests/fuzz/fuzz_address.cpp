@@ -20,6 +20,7 @@
 
 #include "config.hpp"
 #include "gw/address.hpp"
+#include "gw/serial_backend.hpp"
 
 namespace {
 
@@ -130,10 +131,24 @@ void backend_case(std::string_view text, bool representable) {
   const bool lib_ok = gw::parse_backend_address(text, runtime, &issue) == 0;
   require(lib_ok == (issue.error == gw::AddressError::none), "backend: result and reason disagree");
   const bool echo = text == "echo";  // the config layer's own, not an address
+  // A serial backend names a device, not an address: the config checks its
+  // path with SerialBackendConfig::validate, the check SerialBackend::create
+  // makes, so that is the runtime's answer for it.
+  constexpr std::string_view serial_scheme = "serial:";
+  const bool serial = text.substr(0, serial_scheme.size()) == serial_scheme;
+  gw::SerialBackendConfig device;
+  if (serial) device.path = std::string(text.substr(serial_scheme.size()));
+  std::string why;
+  const bool serial_ok = serial && device.validate(why) == 0;
   ConfigResult result;
   result = parse_config("[[route]]\nname = \"r\"\nbackend = " + toml_string(text) + "\n", "fuzz.conf");
   const Route *route = result.ok() ? &result.config->routes.at(0) : nullptr;
   if (!representable) return require(!route, "config accepted invalid UTF-8");
+  if (serial) {
+    require((route != nullptr) == serial_ok, "serial backend: the config check and the runtime disagree");
+    if (route) require(route->serial && route->serial->path == device.path, "serial backend: stored path differs");
+    return;
+  }
   require((route != nullptr) == (lib_ok || echo), "backend: the config check and the runtime disagree");
   if (route && !echo) {
     const Backend &b = route->backend;
