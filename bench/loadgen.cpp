@@ -172,8 +172,8 @@ void scan_procs(std::map<int, int> &parent, std::map<int, double> &ticks) {
     int ppid = 0;
     unsigned long utime = 0, stime = 0;
     long cutime = 0, cstime = 0;
-    if (std::sscanf(stat.c_str() + close_paren + 1, " %*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %ld %ld", &ppid,
-                    &utime, &stime, &cutime, &cstime) != 5)
+    if (std::sscanf(stat.c_str() + close_paren + 1, " %*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %ld %ld",
+                    &ppid, &utime, &stime, &cutime, &cstime) != 5)
       continue;
     parent[pid] = ppid;
     ticks[pid] = double(utime + stime) + double(cutime + cstime);
@@ -223,16 +223,26 @@ Options parse(int argc, char **argv) {
   for (int i = 3; i + 1 < argc; i += 2) {
     std::string k = argv[i];
     const char *v = argv[i + 1];
-    if (k == "--clients") o.clients = std::atoi(v);
-    else if (k == "--size") o.size = std::size_t(std::atol(v));
-    else if (k == "--seconds") o.seconds = std::atof(v);
-    else if (k == "--warmup") o.warmup = std::atof(v);
-    else if (k == "--rate") o.rate = std::atof(v);
-    else if (k == "--timeout") o.timeout = std::atof(v);
-    else if (k == "--watch") o.watch = std::atoi(v);
-    else if (k == "--inflight") o.inflight = std::atoi(v);
-    else if (k == "--port") o.port = std::atoi(v);
-    else if (k == "--ready") o.ready = v;
+    if (k == "--clients")
+      o.clients = std::atoi(v);
+    else if (k == "--size")
+      o.size = std::size_t(std::atol(v));
+    else if (k == "--seconds")
+      o.seconds = std::atof(v);
+    else if (k == "--warmup")
+      o.warmup = std::atof(v);
+    else if (k == "--rate")
+      o.rate = std::atof(v);
+    else if (k == "--timeout")
+      o.timeout = std::atof(v);
+    else if (k == "--watch")
+      o.watch = std::atoi(v);
+    else if (k == "--inflight")
+      o.inflight = std::atoi(v);
+    else if (k == "--port")
+      o.port = std::atoi(v);
+    else if (k == "--ready")
+      o.ready = v;
     else {
       std::fprintf(stderr, "loadgen: unknown option '%s'\n", k.c_str());
       std::exit(2);
@@ -309,13 +319,11 @@ void serve_conn(const std::string &kind, ServerConn &c) {
   if (kind == "echo") return serve_echo(c);
   if (kind == "sink") {
     ssize_t n;
-    while ((n = read(c.fd.get(), g_buf, sizeof g_buf)) > 0) {
-    }
+    while ((n = read(c.fd.get(), g_buf, sizeof g_buf)) > 0) {}
     if (n == 0 || errno != EAGAIN) c.fd.reset();
     return;
   }
-  while (send(c.fd.get(), g_buf, sizeof g_buf, MSG_NOSIGNAL) > 0) {
-  }
+  while (send(c.fd.get(), g_buf, sizeof g_buf, MSG_NOSIGNAL) > 0) {}
   if (errno != EAGAIN) c.fd.reset();
 }
 
