@@ -139,6 +139,10 @@ def best_of(medians, higher):
     return max(vals) if higher else min(vals)
 
 
+def div(a, b):
+    return a / b if b and not math.isnan(b) else math.nan
+
+
 def ratio(v, best):
     return "–" if math.isnan(v) or math.isnan(best) or best == 0 else f"{v / best:.2f}"
 
@@ -207,6 +211,13 @@ TITLES = {"stream": "1. Stream", "pingpong": "2. Ping-pong", "churn": "3. Churn"
           "real": "5. Real clients"}
 
 
+class Missing(dict):
+    """Meta fields a partial run did not write show as "?"."""
+
+    def __missing__(self, key):
+        return "?"
+
+
 def read_meta(path):
     meta = {}
     for line in open(path):
@@ -223,13 +234,13 @@ def target_lines(runs, footprint):
         return runs.median(w, c, p, m)
 
     def verdict(ok, text):
-        out.append(f"- {'**met**' if ok else '**missed**'}: {text}")
+        out.append(f"| {'met' if ok else '**missed**'} | {text} |")
 
     for c in runs.configs("stream"):
         g, s, d = (med("stream", c, p, "mbps") for p in ("gatewayd", "proxyd", "direct"))
         if not any(math.isnan(x) for x in (g, s, d)):
-            verdict(g >= 1.15 * s, f"stream {c}: gatewayd {g:,.0f} MB/s = {g / s:.2f}× systemd-socket-proxyd (target ≥ 1.15×)")
-            verdict(g >= 0.75 * d, f"stream {c}: gatewayd = {g / d:.0%} of direct (target ≥ 75 %)")
+            verdict(g >= 1.15 * s, f"stream {c}: gatewayd {g:,.0f} MB/s = {div(g, s):.2f}× systemd-socket-proxyd (target ≥ 1.15×)")
+            verdict(g >= 0.75 * d, f"stream {c}: gatewayd = {div(g, d):.0%} of direct (target ≥ 75 %)")
     for w in ("pingpong", "real"):
         for c in runs.configs(w):
             cols = {label: metric for label, metric, _ in metrics_for(w, c)}
@@ -240,23 +251,23 @@ def target_lines(runs, footprint):
             g = cpu["gatewayd"]
             if math.isnan(g):
                 continue
-            others = [v for p, v in cpu.items() if p != "gatewayd" and not math.isnan(v)]
-            nh = [v for p, v in cpu.items() if p in ("nginx", "haproxy") and not math.isnan(v)]
+            others = {p: v for p, v in cpu.items() if p != "gatewayd" and not math.isnan(v) and v > 0}
             if others:
-                verdict(g <= min(others), f"{w} {c}: gatewayd CPU {g:.2f} µs/req, least of all is {min(others):.2f} by another peer"
-                        f" ({g / min(others):.2f}×)" if g > min(others) else f"{w} {c}: gatewayd CPU {g:.2f} µs/req, the least"
-                        f" ({g / min(others):.2f}× the next)")
+                least = min(others, key=others.get)
+                verdict(g <= others[least], f"{w} {c}: gatewayd CPU {g:.2f} µs/req = {div(g, others[least]):.2f}× the least"
+                        f" of the other peers ({NAMES[least]}, {others[least]:.2f}; target: least of all)")
+            nh = [v for p, v in others.items() if p in ("nginx", "haproxy")]
             if nh:
-                verdict(g <= 0.8 * min(nh), f"{w} {c}: gatewayd CPU/req = {g / min(nh):.2f}× the best of nginx and HAProxy (target ≤ 0.8×)")
+                verdict(g <= 0.8 * min(nh), f"{w} {c}: gatewayd CPU/req = {div(g, min(nh)):.2f}× the best of nginx and HAProxy (target ≤ 0.8×)")
             best_rps = max((v for p, v in rps.items() if p != "gatewayd" and not math.isnan(v)), default=math.nan)
             best_p99 = min((v for p, v in p99.items() if p != "gatewayd" and not math.isnan(v)), default=math.nan)
-            verdict(rps["gatewayd"] >= best_rps, f"{w} {c}: gatewayd req/s = {rps['gatewayd'] / best_rps:.2f}× the best other peer (target: most)")
-            verdict(p99["gatewayd"] <= best_p99, f"{w} {c}: gatewayd p99 = {p99['gatewayd'] / best_p99:.2f}× the lowest other peer's (target: lowest)")
+            verdict(rps["gatewayd"] >= best_rps, f"{w} {c}: gatewayd req/s = {div(rps['gatewayd'], best_rps):.2f}× the best other peer (target: most)")
+            verdict(p99["gatewayd"] <= best_p99, f"{w} {c}: gatewayd p99 = {div(p99['gatewayd'], best_p99):.2f}× the lowest other peer's (target: lowest)")
     for c in runs.configs("churn"):
         rps = {p: med("churn", c, p, "rps") for p in PROXIES}
         best = max((v for p, v in rps.items() if p != "gatewayd" and not math.isnan(v)), default=math.nan)
         if not math.isnan(rps["gatewayd"]):
-            verdict(rps["gatewayd"] >= 1.2 * best, f"churn: gatewayd {rps['gatewayd']:,.0f} conn/s = {rps['gatewayd'] / best:.2f}× the best other peer (target ≥ 1.2×)")
+            verdict(rps["gatewayd"] >= 1.2 * best, f"churn: gatewayd {rps['gatewayd']:,.0f} conn/s = {div(rps['gatewayd'], best):.2f}× the best other peer (target ≥ 1.2×)")
     for c in runs.configs("idle"):
         for p, limit in (("gatewayd", 512), ("gatewayd-echo", 256)):
             v = med("idle", c, p, lambda r: idle_per(r, "rss_kb"))
@@ -267,7 +278,7 @@ def target_lines(runs, footprint):
         if arm.isdigit():
             verdict(int(arm) <= 256 * 1024, f"footprint: arm64 gatewayd + libgateway.so.0 stripped {int(arm) / 1024:.0f} KiB (target ≤ 256 KiB)")
         else:
-            out.append(f"- **not measured**: arm64 footprint ({arm.replace('_', ' ')})")
+            out.append(f"| not measured | arm64 footprint: {arm.replace('_', ' ')} |")
     idle_rss = footprint.get("idle_rss_kb")
     if idle_rss:
         verdict(int(idle_rss) <= 1024, f"footprint: idle gatewayd {int(idle_rss)} KiB resident (target ≤ 1024 KiB)")
@@ -378,7 +389,7 @@ def report(work, out):
     results = os.path.join(out, "results")
     os.makedirs(results, exist_ok=True)
     footprint = read_footprint(os.path.join(work, "footprint.txt"))
-    md = [HEADER.format(**meta), ""]
+    md = [HEADER.format_map(Missing(meta)), ""]
     for w in ("stream", "pingpong", "churn", "idle", "real"):
         configs = runs.configs(w)
         if not configs:
@@ -401,7 +412,8 @@ def report(work, out):
                "```", open(prof).read().rstrip(), "```", ""]
     targets = target_lines(runs, footprint)
     if targets:
-        md += ["## Targets", ""] + targets + [""]
+        md += ["## Targets", "", "Medians of this run; \"another peer\" excludes direct.", "",
+               "| verdict | target and figure |", "|---|---|"] + targets + [""]
     made = plots(runs, results)
     if made:
         md += ["## Plots", ""] + [f"![{m}](results/{m})" for m in made] + [""]

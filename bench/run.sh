@@ -465,5 +465,6 @@ for f in nginx/nginx.conf haproxy/haproxy.cfg gatewayd/gateway.conf; do
   sed "s|$work|WORK|g" "$work/$f" >"$work/configs/${f##*/}"
 done
 cp "$raw" "$out/results/raw.txt"
+cp "$meta" "$out/results/meta.txt"
 "$py" "$GW_ROOT/bench/report.py" report --work "$work" --out "$out"
 gw_say "wrote $out/RESULTS.md and $out/results/ in $(($(date +%s) - t0)) s"
