@@ -368,8 +368,8 @@ def plots(runs, outdir):
 
     per_req = lambda r: cpu_per(r, "messages", 1e6)
     figure("throughput.png", [("stream", "mbps", "stream: MB/s (higher is better)", False),
-                              ("pingpong", "rps", "ping-pong: requests/s (higher is better)", True),
-                              ("real", "rps", "real clients: requests/s (higher is better)", True)])
+                              ("pingpong", "rps", "ping-pong: requests/s (higher is better)", False),
+                              ("real", "rps", "real clients: requests/s (higher is better)", False)])
     figure("latency.png", [("pingpong", "p99_us", "ping-pong: p99 latency µs (lower is better)", True),
                            ("real", "p99_us", "real clients: p99 latency µs (lower is better)", True)])
     figure("cpu.png", [("pingpong", per_req, "ping-pong: proxy CPU µs per request (lower is better)", True),
@@ -408,7 +408,7 @@ def report(work, out):
     prof = os.path.join(work, "profile.txt")
     if os.path.exists(prof):
         md += ["## perf profile: gatewayd in ping-pong, 64 clients × 64 B", "",
-               "`perf record -e cpu-clock -g -p PID`, then `perf report --no-children --sort symbol`: the top 15 symbols.", "",
+               "`perf record -e cpu-clock -g -p PID`, then `perf report --no-children --sort dso,symbol`: the top 15 symbols, and the time by object.", "",
                "```", open(prof).read().rstrip(), "```", ""]
     targets = target_lines(runs, footprint)
     if targets:

@@ -25,7 +25,7 @@
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib/common.sh"
 
-rounds=3 seconds=2 warmup=0.5 quick=0 profile=0 only=all
+rounds=3 seconds=2 warmup=0.3 quick=0 profile=0 only=all
 build=$GW_ROOT/build/native cross=$GW_ROOT/build out=$GW_ROOT/bench
 argv_text="bench/run.sh $*"
 while (($#)); do
@@ -324,7 +324,7 @@ CONF
 real_one() { # CONFIG PEER ROUND
   local config=$1 peer=$2 round=$3 before after text
   case $config in redis*) start_peer "$peer" "$redis_port" ;; *) start_peer "$peer" "$http_port" ;; esac
-  before=cpu_s=0 after=cpu_s=0
+  before=cpu_s=nan after=cpu_s=nan
   [ -z "$peer_pid" ] || before=$("$loadgen" proc "$peer_pid")
   case $config in
     redis) text=$(redis-benchmark -h 127.0.0.1 -p "$peer_port" -c 50 -n "$redis_requests" -t set,get --csv 2>&1) ;;
@@ -340,8 +340,8 @@ real_one() { # CONFIG PEER ROUND
 
 run_real() {
   local config round peer
-  redis_requests=100000
-  ((quick == 0)) || redis_requests=20000
+  redis_requests=20000
+  ((quick == 0)) || redis_requests=5000
   echo "redis_requests: $redis_requests" >>"$meta"
   start_real_backends
   for config in redis http_1k http_1m; do
@@ -415,8 +415,15 @@ run_profile() {
   perf record -e cpu-clock -g -p "$peer_pid" -o "$work/perf.data" -- sleep "$((seconds * 2))" >/dev/null 2>&1 || true
   wait "$lg" || true
   stop_peer
-  perf report -i "$work/perf.data" --stdio --no-children --sort symbol -g none 2>/dev/null |
-    grep -v '^#' | grep -v '^$' | head -15 >"$work/profile.txt" || true
+  # The top 15 symbols, then where the time went by object (kernel, gatewayd, libc...).
+  {
+    perf report -i "$work/perf.data" --stdio --no-children --sort dso,symbol -g none 2>/dev/null |
+      grep -v '^#' | grep -v '^$' | head -15 | sed 's/[ -]*$//'
+    echo
+    echo "by object:"
+    perf report -i "$work/perf.data" --stdio --no-children --sort dso -g none 2>/dev/null |
+      grep -v '^#' | grep -v '^$' | head -6 | sed 's/[ -]*$//'
+  } >"$work/profile.txt" || true
 }
 
 # ---- the run ----------------------------------------------------------------------------
