@@ -310,7 +310,7 @@ def footprint_section(f):
     lines = ["| what | size |", "|---|---:|"]
     for arch in ("amd64", "arm64", "armhf"):
         lines.append(f"| gatewayd + libgateway.so.0, stripped, {arch} | {size('size_' + arch)} |")
-    for pkg in ("socat", "nginx-light", "libnginx-mod-stream", "nginx-common", "haproxy", "systemd", "ser2net"):
+    for pkg in ("socat", "nginx", "nginx-light", "libnginx-mod-stream", "nginx-common", "haproxy", "systemd", "ser2net"):
         lines.append(f"| Debian package {pkg}, installed | {f.get('installed_kib_' + pkg, '–')} KiB |")
     if f.get("file_bytes_proxyd", "").isdigit():
         lines.append(f"| /lib/systemd/systemd-socket-proxyd alone (needs libsystemd-shared) | {int(f['file_bytes_proxyd']) / 1024:,.0f} KiB |")
@@ -457,7 +457,9 @@ INTRO = {
     "idle": "loadgen idle: clients connected 128 at a time, each with one 1-byte echo done, then held; the peer's "
             "resident memory (sum of VmRSS, and of Pss, of all its processes) before and after, per client. socat "
             "forks a process per connection, so it gets at most 1,000 clients. gatewayd echo route: clients of an "
-            "echo route (no backend connection).",
+            "echo route (no backend connection). Where the fd limit cannot be raised, a proxy takes the clients that fit: "
+            "systemd-socket-proxyd holds two pipes per connection besides its two sockets. User-space memory only: the "
+            "kernel's socket buffers are not in RSS.",
     "real": "Real clients through each peer: redis-benchmark to redis-server (save and appendonly off), and wrk to a "
             "separate nginx http instance (sendfile, access log off, 1 worker). redis p50/p99: the higher of SET's "
             "and GET's.",

@@ -380,7 +380,7 @@ run_footprint() {
     echo "size_amd64=$(stripped_size "$build" strip | tr ' ' _)"
     echo "size_arm64=$(stripped_size "$cross/arm64" aarch64-linux-gnu-strip | tr ' ' _)"
     echo "size_armhf=$(stripped_size "$cross/armhf" arm-linux-gnueabihf-strip | tr ' ' _)"
-    for pkg in socat nginx-light libnginx-mod-stream nginx-common haproxy systemd ser2net; do
+    for pkg in socat nginx nginx-light libnginx-mod-stream nginx-common haproxy systemd ser2net; do
       echo "installed_kib_$pkg=$(dpkg-query -W -f '${Installed-Size}' "$pkg" 2>/dev/null || echo 0)"
     done
     echo "file_bytes_proxyd=$(stat -c %s "$proxyd")"
