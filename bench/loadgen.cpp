@@ -398,7 +398,7 @@ int serve(const Options &o) {
 // of a closed connection from one of the connection reopened in its slot.
 struct Client {
   Fd fd;
-  bool connected = false, done = false;
+  bool connected = false, done = false, answered = false;
   std::uint32_t generation = 0;
   std::uint64_t sent = 0;
   std::size_t to_send = 0, received = 0;
@@ -435,7 +435,7 @@ class Run {
   Histogram hist_;
   std::uint64_t messages_ = 0, bytes_ = 0, failures_ = 0, established_ = 0;
   int connecting_ = 0;
-  std::size_t next_open_ = 0;
+  std::size_t next_open_ = 0, answered_ = 0;
   double measure_start_ = 0;
   ProcSample cpu_start_;
   bool measuring_ = false;
@@ -475,6 +475,10 @@ void Run::reopen_failed() {
 void Run::complete(Client &c) {
   double started = c.started.front();
   c.started.pop_front();
+  if (!c.answered) {
+    c.answered = true;
+    ++answered_;
+  }
   if (measuring_) {
     hist_.record(now_s() - started);
     ++messages_;
@@ -646,8 +650,16 @@ int Run::main() {
       run_idle_step(start, now, end, printed);
       if (printed && now >= end) break;
     } else {
-      if (!measuring_ && now >= start + o_.warmup) start_measuring(now);
-      if (now >= end) break;
+      // The measurement starts after the warm-up once every client is
+      // connected and, in ping-pong, has had an echo (a connect storm's SYNs
+      // retried after 1 s by the client or the proxy would otherwise be in
+      // the figures), or 5 s later at most.
+      bool ready = o_.mode == "churn" || (connecting_ == 0 && (o_.mode != "pingpong" || answered_ >= clients_.size()));
+      if (!measuring_ && now >= start + o_.warmup && (ready || now >= start + o_.warmup + 5)) {
+        start_measuring(now);
+        end = now + o_.seconds;
+      }
+      if (measuring_ && now >= end) break;
       if (o_.rate > 0) schedule(now);
     }
     int n = epoll_wait(ep_.get(), events.data(), int(events.size()), again_.empty() ? 1 : 0);
