@@ -139,6 +139,7 @@ struct ProcSample {
   double cpu_s = 0;  // on CPU, user and system, reaped children included
   long rss_kb = 0;
   long pss_kb = 0;
+  long anon_kb = 0, file_kb = 0;  // RSS split: private heap and stacks, and mapped files (code, libraries)
   int procs = 0;
 };
 
@@ -212,7 +213,11 @@ ProcSample sample_tree(int root) {
     std::string text;
     ++s.procs;
     s.cpu_s += ticks[pid] / hz + live_cpu_s(pid);
-    if (read_file("/proc/" + std::to_string(pid) + "/status", text)) s.rss_kb += status_kb(text, "VmRSS:");
+    if (read_file("/proc/" + std::to_string(pid) + "/status", text)) {
+      s.rss_kb += status_kb(text, "VmRSS:");
+      s.anon_kb += status_kb(text, "RssAnon:");
+      s.file_kb += status_kb(text, "RssFile:");
+    }
     if (read_file("/proc/" + std::to_string(pid) + "/smaps_rollup", text)) s.pss_kb += status_kb(text, "\nPss:");
   }
   return s;
@@ -700,7 +705,8 @@ int first_byte(const Options &o) {
 
 int proc(const Options &o) {
   ProcSample s = sample_tree(std::atoi(o.target.c_str()));
-  std::printf("cpu_s=%.3f rss_kb=%ld pss_kb=%ld procs=%d\n", s.cpu_s, s.rss_kb, s.pss_kb, s.procs);
+  std::printf("cpu_s=%.3f rss_kb=%ld pss_kb=%ld procs=%d anon_kb=%ld file_kb=%ld\n", s.cpu_s, s.rss_kb, s.pss_kb,
+              s.procs, s.anon_kb, s.file_kb);
   return 0;
 }
 

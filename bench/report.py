@@ -294,6 +294,7 @@ def read_footprint(path):
         if line.startswith("idle_gatewayd "):
             r = kv(line)
             f["idle_rss_kb"], f["idle_pss_kb"] = r.get("rss_kb"), r.get("pss_kb")
+            f["idle_anon_kb"], f["idle_file_kb"] = r.get("anon_kb", "?"), r.get("file_kb", "?")
         elif line.startswith("activation "):
             acts.append(num(kv(line).get("first_byte_ms")))
         elif "=" in line:
@@ -309,14 +310,16 @@ def footprint_section(f):
         return f"{int(v) / 1024:,.0f} KiB" if v.isdigit() else v.replace("_", " ")
     lines = ["| what | size |", "|---|---:|"]
     for arch in ("amd64", "arm64", "armhf"):
-        lines.append(f"| gatewayd + libgateway.so.0, stripped, {arch} | {size('size_' + arch)} |")
+        built = f" (build of {f['built_' + arch].replace('_', ' ')})" if f.get("built_" + arch) and arch != "amd64" else ""
+        lines.append(f"| gatewayd + libgateway.so.0, stripped, {arch}{built} | {size('size_' + arch)} |")
     for pkg in ("socat", "nginx", "nginx-light", "libnginx-mod-stream", "nginx-common", "haproxy", "systemd", "ser2net"):
         lines.append(f"| Debian package {pkg}, installed | {f.get('installed_kib_' + pkg, '–')} KiB |")
     if f.get("file_bytes_proxyd", "").isdigit():
         lines.append(f"| /lib/systemd/systemd-socket-proxyd alone (needs libsystemd-shared) | {int(f['file_bytes_proxyd']) / 1024:,.0f} KiB |")
     lines.append("")
     if f.get("idle_rss_kb"):
-        lines.append(f"Idle gatewayd (one echo route, no client): {f['idle_rss_kb']} KiB resident (VmRSS), {f['idle_pss_kb']} KiB PSS.")
+        lines.append(f"Idle gatewayd (one echo route, no client): {f['idle_rss_kb']} KiB resident (VmRSS: {f['idle_anon_kb']} KiB"
+                     f" anonymous, {f['idle_file_kb']} KiB of mapped files, mostly shared libraries), {f['idle_pss_kb']} KiB PSS.")
     a = f.get("activation") or []
     if a:
         lines.append(f"Socket activation (systemd-socket-activate starting gatewayd), first connect to first echoed byte: "

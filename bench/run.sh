@@ -375,11 +375,16 @@ stripped_size() { # BUILD_DIR STRIP -> bytes of gatewayd + libgateway.so.0 strip
 }
 
 run_footprint() {
-  local f=$work/footprint.txt port i pkg
+  local f=$work/footprint.txt port i pkg arch
   {
     echo "size_amd64=$(stripped_size "$build" strip | tr ' ' _)"
     echo "size_arm64=$(stripped_size "$cross/arm64" aarch64-linux-gnu-strip | tr ' ' _)"
     echo "size_armhf=$(stripped_size "$cross/armhf" arm-linux-gnueabihf-strip | tr ' ' _)"
+    # When the builds were made: the script reads them, it does not rebuild them.
+    for arch in arm64 armhf; do
+      [ ! -e "$cross/$arch/service/gatewayd" ] ||
+        echo "built_$arch=$(date -u -r "$cross/$arch/service/gatewayd" '+%Y-%m-%d_%H:%M_UTC'),_$(readlink "$cross/$arch/capi/libgateway.so.0" || true)"
+    done
     for pkg in socat nginx nginx-light libnginx-mod-stream nginx-common haproxy systemd ser2net; do
       echo "installed_kib_$pkg=$(dpkg-query -W -f '${Installed-Size}' "$pkg" 2>/dev/null || echo 0)"
     done
