@@ -158,7 +158,8 @@ long status_kb(const std::string &text, const char *key) {
   return at == std::string::npos ? 0 : std::strtol(text.c_str() + at + std::strlen(key), nullptr, 10);
 }
 
-// Every process's parent, and the CPU ticks of its reaped children (cutime cstime).
+// Every process's parent, and the CPU ticks of its reaped children (cutime cstime),
+// and a zombie's own.
 void scan_procs(std::map<int, int> &parent, std::map<int, double> &ticks) {
   DIR *d = opendir("/proc");
   if (!d) die("/proc");
@@ -173,11 +174,14 @@ void scan_procs(std::map<int, int> &parent, std::map<int, double> &ticks) {
     int ppid = 0;
     unsigned long utime = 0, stime = 0;
     long cutime = 0, cstime = 0;
-    if (std::sscanf(stat.c_str() + close_paren + 1, " %*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %ld %ld",
-                    &ppid, &utime, &stime, &cutime, &cstime) != 5)
+    char state = 0;
+    if (std::sscanf(stat.c_str() + close_paren + 1, " %c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %ld %ld",
+                    &state, &ppid, &utime, &stime, &cutime, &cstime) != 6)
       continue;
     parent[pid] = ppid;
-    ticks[pid] = double(cutime + cstime);
+    // A zombie has no threads left to read schedstat from, and its parent
+    // has not yet added its time to cutime: its own ticks stand in.
+    ticks[pid] = double(cutime + cstime) + (state == 'Z' ? double(utime + stime) : 0);
   }
   closedir(d);
 }

@@ -337,7 +337,7 @@ def plots(runs, outdir):
     made = []
 
     def bars(ax, workload, configs, metric, title, log=False):
-        peers = [p for p in PEERS if any((workload, c, p) in runs.rows for c in configs)]
+        peers = [p for p in PEERS if any(runs.values(workload, c, p, metric) for c in configs)]
         width = 0.8 / max(len(peers), 1)
         for i, p in enumerate(peers):
             meds, lo, hi = [], [], []
@@ -375,7 +375,7 @@ def plots(runs, outdir):
                               ("real", "rps", "real clients: requests/s (higher is better)", False)])
     figure("latency.png", [("pingpong", "p99_us", "ping-pong: p99 latency µs (lower is better)", True),
                            ("real", "p99_us", "real clients: p99 latency µs (lower is better)", True)])
-    figure("cpu.png", [("pingpong", per_req, "ping-pong: proxy CPU µs per request (lower is better)", True),
+    figure("cpu.png", [("pingpong", per_req, "ping-pong: proxy CPU µs per request (lower is better)", False),
                        ("real", lambda r: cpu_per(r, "rps_requests", 1e6) if r["config"] == "redis" else per_req(r),
                         "real clients: proxy CPU µs per request (lower is better)", True),
                        ("stream", lambda r: cpu_per(r, "bytes", 1e9), "stream: proxy CPU s per GB (lower is better)", False)])
