@@ -159,7 +159,7 @@ CONF
       ;;
     gatewayd | gatewayd-echo)
       local backend="tcp://127.0.0.1:$3"
-      [ "$1" = gatewayd ] || backend=echo
+      [ "$1" = gatewayd ] || backend="echo"
       cat >"$dir/gateway.conf" <<CONF
 [service]
 log_level = "error"
@@ -412,12 +412,13 @@ run_footprint() {
 
 # ---- perf profile of gatewayd in ping-pong 64 clients x 64 B ---------------------------
 run_profile() {
-  local lg
+  local lg record_s
+  record_s=$(awk -v s="$seconds" 'BEGIN { print s * 2 }')
   start_peer gatewayd "$echo_port"
-  "$loadgen" pingpong "127.0.0.1:$peer_port" --clients 64 --size 64 --seconds $((seconds * 2 + 1)) --warmup 0.5 >/dev/null &
+  "$loadgen" pingpong "127.0.0.1:$peer_port" --clients 64 --size 64 --seconds "$record_s" --warmup 1 >/dev/null &
   lg=$!
   sleep 0.5
-  perf record -e cpu-clock -g -p "$peer_pid" -o "$work/perf.data" -- sleep "$((seconds * 2))" >/dev/null 2>&1 || true
+  perf record -e cpu-clock -g -p "$peer_pid" -o "$work/perf.data" -- sleep "$record_s" >/dev/null 2>&1 || true
   wait "$lg" || true
   stop_peer
   # The top 15 symbols, then where the time went by object (kernel, gatewayd, libc...).
