@@ -445,9 +445,10 @@ Written by `bench/run.sh` (see bench/README.md); do not edit by hand.
 Each cell: the median over the rounds and, in brackets, the lowest and highest
 run; "×best" is the median divided by the best proxy's median in the same run
 (1.00 is the best; direct, no proxy, is a ceiling and not counted as a peer).
-CPU is the user + system time of all the proxy's processes (workers and
-reaped children included) over the measured interval, from /proc/PID/stat,
-divided by the requests, bytes or connections carried. The machine is shared
+CPU is the time on CPU of all the proxy's processes over the measured
+interval (live threads: /proc/PID/task/TID/schedstat; reaped children and
+zombies: /proc/PID/stat ticks), divided by the requests, bytes or
+connections carried. The machine is shared
 (2 cores for the load generator, the backend and the proxy): read the
 ratios, not the absolute figures."""
 
