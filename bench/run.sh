@@ -104,14 +104,17 @@ stop_group() {
 }
 
 # ---- backends: the same for every peer ---------------------------------------
-start_backend() { # KIND -> its port
+# Not in a command substitution: its PID must reach this shell's $pids.
+start_backend() { # KIND: its port is then in $work/backend-KIND.port
   "$loadgen" serve "$1" >"$work/backend-$1.port" 2>>"$work/spawn.log" &
   pids+=($!)
-  for _ in $(seq 500); do [ -s "$work/backend-$1.port" ] && break; sleep 0.01; done
-  cut -d= -f2 "$work/backend-$1.port"
+  for _ in $(seq 500); do [ -s "$work/backend-$1.port" ] && return 0; sleep 0.01; done
+  gw_die "loadgen serve $1 did not start (logs: $work)"
 }
-echo_port=$(start_backend echo)
-sink_port=$(start_backend sink)
+start_backend echo
+start_backend sink
+echo_port=$(cut -d= -f2 "$work/backend-echo.port")
+sink_port=$(cut -d= -f2 "$work/backend-sink.port")
 
 # ---- peers: each forwards 127.0.0.1:LISTEN to 127.0.0.1:BACKEND ----------------
 peers=(direct socat nginx haproxy proxyd gatewayd)
