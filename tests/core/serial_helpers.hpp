@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Shared by the serial suites: pseudo-terminal pairs standing in for UARTs,
-// and scratch directories for lock files and symlinks. Header-only; include
+// scratch directories for lock files and symlinks, and a log sink. Header-only; include
 // after <cmocka.h>. Includes no <termios.h> (test_serial_port.cpp uses
 // <asm/termbits.h>, which conflicts with it).
 #pragma once
@@ -11,8 +11,10 @@
 #include <filesystem>
 #include <string>
 #include <system_error>
+#include <vector>
 
 #include "gw/fd.hpp"
+#include "gw/log.hpp"
 
 namespace gwc {
 
@@ -57,6 +59,21 @@ struct TempDir {
     std::filesystem::remove_all(path, ignored);
   }
   std::string operator/(const std::string &name) const { return path + "/" + name; }
+};
+
+/// The log lines of the code under test, kept for the assertions: install
+/// `sink` with this as its user data.
+struct Logs {
+  std::vector<std::string> lines;
+  static void sink(gw::LogLevel, const char *line, void *user_data) {
+    static_cast<Logs *>(user_data)->lines.emplace_back(line);
+  }
+  /// How many lines contain `text`.
+  size_t count(const std::string &text) const {
+    size_t n = 0;
+    for (const auto &line : lines) n += line.find(text) != std::string::npos;
+    return n;
+  }
 };
 
 }  // namespace gwc

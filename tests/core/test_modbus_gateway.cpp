@@ -46,17 +46,7 @@ using mb::Bytes;
 void set_nonblocking(int fd) { assert_int_equal(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0); }
 uint16_t be16(const uint8_t *at) { return static_cast<uint16_t>(at[0] << 8 | at[1]); }
 
-struct Logs {
-  std::vector<std::string> lines;
-  static void sink(gw::LogLevel, const char *line, void *user_data) {
-    static_cast<Logs *>(user_data)->lines.emplace_back(line);
-  }
-  size_t count(const std::string &text) const {
-    size_t n = 0;
-    for (const auto &line : lines) n += line.find(text) != std::string::npos;
-    return n;
-  }
-};
+using gwc::Logs;
 
 // A register server's answer: reads give register i the value start + i,
 // writes are acknowledged, function 100 answers "ok".

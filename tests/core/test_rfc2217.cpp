@@ -90,17 +90,7 @@ struct Received final : tn::Sink {
   }
 };
 
-struct Logs {
-  std::vector<std::string> lines;
-  static void sink(gw::LogLevel, const char *line, void *user_data) {
-    static_cast<Logs *>(user_data)->lines.emplace_back(line);
-  }
-  size_t count(const std::string &text) const {
-    size_t n = 0;
-    for (const auto &line : lines) n += line.find(text) != std::string::npos;
-    return n;
-  }
-};
+using gwc::Logs;
 
 // A server with one rfc2217 listener on a pty, driven on the test's thread.
 struct Fixture {

@@ -57,18 +57,7 @@ using gwc::TempDir;
 
 Pty open_pty() { return gwc::open_pty(O_NONBLOCK); }
 
-// The backend's log lines, kept for the assertions.
-struct Logs {
-  std::vector<std::string> lines;
-  static void sink(gw::LogLevel, const char *line, void *user_data) {
-    static_cast<Logs *>(user_data)->lines.emplace_back(line);
-  }
-  size_t count(const std::string &text) const {
-    size_t n = 0;
-    for (const auto &line : lines) n += line.find(text) != std::string::npos;
-    return n;
-  }
-};
+using gwc::Logs;
 
 bool contains(const std::string &text, const std::string &part) { return text.find(part) != std::string::npos; }
 
