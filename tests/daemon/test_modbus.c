@@ -811,7 +811,9 @@ static void reload_keeps_or_replaces_gateway(void **state) {
   slave_stop(&s);
 }
 
-/* The STATUS line carries the Modbus counters of the running routes. */
+/* The STATUS line carries the Modbus counters of the running routes. Built
+ * without libsystemd (GWT_WITH_SYSTEMD 0) the daemon sends no STATUS at all:
+ * the counters reach the log when the gateway is freed, and nothing else. */
 static void status_has_modbus_counters(void **state) {
   gwd_fixture *f = *state;
   rtu_slave s;
@@ -820,10 +822,16 @@ static void status_has_modbus_counters(void **state) {
   snprintf(backend, sizeof backend, "serial:%s", s.path);
   gwd_spawn_opts opts = {.env = {f->notify.env}};
   start_route(f, gwd_port(), backend, "modbus", "", &opts);
+#if GWT_WITH_SYSTEMD
   assert_true(gwd_notify_wait(&f->notify, "STATUS=", 1, GWD_TIMEOUT_MS));
   if (!strstr(f->notify.log, "; modbus \"mb\": 0 req, 0 replies, 0 timeouts, 0 crc errors, 0 exceptions"))
     fail_msg("no Modbus counters in STATUS:\n%s", f->notify.log);
   stop_and_find(f, NULL);
+#else
+  stop_and_find(f, "route \"mb\": modbus closed: 0 requests, 0 replies");
+  gwd_notify_poll(&f->notify);
+  assert_int_equal(f->notify.datagrams, 0);
+#endif
   slave_stop(&s);
 }
 
