@@ -1,44 +1,33 @@
 # SPDX-License-Identifier: MIT
 # Core suites: C++ tests of lib/ itself (things the C API does not show).
-foreach(suite forwarder chaos resolver threads)
-  add_executable(test_core_${suite} ${CMAKE_CURRENT_LIST_DIR}/test_${suite}.cpp)
-  target_link_libraries(test_core_${suite} PRIVATE gw_core PkgConfig::CMOCKA Threads::Threads)
-  add_test(NAME core_${suite} COMMAND test_core_${suite})
-  set_tests_properties(core_${suite} PROPERTIES TIMEOUT 60 LABELS "core")
-endforeach()
+
+# Suites test_NAME.cpp -> test_core_NAME, CTest core_NAME, each with this
+# TIMEOUT (a hang guard). They may include lib/src's private headers: the
+# serial and rfc2217 suites test internals that no public header shows.
+function(gw_core_suites timeout)
+  foreach(suite IN LISTS ARGN)
+    add_executable(test_core_${suite} ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/test_${suite}.cpp)
+    target_include_directories(test_core_${suite} PRIVATE ${PROJECT_SOURCE_DIR}/lib/src)
+    target_link_libraries(test_core_${suite} PRIVATE gw_core PkgConfig::CMOCKA Threads::Threads)
+    add_test(NAME core_${suite} COMMAND test_core_${suite})
+    set_tests_properties(core_${suite} PROPERTIES TIMEOUT ${timeout} LABELS "core")
+  endforeach()
+endfunction()
+
+gw_core_suites(60 forwarder chaos resolver threads)
 # The chaos plan is random, and so is its volume (up to ~70 MB each way): under
 # ThreadSanitizer or qemu on a loaded machine a plan takes 40 s and more.
 set_tests_properties(core_chaos PROPERTIES TIMEOUT 240)
 
 # The serial device layer (issue 9): pseudo-terminals stand in for UARTs.
-add_executable(test_core_serial_port ${CMAKE_CURRENT_LIST_DIR}/test_serial_port.cpp)
-target_link_libraries(test_core_serial_port PRIVATE gw_core PkgConfig::CMOCKA Threads::Threads)
-add_test(NAME core_serial_port COMMAND test_core_serial_port)
-set_tests_properties(core_serial_port PROPERTIES TIMEOUT 60 LABELS "core")
+gw_core_suites(60 serial_port)
 
 # The serial backend (issue 9): clients, policies, packing and hot-plug over ptys.
-foreach(suite serial_backend serial_packer)
-  add_executable(test_core_${suite} ${CMAKE_CURRENT_LIST_DIR}/test_${suite}.cpp)
-  target_include_directories(test_core_${suite} PRIVATE ${PROJECT_SOURCE_DIR}/lib/src)
-  target_link_libraries(test_core_${suite} PRIVATE gw_core PkgConfig::CMOCKA Threads::Threads)
-  add_test(NAME core_${suite} COMMAND test_core_${suite})
-  set_tests_properties(core_${suite} PROPERTIES TIMEOUT 60 LABELS "core")
-endforeach()
+gw_core_suites(60 serial_backend serial_packer)
 
 # The Modbus gateway (issue 10): the codecs, and the gateway over ptys and loopback.
-foreach(suite modbus_codec modbus_gateway)
-  add_executable(test_core_${suite} ${CMAKE_CURRENT_LIST_DIR}/test_${suite}.cpp)
-  target_link_libraries(test_core_${suite} PRIVATE gw_core PkgConfig::CMOCKA Threads::Threads)
-  add_test(NAME core_${suite} COMMAND test_core_${suite})
-  set_tests_properties(core_${suite} PROPERTIES TIMEOUT 120 LABELS "core")
-endforeach()
+gw_core_suites(120 modbus_codec modbus_gateway)
 
 # RFC 2217 (issue 10): the Telnet codec alone, and the serial backend's
 # rfc2217 sessions driven by hand over ptys.
-foreach(suite telnet rfc2217)
-  add_executable(test_core_${suite} ${CMAKE_CURRENT_LIST_DIR}/test_${suite}.cpp)
-  target_include_directories(test_core_${suite} PRIVATE ${PROJECT_SOURCE_DIR}/lib/src)
-  target_link_libraries(test_core_${suite} PRIVATE gw_core PkgConfig::CMOCKA Threads::Threads)
-  add_test(NAME core_${suite} COMMAND test_core_${suite})
-  set_tests_properties(core_${suite} PROPERTIES TIMEOUT 60 LABELS "core")
-endforeach()
+gw_core_suites(60 telnet rfc2217)

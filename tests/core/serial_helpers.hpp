@@ -24,6 +24,18 @@ inline long long ms_since(Clock::time_point start) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
 }
 
+/// Calls `step` (one turn of the test's event loop) until `done` holds or
+/// `timeout_ms` has passed; false on the deadline.
+template <typename Done, typename Step>
+bool run_until(Done &&done, Step &&step, int timeout_ms) {
+  const auto start = Clock::now();
+  while (!done()) {
+    if (ms_since(start) > timeout_ms) return false;
+    step();
+  }
+  return true;
+}
+
 /// A pseudo-terminal pair: the master is the far end of the "cable", owned
 /// by the test; the slave (by its path) is the serial device. Closing the
 /// master is an unplug.

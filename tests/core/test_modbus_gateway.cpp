@@ -234,12 +234,8 @@ struct Fixture {
     if (device) device->poll();
   }
   bool until(const std::function<bool()> &done, int timeout_ms = 5000) {
-    const auto start = Clock::now();
-    while (!done()) {
-      if (ms_since(start) > timeout_ms) return false;
-      step();
-    }
-    return true;
+    return gwc::run_until(
+        done, [&] { step(); }, timeout_ms);
   }
   void run_for(int ms) {
     const auto start = Clock::now();

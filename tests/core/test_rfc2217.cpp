@@ -131,12 +131,8 @@ struct Fixture {
   }
 
   bool until(const std::function<bool()> &done, int timeout_ms = 5000) {
-    const auto start = Clock::now();
-    while (!done()) {
-      if (ms_since(start) > timeout_ms) return false;
-      server->loop().dispatch(1);
-    }
-    return true;
+    return gwc::run_until(
+        done, [&] { server->loop().dispatch(1); }, timeout_ms);
   }
   // A client the device serves, with the server's four offers read.
   int connect(Received &received) {

@@ -96,12 +96,8 @@ struct Fixture {
 
   // Runs the loop until `done` or the deadline; false on the deadline.
   bool until(const std::function<bool()> &done, int timeout_ms = 5000) {
-    const auto start = Clock::now();
-    while (!done()) {
-      if (ms_since(start) > timeout_ms) return false;
-      server->loop().dispatch(1);
-    }
-    return true;
+    return gwc::run_until(
+        done, [&] { server->loop().dispatch(1); }, timeout_ms);
   }
 
   // A client socket, connected and accepted (the backend saw on_open).
