@@ -812,6 +812,40 @@ void tcp_bus_reconnects_after_loss(void **) {
   assert_int_equal(f.device->seen.size(), 2);
 }
 
+// A Modbus TCP device that answers with a malformed MBAP header (protocol
+// id 7): the connection is dropped (nothing after it can be framed), that
+// request gets 0x0B, and the next request connects again and is served.
+void tcp_bus_drops_a_device_that_answers_malformed_frames(void **) {
+  auto device = std::make_unique<TcpDevice>();
+  TcpDevice *raw = device.get();
+  bool garbled = false;
+  raw->respond = [&, standard = raw->respond](const TcpDevice::Seen &seen) {
+    if (garbled) return standard(seen);
+    garbled = true;
+    const uint8_t bad[] = {static_cast<uint8_t>(seen.transaction >> 8),
+                           static_cast<uint8_t>(seen.transaction),
+                           0,
+                           7,
+                           0,
+                           3,
+                           seen.unit,
+                           0x03,
+                           0x00};
+    assert_int_equal(send(raw->conn.get(), bad, sizeof bad, MSG_NOSIGNAL), static_cast<ssize_t>(sizeof bad));
+    return Bytes{};
+  };
+  Fixture f(gw::ModbusConfig{}, std::move(device));
+  const int client = f.connect();
+  f.request(client, 1, 1, read_pdu(1, 1));
+  expect_exception(f.answer(client), 0x03, 0x0B);
+  assert_int_equal(f.logs.count("protocol id"), 1);
+  f.request(client, 2, 1, read_pdu(2, 1));
+  const Bytes adu = f.answer(client);
+  assert_int_equal(be16(&adu[0]), 2);
+  assert_int_equal(adu[7], 0x03);
+  assert_int_equal(f.device->seen.size(), 2);
+}
+
 }  // namespace
 
 int main() {
@@ -839,6 +873,7 @@ int main() {
       cmocka_unit_test(a_client_gone_takes_its_queue_along),
       cmocka_unit_test(stop_lets_the_request_in_flight_finish),
       cmocka_unit_test(tcp_bus_reconnects_after_loss),
+      cmocka_unit_test(tcp_bus_drops_a_device_that_answers_malformed_frames),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
