@@ -377,9 +377,30 @@ stripped_size() { # BUILD_DIR STRIP -> bytes of gatewayd + libgateway.so.0 strip
   echo "$total"
 }
 
+# What the gateway and libgateway0 packages of this version for ARCH install
+# (dist/, from scripts/package.sh; dh_strip has stripped them): the bytes of
+# their ELF files (gatewayd, libgateway.so.0) and their Installed-Size in KiB.
+# Nothing is printed where the packages were not built.
+deb_sizes() { # ARCH
+  local arch=$1 version elf=0 kib=0 deb f
+  version=$(sed -n 's/^project(gateway VERSION \([0-9.]*\).*/\1/p' "$GW_ROOT/CMakeLists.txt")
+  for deb in "$GW_ROOT/dist/gateway_${version}_$arch.deb" "$GW_ROOT/dist/libgateway0_${version}_$arch.deb"; do
+    [ -e "$deb" ] || return 0
+    rm -rf "$work/deb" && dpkg-deb -x "$deb" "$work/deb"
+    for f in $(find "$work/deb" -type f); do
+      [ "$(head -c 4 "$f" | od -An -c | tr -d ' ')" != '177ELF' ] || elf=$((elf + $(stat -c %s "$f")))
+    done
+    kib=$((kib + $(dpkg-deb -f "$deb" Installed-Size)))
+  done
+  echo "deb_elf_$arch=$elf"
+  echo "deb_installed_kib_$arch=$kib"
+  echo "deb_built_$arch=$(date -u -r "$GW_ROOT/dist/gateway_${version}_$arch.deb" '+%Y-%m-%d_%H:%M_UTC')"
+}
+
 run_footprint() {
   local f=$work/footprint.txt port i pkg arch
   {
+    for arch in amd64 arm64 armhf; do deb_sizes "$arch"; done
     echo "size_amd64=$(stripped_size "$build" strip | tr ' ' _)"
     echo "size_arm64=$(stripped_size "$cross/arm64" aarch64-linux-gnu-strip | tr ' ' _)"
     echo "size_armhf=$(stripped_size "$cross/armhf" arm-linux-gnueabihf-strip | tr ' ' _)"
@@ -399,6 +420,11 @@ run_footprint() {
   wait_listen "$port"
   sleep 0.5
   echo "idle_gatewayd $("$loadgen" proc "$started")" >>"$f"
+  stop_group "$started"
+  # The floor: what a process linked with libc alone (sleep) holds resident.
+  spawn sleep 60
+  sleep 0.5
+  echo "idle_floor $("$loadgen" proc "$started")" >>"$f"
   stop_group "$started"
   # Socket activation: systemd-socket-activate holds the listening socket and
   # starts gatewayd; the client's connect is accepted by the kernel at once and
