@@ -340,6 +340,32 @@ def footprint_section(f):
     return "\n".join(lines)
 
 
+SYSCALL_WORK = {"pingpong": ("request", "ping-pong, 64 clients × 64 B"), "churn": ("connection", "churn, 16 clients")}
+
+
+def syscalls_section(path):
+    """System calls per request (ping-pong) and per connection (churn), by name, for each peer."""
+    rows = [kv(line) for line in open(path) if line.startswith("workload=")]
+    out = ["Counted by the kernel's syscall tracepoints (`perf stat -e raw_syscalls:sys_enter,syscalls:sys_enter_NAME -p PIDS`,",
+           "no ptrace) over the middle 60 % of a loadgen run, for all of a peer's processes, divided by the requests or",
+           "connections carried in that window (loadgen's rate × the window). \"all\" counts every system call, also those",
+           "not named in the columns. Unlike CPU time, these counts hardly vary from run to run.", ""]
+    for work, (unit, title) in SYSCALL_WORK.items():
+        mine = [r for r in rows if r.get("workload") == work and num(r.get("rate")) > 0]
+        if not mine:
+            continue
+        names = [k for k in mine[0] if k not in ("workload", "peer", "window_s", "rate", "all")]
+        names = [n for n in names if any(num(r.get(n)) > 0 for r in mine)]
+        out += [f"**{title}: system calls per {unit}**", "",
+                "| peer | all | " + " | ".join(names) + " |", "|---|---:|" + "---:|" * len(names)]
+        for r in mine:
+            carried = num(r["rate"]) * num(r["window_s"])
+            cells = [f"{num(r.get(n)) / carried:.2f}" for n in ["all"] + names]
+            out.append(f"| {NAMES.get(r['peer'], r['peer'])} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
 def plots(runs, outdir):
     try:
         import matplotlib
@@ -421,6 +447,9 @@ def report(work, out):
                "```", open(serial).read().rstrip(), "```", ""]
     if os.path.exists(os.path.join(work, "footprint.txt")):
         md += ["## 7. Footprint and start-up", "", footprint_section(footprint), ""]
+    sysc = os.path.join(work, "syscalls.txt")
+    if os.path.exists(sysc):
+        md += ["## System calls per request and per connection", "", syscalls_section(sysc), ""]
     prof = os.path.join(work, "profile.txt")
     if os.path.exists(prof):
         md += ["## perf profile: gatewayd in ping-pong, 64 clients × 64 B", "",

@@ -12,7 +12,7 @@
 #   --rounds N  rounds (default 3); each peer once per round, the order
 #               reversed every other round
 #   --seconds S length of each measurement after its warm-up (default 2)
-#   --only      workloads: stream,pingpong,churn,idle,real,serial,footprint
+#   --only      workloads: stream,pingpong,churn,idle,real,serial,footprint,syscalls
 #   --build     gatewayd's build directory (default build/native, built with
 #               the native preset if gatewayd is missing)
 #   --cross     where the cross builds are (DIR/arm64, DIR/armhf; default
@@ -46,7 +46,7 @@ wanted() { [[ $only == all || ,$only, == *,$1,* ]]; }
 
 gw_need_packages socat nginx-light libnginx-mod-stream haproxy ser2net iperf3 redis-server redis-tools wrk \
   python3-matplotlib g++ systemd iproute2
-((profile == 0)) || gw_need_packages linux-perf
+((profile == 0)) && ! wanted syscalls || gw_need_packages linux-perf
 gatewayd=$build/service/gatewayd
 if [ ! -x "$gatewayd" ] || [ ! -e "$build/capi/libgateway.so.0" ]; then
   [ "$build" = "$GW_ROOT/build/native" ] || gw_die "no gatewayd in $build (build it, or leave --build out)"
@@ -439,6 +439,46 @@ run_footprint() {
   done
 }
 
+# ---- system calls per request and per connection ---------------------------------------
+# Counted by the kernel's syscall tracepoints (perf stat: no ptrace, so the
+# peer runs at full speed), over the middle of a loadgen run, for every
+# process of the peer; divided by the requests (or connections) loadgen
+# carried in that window, from its rate. Noise-free where CPU times are not:
+# what a peer asks of the kernel per message is the figure that bounds it.
+syscall_names=(read write readv writev recvfrom sendto recvmsg sendmsg splice epoll_wait epoll_pwait epoll_ctl
+  accept4 connect socket close shutdown setsockopt getsockopt getsockname getpeername fcntl ioctl timerfd_settime)
+syscalls_one() { # WORKLOAD PEER -- loadgen arguments
+  local workload=$1 peer=$2 lg rate window events pids name
+  shift 3
+  start_peer "$peer" "$echo_port"
+  "$loadgen" "$1" "127.0.0.1:$peer_port" "${@:2}" --seconds "$seconds" --warmup 0 >"$work/syscalls.lg" &
+  lg=$!
+  window=$(awk -v s="$seconds" 'BEGIN { print s * 0.6 }')
+  sleep "$(awk -v s="$seconds" 'BEGIN { print s * 0.2 }')"
+  pids=$(pgrep -d, -g "$peer_pid")
+  events=raw_syscalls:sys_enter
+  for name in "${syscall_names[@]}"; do
+    [ ! -d "/sys/kernel/tracing/events/syscalls/sys_enter_$name" ] || events+=",syscalls:sys_enter_$name"
+  done
+  perf stat -x, -e "$events" -p "$pids" -o "$work/syscalls.perf" -- sleep "$window" >/dev/null 2>&1 || true
+  wait "$lg" || true
+  stop_peer
+  rate=$(sed -n 's/.* rps=\([0-9.]*\).*/\1/p' "$work/syscalls.lg")
+  echo "workload=$workload peer=$peer window_s=$window rate=${rate:-0} $(awk -F, '$3 ~ /sys_enter/ {
+      n = $3; sub(/.*sys_enter_?/, "", n); if (n == "") n = "all"; printf "%s=%s ", n, $1 }' "$work/syscalls.perf")" |
+    tee -a "$work/syscalls.txt" >&2
+}
+
+run_syscalls() {
+  local peer
+  command -v perf >/dev/null || { gw_say "no perf: system calls not counted"; return 0; }
+  [ -d /sys/kernel/tracing/events/raw_syscalls ] || mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || true
+  for peer in nginx haproxy proxyd gatewayd; do
+    syscalls_one pingpong "$peer" -- pingpong --clients 64 --size 64
+    syscalls_one churn "$peer" -- churn --clients 16 --size 64
+  done
+}
+
 # ---- perf profile of gatewayd in ping-pong 64 clients x 64 B ---------------------------
 run_profile() {
   local lg record_s
@@ -487,7 +527,7 @@ versions() {
   versions
 } >>"$meta"
 t0=$(date +%s)
-for w in stream pingpong churn idle real serial footprint; do
+for w in stream pingpong churn idle real serial footprint syscalls; do
   if wanted "$w"; then
     gw_say "workload $w"
     "run_$w"
