@@ -247,7 +247,9 @@ void BackendLink::maybe_splice() {
   // Splicing bypasses the frame checks: only raw routes may leave user space.
   if (!client_->config().splice || client_->config().framing != Framing::raw) return;
   if (!out_.empty() || client_->queued_output() || !client_->is_open()) return;
-  if (to_client_.open() != 0 || to_backend_.open() != 0) {
+  // The pipe towards the client never grows past what its queue takes:
+  // on_delegate_end() hands what the pipe holds back to that queue.
+  if (to_client_.open(client_->config().max_output) != 0 || to_backend_.open(SIZE_MAX) != 0) {
     want_splice_ = false;  // out of fds for pipes: stay buffered
     return;
   }
@@ -268,7 +270,7 @@ void BackendLink::on_delegated_io(Connection &, uint32_t events) {
 void BackendLink::on_delegate_end(Connection &conn) {
   // Bytes already spliced out of the backend belong to the client: read
   // them back out of the pipe into its queue, which flushes them. The pipe
-  // (up to 256 KiB) is larger than the scratch buffer (64 KiB), so this
+  // (up to 1 MiB) is larger than the scratch buffer (64 KiB), so this
   // goes in scratch-sized pieces; each is queued before the next is read.
   spliced_ = false;
   uint8_t *scratch = loop_.scratch();
