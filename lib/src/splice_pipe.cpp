@@ -80,8 +80,8 @@ int SplicePipe::open(size_t most) noexcept {
   // are only allocated while data sits in the pipe. Refused (an unprivileged
   // user over fs.pipe-user-pages-soft): keep the default.
   int size = ::fcntl(write_end_.get(), F_SETPIPE_SZ, static_cast<int>(open_size));
-  if (size > 0) capacity_ = static_cast<size_t>(size);
-  most_ = most < grown_size ? most : grown_size;
+  if (size > 0) capacity_ = static_cast<uint32_t>(size);
+  most_ = static_cast<uint32_t>(most < grown_size ? most : grown_size);
   return 0;
 }
 
@@ -90,7 +90,7 @@ int SplicePipe::open(size_t most) noexcept {
 // or fs.pipe-max-size) is not asked again. The pages are still only
 // allocated while bytes sit in the pipe.
 void SplicePipe::grow() noexcept {
-  size_t most = std::exchange(most_, 0);
+  size_t most = std::exchange(most_, 0u);
   if (most <= capacity_) return;
   if (grown_pipes.fetch_add(1, std::memory_order_relaxed) >= grown_budget()) {
     grown_pipes.fetch_sub(1, std::memory_order_relaxed);
@@ -101,14 +101,14 @@ void SplicePipe::grow() noexcept {
     grown_pipes.fetch_sub(1, std::memory_order_relaxed);
     return;
   }
-  capacity_ = static_cast<size_t>(size);
+  capacity_ = static_cast<uint32_t>(size);
   in_budget_ = true;
 }
 
 ssize_t SplicePipe::fill_from(int socket) noexcept {
   ssize_t n = ::splice(socket, nullptr, write_end_.get(), nullptr, room(), SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
   if (n < 0) return -errno;
-  held_ += static_cast<size_t>(n);
+  held_ += static_cast<uint32_t>(n);
   if (held_ == capacity_ && most_) grow();
   return n;
 }
@@ -116,7 +116,7 @@ ssize_t SplicePipe::fill_from(int socket) noexcept {
 ssize_t SplicePipe::drain_to(int socket) noexcept {
   if (!held_) return 0;
   ssize_t n = ::splice(read_end_.get(), nullptr, socket, nullptr, held_, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-  if (n > 0) held_ -= static_cast<size_t>(n);
+  if (n > 0) held_ -= static_cast<uint32_t>(n);
   if (n >= 0) return n;
   int error = errno;
   if (error == EPIPE) take_back_sigpipe();
@@ -125,7 +125,7 @@ ssize_t SplicePipe::drain_to(int socket) noexcept {
 
 ssize_t SplicePipe::read_into(void *buffer, size_t length) noexcept {
   ssize_t n = ::read(read_end_.get(), buffer, length);
-  if (n > 0) held_ -= static_cast<size_t>(n);
+  if (n > 0) held_ -= static_cast<uint32_t>(n);
   return n;
 }
 

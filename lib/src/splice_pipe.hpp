@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <cstdint>
 
 #include "gw/fd.hpp"
 
@@ -43,11 +44,13 @@ class SplicePipe {
  private:
   void grow() noexcept;
 
+  // 32 bits each (a pipe holds at most INT_MAX bytes, F_SETPIPE_SZ takes an
+  // int): every forwarded client carries two of these, idle or not.
   Fd read_end_, write_end_;
-  size_t held_ = 0;
-  size_t capacity_ = 64 * 1024;  // Linux's default pipe size, until open() grows it
-  size_t most_ = 0;              // what grow() may reach; 0 once it was tried
-  bool in_budget_ = false;       // this pipe holds one of the grown pipes' budget
+  uint32_t held_ = 0;
+  uint32_t capacity_ = 64 * 1024;  // Linux's default pipe size, until open() grows it
+  uint32_t most_ = 0;              // what grow() may reach; 0 once it was tried
+  bool in_budget_ = false;         // this pipe holds one of the grown pipes' budget
 };
 
 }  // namespace gw
