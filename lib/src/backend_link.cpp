@@ -24,18 +24,20 @@ uint32_t splice_interest(bool eof, const SplicePipe &outgoing, const SplicePipe 
 // Connection::account_in or Connection::account_out.
 using Account = void (Connection::*)(size_t) noexcept;
 
-// Settles the result `n` of one splice on a socket: the bytes moved are added
-// to `moved` and, on the client's socket (`client` set), counted with
-// `account` and as spliced. Returns false for a failure other than EAGAIN
-// (then -n is the errno).
-bool settle_splice(ssize_t n, Connection *client, Account account, size_t &moved) noexcept {
-  if (n < 0) return n == -EAGAIN;
-  if (n > 0 && client) {
-    (client->*account)(static_cast<size_t>(n));
-    client->account_spliced(static_cast<size_t>(n));
-  }
-  moved += static_cast<size_t>(n);
-  return true;
+// Counts `bytes` moved by a splice on the client's socket (`client` set)
+// with `account` and as spliced; the backend's socket is not counted.
+void count_spliced(size_t bytes, Connection *client, Account account) noexcept {
+  if (!bytes || !client) return;
+  (client->*account)(bytes);
+  client->account_spliced(bytes);
+}
+
+// Readiness that epoll reported for a spliced socket: it may be read again
+// (EPOLLIN) or written again (EPOLLOUT). A hang-up or an error counts as
+// both, so that the next splice reports it.
+void note_ready(uint32_t events, bool &dry, bool &full) noexcept {
+  if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) dry = false;
+  if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) full = false;
 }
 
 }  // namespace
@@ -124,7 +126,10 @@ void BackendLink::on_io(uint32_t events) {
     connect_timer_.stop();
     if (client_eof_ && out_.empty()) half_close_backend();
   }
-  if (spliced_) return pump();
+  if (spliced_) {
+    note_ready(events, backend_dry_, backend_full_);
+    return pump();
+  }
   if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
     read_backend();
     if (!client_) return;
@@ -242,7 +247,9 @@ void BackendLink::maybe_splice() {
   // Splicing bypasses the frame checks: only raw routes may leave user space.
   if (!client_->config().splice || client_->config().framing != Framing::raw) return;
   if (!out_.empty() || client_->queued_output() || !client_->is_open()) return;
-  if (to_client_.open() != 0 || to_backend_.open() != 0) {
+  // The pipe towards the client never grows past what its queue takes:
+  // on_delegate_end() hands what the pipe holds back to that queue.
+  if (to_client_.open(client_->config().max_output) != 0 || to_backend_.open(SIZE_MAX) != 0) {
     want_splice_ = false;  // out of fds for pipes: stay buffered
     return;
   }
@@ -255,12 +262,15 @@ void BackendLink::maybe_splice() {
   update_interest();
 }
 
-void BackendLink::on_delegated_io(Connection &, uint32_t) { pump(); }
+void BackendLink::on_delegated_io(Connection &, uint32_t events) {
+  note_ready(events, client_dry_, client_full_);
+  pump();
+}
 
 void BackendLink::on_delegate_end(Connection &conn) {
   // Bytes already spliced out of the backend belong to the client: read
   // them back out of the pipe into its queue, which flushes them. The pipe
-  // (up to 256 KiB) is larger than the scratch buffer (64 KiB), so this
+  // (up to 1 MiB) is larger than the scratch buffer (64 KiB), so this
   // goes in scratch-sized pieces; each is queued before the next is read.
   spliced_ = false;
   uint8_t *scratch = loop_.scratch();
@@ -278,20 +288,14 @@ void BackendLink::on_delegate_end(Connection &conn) {
   }
 }
 
-// Moves what can be moved in both directions, a few rounds while bytes keep
-// flowing (fewer trips through epoll on a bulk flow, yet bounded so other
-// clients get their turn), then updates both interests. Level-triggered
-// epoll calls again for whatever is still ready.
+// Moves what can be moved in each direction, then updates both interests.
+// Level-triggered epoll calls again for whatever is still ready.
 void BackendLink::pump() {
   Connection &client = *client_;
-  SpliceEnd client_end{client.fd(), client_eof_, &client};
-  SpliceEnd backend_end{fd_.get(), backend_eof_, nullptr};
-  for (int round = 0; round < 8; ++round) {
-    size_t moved = 0;
-    if (!shovel(client_end, to_backend_, backend_end, moved)) return;
-    if (!shovel(backend_end, to_client_, client_end, moved)) return;
-    if (!moved) break;
-  }
+  SpliceEnd client_end{client.fd(), client_eof_, client_dry_, client_full_, &client};
+  SpliceEnd backend_end{fd_.get(), backend_eof_, backend_dry_, backend_full_, nullptr};
+  if (!shovel(client_end, to_backend_, backend_end)) return;
+  if (!shovel(backend_end, to_client_, client_end)) return;
   propagate_half_close(client_end, to_backend_, backend_end);
   propagate_half_close(backend_end, to_client_, client_end);
   if (backend_eof_ && to_client_.held() == 0 && client_eof_ && backend_half_closed_) {
@@ -303,22 +307,43 @@ void BackendLink::pump() {
 }
 
 // One direction of the pump, the same code for both (as systemd-socket-proxyd's
-// connection_shovel): fills `pipe` from `from` while it has room and `from`
-// has not reached EOF, then drains it into `to`. Adds the bytes moved each way
-// to `moved`. Returns false when a failed splice closed or aborted the client:
-// the pump must then stop at once.
-bool BackendLink::shovel(SpliceEnd from, SplicePipe &pipe, SpliceEnd to, size_t &moved) {
-  if (!from.eof && pipe.room()) {
-    ssize_t n = pipe.fill_from(from.fd);
-    if (n == 0) {
-      from.eof = true;
-      if (from.client) from.client->mark_peer_eof();
-    } else if (!settle_splice(n, from.client, &Connection::account_in, moved)) {
-      return splice_failed(from, static_cast<int>(-n));
+// connection_shovel): fills `pipe` from `from` and drains it into `to` at
+// once, again while either moved bytes, a bounded number of turns so that
+// other clients get their turn. A socket that answered EAGAIN is not tried
+// again until epoll reports it ready (SpliceEnd::dry and ::full): on a
+// one-way bulk flow that saves a failing splice per turn, and per wake-up.
+// Returns false when a failed splice closed or aborted the client: the pump
+// must then stop at once.
+bool BackendLink::shovel(SpliceEnd from, SplicePipe &pipe, SpliceEnd to) {
+  for (int turn = 0; turn < 8; ++turn) {
+    bool moved = false;
+    if (!from.eof && !from.dry && pipe.room()) {
+      ssize_t n = pipe.fill_from(from.fd);
+      if (n == 0) {
+        from.eof = true;
+        if (from.client) from.client->mark_peer_eof();
+      } else if (n == -EAGAIN) {
+        from.dry = true;
+      } else if (n < 0) {
+        return splice_failed(from, static_cast<int>(-n));
+      } else {
+        count_spliced(static_cast<size_t>(n), from.client, &Connection::account_in);
+        moved = true;
+      }
     }
+    if (pipe.held() && !to.full) {
+      ssize_t n = pipe.drain_to(to.fd);
+      if (n == -EAGAIN) {
+        to.full = true;
+      } else if (n < 0) {
+        return splice_failed(to, static_cast<int>(-n));
+      } else {
+        count_spliced(static_cast<size_t>(n), to.client, &Connection::account_out);
+        moved = moved || n > 0;
+      }
+    }
+    if (!moved) break;
   }
-  ssize_t n = pipe.drain_to(to.fd);
-  if (!settle_splice(n, to.client, &Connection::account_out, moved)) return splice_failed(to, static_cast<int>(-n));
   return true;
 }
 

@@ -76,10 +76,12 @@ class BackendLink final : IoHandler, IoDelegate {
   struct SpliceEnd {
     int fd;              // owned by the Connection or by this link, not by this view
     bool &eof;           // this socket's peer EOF: client_eof_ or backend_eof_
+    bool &dry;           // its last fill found nothing, and epoll has not said EPOLLIN since
+    bool &full;          // its last drain found no room, and epoll has not said EPOLLOUT since
     Connection *client;  // the client when this is its socket; null for the backend's
   };
   void pump();
-  bool shovel(SpliceEnd from, SplicePipe &pipe, SpliceEnd to, size_t &moved);
+  bool shovel(SpliceEnd from, SplicePipe &pipe, SpliceEnd to);
   void propagate_half_close(SpliceEnd from, const SplicePipe &pipe, SpliceEnd to);
   bool splice_failed(SpliceEnd end, int error);
   void abort_client(int error);
@@ -114,6 +116,10 @@ class BackendLink final : IoHandler, IoDelegate {
   bool paused_for_client_ = false;
   bool want_splice_ = false;
   bool spliced_ = false;
+  bool client_dry_ = false;  // splice mode: see SpliceEnd
+  bool client_full_ = false;
+  bool backend_dry_ = false;
+  bool backend_full_ = false;
 };
 
 }  // namespace gw

@@ -5,7 +5,10 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <atomic>
 #include <cerrno>
+#include <cstdio>
+#include <utility>
 
 namespace gw {
 namespace {
@@ -33,9 +36,41 @@ void take_back_sigpipe() noexcept {
   while (sigtimedwait(&set, nullptr, &no_wait) == SIGPIPE) {}
 }
 
+// A pipe starts at 256 KiB; one that a flow filled grows to 1 MiB, which
+// quarters the splices per megabyte of a bulk flow (a splice moves at most a
+// pipe's worth). The kernel counts a pipe's capacity, used or not, against
+// its user's fs.pipe-user-pages-soft (64 MiB by default), and a user over it
+// gets 8 KiB pipes from then on: so grown pipes may take at most a quarter of
+// that quota, process-wide, and give their share back when they close.
+constexpr size_t open_size = 256 * 1024;
+constexpr size_t grown_size = 1024 * 1024;
+constexpr size_t page_size = 4096;
+
+// How many pipes may be grown at once: a quarter of the soft quota, in pages,
+// over the pages a grown pipe adds. No limit when the quota is off (0).
+size_t grown_budget() noexcept {
+  static const size_t budget = [] {
+    unsigned long pages = 16384;  // the kernel's default, if the file cannot be read
+    if (FILE *file = std::fopen("/proc/sys/fs/pipe-user-pages-soft", "re")) {
+      if (std::fscanf(file, "%lu", &pages) != 1) pages = 16384;
+      std::fclose(file);
+    }
+    if (pages == 0) return static_cast<size_t>(-1);
+    return pages / 4 / ((grown_size - open_size) / page_size);
+  }();
+  return budget;
+}
+
+// Pipes grown now, across every server and thread of the process.
+std::atomic<size_t> grown_pipes{0};
+
 }  // namespace
 
-int SplicePipe::open() noexcept {
+SplicePipe::~SplicePipe() {
+  if (in_budget_) grown_pipes.fetch_sub(1, std::memory_order_relaxed);
+}
+
+int SplicePipe::open(size_t most) noexcept {
   block_sigpipe_on_this_thread();
   int fds[2];
   if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return -errno;
@@ -44,21 +79,44 @@ int SplicePipe::open() noexcept {
   // Bigger pipes mean fewer wake-ups per megabyte on a bulk flow; the pages
   // are only allocated while data sits in the pipe. Refused (an unprivileged
   // user over fs.pipe-user-pages-soft): keep the default.
-  int size = ::fcntl(write_end_.get(), F_SETPIPE_SZ, 256 * 1024);
-  if (size > 0) capacity_ = static_cast<size_t>(size);
+  int size = ::fcntl(write_end_.get(), F_SETPIPE_SZ, static_cast<int>(open_size));
+  if (size > 0) capacity_ = static_cast<uint32_t>(size);
+  most_ = static_cast<uint32_t>(most < grown_size ? most : grown_size);
   return 0;
+}
+
+// Only the direction that really carries a bulk flow grows (a download's
+// upload pipe stays small), and only once: a refusal (EPERM: over the quota
+// or fs.pipe-max-size) is not asked again. The pages are still only
+// allocated while bytes sit in the pipe.
+void SplicePipe::grow() noexcept {
+  size_t most = std::exchange(most_, 0u);
+  if (most <= capacity_) return;
+  if (grown_pipes.fetch_add(1, std::memory_order_relaxed) >= grown_budget()) {
+    grown_pipes.fetch_sub(1, std::memory_order_relaxed);
+    return;
+  }
+  int size = ::fcntl(write_end_.get(), F_SETPIPE_SZ, static_cast<int>(most));
+  if (size <= 0 || static_cast<size_t>(size) <= capacity_) {
+    grown_pipes.fetch_sub(1, std::memory_order_relaxed);
+    return;
+  }
+  capacity_ = static_cast<uint32_t>(size);
+  in_budget_ = true;
 }
 
 ssize_t SplicePipe::fill_from(int socket) noexcept {
   ssize_t n = ::splice(socket, nullptr, write_end_.get(), nullptr, room(), SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-  if (n > 0) held_ += static_cast<size_t>(n);
-  return n < 0 ? -errno : n;
+  if (n < 0) return -errno;
+  held_ += static_cast<uint32_t>(n);
+  if (held_ == capacity_ && most_) grow();
+  return n;
 }
 
 ssize_t SplicePipe::drain_to(int socket) noexcept {
   if (!held_) return 0;
   ssize_t n = ::splice(read_end_.get(), nullptr, socket, nullptr, held_, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-  if (n > 0) held_ -= static_cast<size_t>(n);
+  if (n > 0) held_ -= static_cast<uint32_t>(n);
   if (n >= 0) return n;
   int error = errno;
   if (error == EPIPE) take_back_sigpipe();
@@ -67,7 +125,7 @@ ssize_t SplicePipe::drain_to(int socket) noexcept {
 
 ssize_t SplicePipe::read_into(void *buffer, size_t length) noexcept {
   ssize_t n = ::read(read_end_.get(), buffer, length);
-  if (n > 0) held_ -= static_cast<size_t>(n);
+  if (n > 0) held_ -= static_cast<uint32_t>(n);
   return n;
 }
 

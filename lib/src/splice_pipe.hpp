@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <cstdint>
 
 #include "gw/fd.hpp"
 
@@ -16,14 +17,22 @@ namespace gw {
 /// SIGPIPE on the calling thread, which must be the thread that splices.
 class SplicePipe {
  public:
+  SplicePipe() = default;
+  SplicePipe(const SplicePipe &) = delete;
+  SplicePipe &operator=(const SplicePipe &) = delete;
+  ~SplicePipe();
+
   /// Makes the pipe (non-blocking, close-on-exec), grown to 256 KiB where the
-  /// system allows it. Returns 0 or a negated errno (out of fds, say).
-  int open() noexcept;
+  /// system allows it; fill_from() may grow it later up to `most` bytes (see
+  /// there). Returns 0 or a negated errno (out of fds, say).
+  int open(size_t most) noexcept;
 
   size_t held() const noexcept { return held_; }
   size_t room() const noexcept { return capacity_ - held_; }
 
-  /// socket -> pipe, as much as fits: > 0 moved, 0 EOF, -EAGAIN, or a negated errno.
+  /// socket -> pipe, as much as fits: > 0 moved, 0 EOF, -EAGAIN, or a negated
+  /// errno. The first fill that leaves the pipe full grows it to 1 MiB (at
+  /// most open()'s `most`, and while the process-wide budget allows it).
   ssize_t fill_from(int socket) noexcept;
   /// pipe -> socket: >= 0 moved, -EAGAIN, or a negated errno. A SIGPIPE that
   /// the splice raised (EPIPE) is taken back before this returns.
@@ -33,9 +42,15 @@ class SplicePipe {
   ssize_t read_into(void *buffer, size_t length) noexcept;
 
  private:
+  void grow() noexcept;
+
+  // 32 bits each (a pipe holds at most INT_MAX bytes, F_SETPIPE_SZ takes an
+  // int): every forwarded client carries two of these, idle or not.
   Fd read_end_, write_end_;
-  size_t held_ = 0;
-  size_t capacity_ = 64 * 1024;  // Linux's default pipe size, until open() grows it
+  uint32_t held_ = 0;
+  uint32_t capacity_ = 64 * 1024;  // Linux's default pipe size, until open() grows it
+  uint32_t most_ = 0;              // what grow() may reach; 0 once it was tried
+  bool in_budget_ = false;         // this pipe holds one of the grown pipes' budget
 };
 
 }  // namespace gw

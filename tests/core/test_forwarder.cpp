@@ -267,6 +267,108 @@ void spliced_close_hands_back_a_full_pipe(void **) {
   assert_memory_equal(got.data(), payload.data(), done);
 }
 
+// FNV-1a over a byte stream, in order: a lost, doubled or reordered piece
+// changes it.
+struct Fnv {
+  uint64_t hash = 14695981039346656037ull;
+  uint64_t length = 0;
+  void add(const uint8_t *data, size_t n) {
+    for (size_t i = 0; i < n; ++i) hash = (hash ^ data[i]) * 1099511628211ull;
+    length += n;
+  }
+};
+
+// A backend that reads its one client slowly, to the EOF: pieces of varying
+// size and, every 2 MiB, a pause that lets the gateway's pipe fill and its
+// client stall. Runs on its own thread; every wait is bounded (5 s), so a
+// stalled flow ends the read instead of hanging the test.
+struct SlowSink {
+  int listen_fd = -1;
+  int port = 0;
+  Fnv got;
+  bool timed_out = false;
+  std::thread thread;
+
+  SlowSink() {
+    listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(listen_fd, reinterpret_cast<sockaddr *>(&address), sizeof address), 0);
+    assert_int_equal(listen(listen_fd, 4), 0);
+    socklen_t length = sizeof address;
+    getsockname(listen_fd, reinterpret_cast<sockaddr *>(&address), &length);
+    port = ntohs(address.sin_port);
+    thread = std::thread([this] { serve(); });
+  }
+  void serve() {
+    int fd = accept(listen_fd, nullptr, nullptr);
+    if (fd < 0) return;
+    std::vector<uint8_t> piece(96 * 1024);
+    uint64_t next_pause = 2 << 20;
+    for (size_t turn = 0;; ++turn) {
+      pollfd p{fd, POLLIN, 0};
+      if (poll(&p, 1, 5000) != 1) {
+        timed_out = true;
+        break;
+      }
+      size_t want = 1024 + (turn * 7919) % (piece.size() - 1024);  // 1 KiB to 96 KiB
+      ssize_t n = read(fd, piece.data(), want);
+      if (n <= 0) break;
+      got.add(piece.data(), static_cast<size_t>(n));
+      if (got.length >= next_pause) {
+        usleep(20 * 1000);
+        next_pause += 2 << 20;
+      }
+    }
+    close(fd);
+  }
+  ~SlowSink() {
+    if (thread.joinable()) thread.join();
+    close(listen_fd);
+  }
+};
+
+// 64 MiB through a spliced route into a backend that reads slowly: every
+// byte arrives once and in order (the hash of the stream), through pipes
+// that fill, grow and stall the client again and again.
+void large_upload_reaches_a_slow_backend_intact(void **) {
+  auto payload = pattern(64 << 20);
+  Fnv sent;
+  sent.add(payload.data(), payload.size());
+  SlowSink sink;
+  gw::ServerConfig config;
+  config.logger.max_level = gw::LogLevel::error;
+  std::unique_ptr<gw::Server> server;
+  assert_int_equal(gw::Server::create(server, config), 0);
+  gw::SocketAddress to;
+  assert_int_equal(gw::parse_ip_port("127.0.0.1:" + std::to_string(sink.port), to), 0);
+  auto forwarder = std::make_shared<gw::Forwarder>(to, "tcp://" + to.to_string());
+  gw::Listener *front = nullptr;
+  assert_int_equal(server->listen(front, "127.0.0.1:0", gw::ListenerConfig{}, forwarder), 0);
+  std::thread loop([&] { server->run(); });
+
+  int fd = connect_to(front->port());
+  for (size_t done = 0; done < payload.size();) {
+    pollfd p{fd, POLLOUT, 0};
+    if (poll(&p, 1, 5000) != 1) fail_msg("the gateway took nothing for 5 s after %zu bytes", done);
+    size_t n = std::min<size_t>(1 << 20, payload.size() - done);
+    ssize_t w = send(fd, payload.data() + done, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (w < 0 && errno == EAGAIN) continue;
+    if (w <= 0) fail_msg("write failed after %zu bytes: %s", done, strerror(errno));
+    done += static_cast<size_t>(w);
+  }
+  shutdown(fd, SHUT_WR);
+  sink.thread.join();  // the backend has read to the EOF (or timed out)
+  close(fd);
+  server->stop();
+  loop.join();
+  assert_false(sink.timed_out);
+  assert_int_equal(sink.got.length, payload.size());
+  assert_true(sink.got.hash == sent.hash);
+  assert_true(front->stats().bytes_spliced.load() > payload.size() / 2);
+}
+
 // Waits up to `ms` for the peer's EOF, discarding what comes before it.
 bool closed_within(int fd, int ms) {
   uint8_t sink[256];
@@ -321,6 +423,7 @@ int main() {
       cmocka_unit_test(last_line_without_newline_stays_so),
       cmocka_unit_test(oversized_frame_closes_the_client),
       cmocka_unit_test(spliced_close_hands_back_a_full_pipe),
+      cmocka_unit_test(large_upload_reaches_a_slow_backend_intact),
       cmocka_unit_test(frame_timeout_closes_a_trickling_frame),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
