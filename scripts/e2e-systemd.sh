@@ -81,7 +81,7 @@ fi
 # Made once per architecture and stamp; --rootfs-only stops after it.
 tarball=$cache/rootfs-$suite-$arch.tar
 ensure_rootfs() {
-  local pkgs=systemd,systemd-sysv,dbus,libsystemd0,libstdc++6,apt,man-db
+  local pkgs=systemd,systemd-sysv,dbus,libstdc++6,apt,man-db
   local stamp="$suite $arch $pkgs v2" mirror
   [ -f "$tarball" ] && [ "$(cat "$tarball.stamp" 2>/dev/null)" = "$stamp" ] && return 0
   mirror=$(gw_debian_mirror "$suite")

@@ -44,7 +44,7 @@ log() { printf '== %s\n' "$*" >&2; }
 tools=(dpkg-dev debhelper cmake ninja-build pkg-config lintian apt-utils fakeroot file)
 for a in "${arches[@]}"; do
   case $a in
-    "$build_arch") tools+=(g++ libsystemd-dev libtomlplusplus-dev) ;;
+    "$build_arch") tools+=(g++ libtomlplusplus-dev) ;;
     arm64|armhf) tools+=("crossbuild-essential-$a" mmdebstrap) ;;
     *) echo "package.sh: unknown architecture '$a' (amd64, arm64, armhf, all)" >&2; exit 2 ;;
   esac

@@ -28,7 +28,7 @@ root=$GW_ROOT
 cache=${GW_CACHE_DIR:-$root/.cache}
 dir=$cache/sysroot/$arch
 suite=bookworm
-pkgs=libc6-dev,libstdc++-12-dev,libsystemd-dev,libcmocka-dev,libtomlplusplus-dev,libmodbus-dev
+pkgs=libc6-dev,libstdc++-12-dev,libcmocka-dev,libtomlplusplus-dev,libmodbus-dev
 stamp="$suite $pkgs v4"
 
 # Register qemu-user-static for the target with binfmt_misc (best effort).

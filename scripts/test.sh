@@ -15,7 +15,7 @@
 #   fuzz    every libFuzzer target of tests/fuzz for GW_FUZZ_SECONDS (20) each,
 #           from its committed corpus, one target per core at a time
 #           (scripts/fuzz.sh; a long run: fuzz.sh -t 3600)
-#   nosystemd  host build without libsystemd (GW_WITH_SYSTEMD=OFF, preset
+#   nosystemd  host build without systemd support (GW_WITH_SYSTEMD=OFF, preset
 #           nosystemd): the whole suite, systemd tests checking the fallbacks
 #   cross   arm64 and armhf cross builds, their suites run under qemu-user
 #   packages  the .deb packages for amd64, arm64 and armhf, lintian-clean

@@ -229,10 +229,16 @@ bool Daemon::create_routes(const std::vector<Route> &routes) {
 // so that every unusable one is logged, before this fails.
 bool Daemon::adopt_inherited(const std::vector<Route> &routes) {
   const gw::Logger &log = server_->logger();
-  if (gw::sd::collect_listen_fds() == -ENOSYS && std::getenv("LISTEN_FDS")) {
+  const int collected = gw::sd::collect_listen_fds();
+  if (collected == -ENOSYS && std::getenv("LISTEN_FDS")) {
     log.log(gw::LogLevel::warning,
             "LISTEN_FDS is set, but this gatewayd was built without systemd support: the passed sockets are not "
             "used; every route binds its listen address (rebuild with -DGW_WITH_SYSTEMD=ON for socket activation)");
+  } else if (collected < 0 && collected != -ENOSYS) {
+    log.log(gw::LogLevel::error,
+            "the sockets systemd passed are not used (LISTEN_PID/LISTEN_FDS/LISTEN_FDNAMES: %s): every route binds "
+            "its listen address; give each socket unit's sockets one FileDescriptorName= each",
+            gw::err::describe(collected));
   }
   std::vector<gw::sd::ListenFd> inherited = gw::sd::take_all_listen_fds();
   std::vector<InheritedSocket> sockets;

@@ -59,7 +59,7 @@ int parse_options(int argc, char **argv, Options &options) {
       case 'V':
         std::printf(
             "gatewayd %s (systemd: %s)\n", GW_PROJECT_VERSION,
-            gw::sd::available() ? "yes, socket activation, notify and watchdog" : "no, built without libsystemd");
+            gw::sd::available() ? "yes, socket activation, notify and watchdog" : "no, built with GW_WITH_SYSTEMD=OFF");
         return 0;
       default: usage(stderr); return 2;
     }

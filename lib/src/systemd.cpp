@@ -1,16 +1,20 @@
 // SPDX-License-Identifier: MIT
 #include "gw/systemd.hpp"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdlib>
 #include <mutex>
 
-#if GW_WITH_SYSTEMD
-#include <systemd/sd-daemon.h>
-#endif
+#include "sd_protocol.hpp"
 
 namespace gw::sd {
 namespace {
+// The fds collected from LISTEN_FDS and not taken yet. Guarded by pool_mutex,
+// which also serialises the environment's read-and-unset in
+// collect_listen_fds() (getenv races with unsetenv in glibc: no other thread
+// of this process should touch LISTEN_* meanwhile).
 std::mutex pool_mutex;
 std::vector<ListenFd> pool;
 }  // namespace
@@ -19,29 +23,46 @@ std::vector<ListenFd> pool;
 
 bool available() noexcept { return true; }
 
-int collect_listen_fds() noexcept {
-  std::lock_guard<std::mutex> lock(pool_mutex);
-  char **names = nullptr;
-  // unset_environment=1: the variables describe this process only.
-  int count = sd_listen_fds_with_names(1, &names);
-  if (count < 0) return count;
-  try {
-    for (int i = 0; i < count; ++i) {
-      pool.push_back(ListenFd{SD_LISTEN_FDS_START + i, names && names[i] ? names[i] : "unknown"});
-    }
-  } catch (...) {
-    count = -ENOMEM;
+namespace {
+
+// Takes the fds that `env` describes into the pool (the caller holds
+// pool_mutex). FD_CLOEXEC comes first, also when the names are wrong: the
+// fds are this process's either way and must never reach a child.
+int pool_listen_fds(const detail::ListenEnv &env) {
+  if (int rc = detail::cloexec_listen_fds(env.count); rc < 0) return rc;
+  if (env.error < 0) return env.error;
+  pool.reserve(pool.size() + static_cast<size_t>(env.count));
+  for (int i = 0; i < env.count; ++i) {
+    const std::string name = env.names.empty() ? detail::unknown_name : env.names[static_cast<size_t>(i)];
+    pool.push_back(ListenFd{detail::listen_fds_start + i, name});
   }
-  if (names) {
-    for (int i = 0; names[i]; ++i) std::free(names[i]);
-    std::free(names);
-  }
-  return count < 0 ? count : static_cast<int>(pool.size());
+  return 0;
 }
 
-int notify(const char *state) noexcept { return sd_notify(0, state); }
+}  // namespace
 
-int watchdog_usec(uint64_t &usec) noexcept { return sd_watchdog_enabled(0, &usec); }
+int collect_listen_fds() noexcept {
+  std::lock_guard<std::mutex> lock(pool_mutex);
+  int rc = 0;
+  try {
+    rc = pool_listen_fds(detail::parse_listen_env(std::getenv("LISTEN_PID"), std::getenv("LISTEN_FDS"),
+                                                  std::getenv("LISTEN_FDNAMES"), ::getpid()));
+  } catch (...) {
+    rc = -ENOMEM;
+  }
+  // sd_listen_fds(3)'s unset_environment=1, whatever the outcome: the
+  // variables describe this process only, and a child must not see them.
+  ::unsetenv("LISTEN_PID");
+  ::unsetenv("LISTEN_FDS");
+  ::unsetenv("LISTEN_FDNAMES");
+  return rc < 0 ? rc : static_cast<int>(pool.size());
+}
+
+int notify(const char *state) noexcept { return detail::send_notify(std::getenv("NOTIFY_SOCKET"), state); }
+
+int watchdog_usec(uint64_t &usec) noexcept {
+  return detail::parse_watchdog_env(std::getenv("WATCHDOG_USEC"), std::getenv("WATCHDOG_PID"), ::getpid(), usec);
+}
 
 #else
 

@@ -43,7 +43,7 @@ gw_debian_mirror() {
 }
 
 # What building and testing on the host needs.
-GW_BUILD_PACKAGES=(build-essential cmake ninja-build pkg-config libcmocka-dev libsystemd-dev
+GW_BUILD_PACKAGES=(build-essential cmake ninja-build pkg-config libcmocka-dev
   libtomlplusplus-dev systemd netcat-openbsd clang-format-15 libmodbus-dev python3-serial)
 
 # What scripts/e2e-systemd.sh needs on the host, and in addition for a foreign

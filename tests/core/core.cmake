@@ -28,6 +28,13 @@ gw_core_suites(60 serial_backend serial_packer)
 # The Modbus gateway (issue 10): the codecs, and the gateway over ptys and loopback.
 gw_core_suites(120 modbus_codec modbus_gateway)
 
+# systemd's protocols spoken without libsystemd (lib/src/sd_protocol.hpp):
+# notify to sockets of the suite's own, LISTEN_* and WATCHDOG_*. It checks the
+# -ENOSYS fallbacks when GW_WITH_SYSTEMD is OFF.
+gw_core_suites(60 sd_protocol)
+target_link_libraries(test_core_sd_protocol PRIVATE gw_systemd)
+target_compile_definitions(test_core_sd_protocol PRIVATE GWT_WITH_SYSTEMD=$<BOOL:${GW_WITH_SYSTEMD}>)
+
 # RFC 2217 (issue 10): the Telnet codec alone, and the serial backend's
 # rfc2217 sessions driven by hand over ptys.
 gw_core_suites(60 telnet rfc2217)
