@@ -235,7 +235,8 @@ bool SocketAddress::assign(const sockaddr *address, socklen_t address_length) no
 }
 
 static_assert(sizeof(sockaddr_storage) < 0xFF, "CompactAddress keeps a length in one byte, 0xFF meaning on the heap");
-static_assert(sizeof(SocketAddress *) <= sizeof(sockaddr_in6), "CompactAddress keeps its heap pointer in its inline bytes");
+static_assert(sizeof(SocketAddress *) <= sizeof(sockaddr_in6),
+              "CompactAddress keeps its heap pointer in its inline bytes");
 
 CompactAddress::CompactAddress(const SocketAddress &address) {
   if (address.length <= sizeof bytes_) {

@@ -31,3 +31,6 @@ gw_core_suites(120 modbus_codec modbus_gateway)
 # RFC 2217 (issue 10): the Telnet codec alone, and the serial backend's
 # rfc2217 sessions driven by hand over ptys.
 gw_core_suites(60 telnet rfc2217)
+
+# What an idle client costs in heap bytes (issue 11), against the issue's budgets.
+gw_core_suites(60 footprint)

@@ -220,8 +220,8 @@ class Connection final : IoHandler {
   CompactAddress peer_;
   Fd fd_;
   State state_ = State::open;
-  uint8_t reason_;  // a CloseReason (all of them fit one byte; see close_reason())
-  uint8_t interest_ = 0;  // EPOLLIN | EPOLLOUT at most (see apply_interest), or unknown_interest
+  uint8_t reason_;          // a CloseReason (all of them fit one byte; see close_reason())
+  uint8_t interest_ = 0;    // EPOLLIN | EPOLLOUT at most (see apply_interest), or unknown_interest
   bool backpressured_ : 1;  // output passed high water: input paused until low water
   bool user_paused_ : 1;
   bool peer_eof_ : 1;
