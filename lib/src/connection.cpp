@@ -19,8 +19,7 @@ Connection::Connection(Listener &listener, ConnectionOwner &owner, ConnectionOwn
     : listener_(listener),
       owner_(owner),
       position_(position),
-      config_(listener.shared_config()),
-      handler_(listener.shared_handler()),
+      rules_(listener.shared_rules()),
       id_(id),
       peer_(peer),
       reason_(static_cast<uint8_t>(CloseReason::local)),
@@ -62,6 +61,9 @@ int Connection::create(std::unique_ptr<Connection> &out, Listener &listener, Con
 
 Connection::~Connection() = default;
 
+const ListenerConfig &Connection::config() const noexcept { return rules_->config; }
+ConnectionHandler &Connection::handler() const noexcept { return *rules_->handler; }
+
 void Connection::check_thread(const char *where) const noexcept {
   listener_.server().loop().assert_in_loop_thread(where);
 }
@@ -82,7 +84,7 @@ int Connection::send(const void *data, size_t length) {
 
 int Connection::send_message(const void *data, size_t length) {
   check_thread("Connection::send_message");
-  const ListenerConfig &settings = *config_;
+  const ListenerConfig &settings = config();
   EncodedFrame frame;
   if (!encode_frame(settings.framing, data, length, frame) ||
       (settings.framing != Framing::raw && length > settings.max_frame))
@@ -119,7 +121,7 @@ int Connection::send_parts(const iovec *parts, int count) {
 }
 
 void Connection::after_output_change() {
-  const ListenerConfig &settings = *config_;
+  const ListenerConfig &settings = config();
   if (!backpressured_ && out_.size() > settings.high_water) {
     backpressured_ = true;
   } else if (backpressured_ && out_.size() < settings.low_water) {
@@ -190,8 +192,8 @@ void Connection::handle_read() {
 }
 
 void Connection::deliver(const uint8_t *data, size_t length) {
-  const ListenerConfig &settings = *config_;
-  ConnectionHandler &events = *handler_;
+  const ListenerConfig &settings = config();
+  ConnectionHandler &events = handler();
   if (settings.framing == Framing::raw) {
     events.on_message(*this, data, length);
     return;
@@ -230,7 +232,7 @@ void Connection::hold_partial_message(size_t bytes, bool completed) {
   check_thread("Connection::hold_partial_message");
   // Only the frame deadline reads it, and only while open: without one there
   // is nothing to keep (and nothing to allocate).
-  if (!config_->frame_timeout_ms || state_ != State::open) return;
+  if (!config().frame_timeout_ms || state_ != State::open) return;
   if (bytes && !frame_) frame_ = std::make_unique<FrameDeadline>(*this);
   if (frame_) frame_->handler_partial = bytes;
   // After the peer's EOF nothing more can arrive: not a slow message.
@@ -240,7 +242,7 @@ void Connection::hold_partial_message(size_t bytes, bool completed) {
 size_t Connection::partial_bytes() const noexcept { return in_.size() + (frame_ ? frame_->handler_partial : 0); }
 
 void Connection::update_frame_deadline(bool completed) {
-  uint64_t timeout = config_->frame_timeout_ms;
+  uint64_t timeout = config().frame_timeout_ms;
   if (!timeout) return;
   if (partial_bytes() == 0) {
     if (frame_) frame_->timer.stop();
@@ -257,12 +259,12 @@ void Connection::on_frame_timeout() {
   if (backpressured_ || user_paused_ || delegate_) {
     // We are the ones not reading (the output or a backend is full): the
     // rest of the frame may be waiting in the kernel. Not the client's fault.
-    frame_->timer.start(config_->frame_timeout_ms);
+    frame_->timer.start(config().frame_timeout_ms);
     return;
   }
   listener_.server().logger().log(
       LogLevel::info, "%s: closing %s: frame not complete within frame_timeout (%llu ms, %zu bytes of it received)",
-      config_->name.c_str(), peer().to_string().c_str(), static_cast<unsigned long long>(config_->frame_timeout_ms),
+      config().name.c_str(), peer().to_string().c_str(), static_cast<unsigned long long>(config().frame_timeout_ms),
       partial_bytes());
   close(CloseReason::idle);
 }

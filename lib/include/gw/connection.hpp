@@ -21,6 +21,7 @@ class Listener;
 class Server;
 class ConnectionHandler;
 struct ListenerConfig;
+struct ListenerRules;
 
 /// How an owner holds its connections (open or closing ones).
 using ConnectionList = std::list<std::unique_ptr<Connection>>;
@@ -157,8 +158,8 @@ class Connection final : IoHandler {
   uint64_t id() const noexcept { return id_; }
   Listener &listener() const noexcept { return listener_; }
   /// The listener configuration and handler this connection was accepted with.
-  const ListenerConfig &config() const noexcept { return *config_; }
-  ConnectionHandler &handler() const noexcept { return *handler_; }
+  const ListenerConfig &config() const noexcept;
+  ConnectionHandler &handler() const noexcept;
   void *user_data() const noexcept { return user_data_; }
   void set_user_data(void *data) noexcept { user_data_ = data; }
 
@@ -206,10 +207,9 @@ class Connection final : IoHandler {
   // deadline in frame_ (allocated while a frame is partial), a long peer
   // address inside peer_.
   Listener &listener_;
-  ConnectionOwner &owner_;              // the same listener, through its seam for connections
-  ConnectionOwner::Position position_;  // ours in the owner's lists; only handed back to it
-  std::shared_ptr<const ListenerConfig> config_;
-  std::shared_ptr<ConnectionHandler> handler_;
+  ConnectionOwner &owner_;                      // the same listener, through its seam for connections
+  ConnectionOwner::Position position_;          // ours in the owner's lists; only handed back to it
+  std::shared_ptr<const ListenerRules> rules_;  // the listener's config and handler when it accepted us
   uint64_t id_;
   uint64_t last_active_ms_ = 0;
   uint64_t close_deadline_ms_ = 0;
