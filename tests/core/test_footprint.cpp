@@ -27,7 +27,9 @@
 #endif
 #endif
 #ifdef GW_FOOTPRINT_SANITIZER
-#include <sanitizer/allocator_interface.h>
+// From <sanitizer/allocator_interface.h>, which not every compiler installs;
+// every sanitizer runtime with its own allocator exports it.
+extern "C" size_t __sanitizer_get_current_allocated_bytes(void);
 #else
 #include <malloc.h>
 #endif
