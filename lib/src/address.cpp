@@ -234,6 +234,41 @@ bool SocketAddress::assign(const sockaddr *address, socklen_t address_length) no
   return true;
 }
 
+static_assert(sizeof(sockaddr_storage) < 0xFF, "CompactAddress keeps a length in one byte, 0xFF meaning on the heap");
+static_assert(sizeof(SocketAddress *) <= sizeof(sockaddr_in6),
+              "CompactAddress keeps its heap pointer in its inline bytes");
+
+CompactAddress::CompactAddress(const SocketAddress &address) {
+  if (address.length <= sizeof bytes_) {
+    // The whole inline part, not only `length` bytes: the family is read from
+    // the storage even where the length is 0.
+    std::memcpy(bytes_, &address.storage, sizeof bytes_);
+    length_ = static_cast<uint8_t>(address.length);
+  } else {
+    auto *copy = new SocketAddress(address);
+    std::memcpy(bytes_, &copy, sizeof copy);
+    length_ = on_heap;
+  }
+}
+
+CompactAddress::~CompactAddress() {
+  if (length_ == on_heap) delete heap();
+}
+
+SocketAddress *CompactAddress::heap() const noexcept {
+  SocketAddress *copy;
+  std::memcpy(&copy, bytes_, sizeof copy);
+  return copy;
+}
+
+SocketAddress CompactAddress::get() const noexcept {
+  if (length_ == on_heap) return *heap();
+  SocketAddress address;
+  std::memcpy(&address.storage, bytes_, sizeof bytes_);
+  address.length = length_;
+  return address;
+}
+
 std::string SocketAddress::host() const {
   char text[INET6_ADDRSTRLEN] = "?";
   if (family() == AF_INET) {

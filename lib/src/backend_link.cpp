@@ -46,25 +46,30 @@ BackendLink::BackendLink(Forwarder &forwarder, Connection &client, uint64_t conn
     : forwarder_(forwarder),
       client_(&client),
       loop_(client.listener().server().loop()),
-      connect_timeout_ms_(connect_timeout_ms),
-      connect_timer_(loop_, [this] { on_connect_timeout(); }) {}
+      attempts_(std::make_unique<Attempts>(*this, connect_timeout_ms)) {}
 
+BackendLink::Attempts::Attempts(BackendLink &link, uint64_t timeout_ms)
+    : connect_timeout_ms(timeout_ms), timer(link.loop_, [&link] { link.on_connect_timeout(); }) {}
+
+// start, wait_for_name and the connect steps run only while connecting_,
+// when attempts_ is there.
 void BackendLink::start(ResolvedName::Addresses addresses) {
-  waiting_for_name_ = false;
-  addresses_ = std::move(addresses);
-  next_ = 0;
-  tried_.clear();
+  Attempts &attempts = *attempts_;
+  attempts.waiting_for_name = false;
+  attempts.addresses = std::move(addresses);
+  attempts.next = 0;
+  attempts.tried.clear();
   connect_next();
 }
 
 void BackendLink::wait_for_name() {
-  waiting_for_name_ = true;
-  connect_timer_.start(connect_timeout_ms_);
+  attempts_->waiting_for_name = true;
+  attempts_->timer.start(attempts_->connect_timeout_ms);
 }
 
 void BackendLink::give_up(const std::string &why) {
   if (!client_) return;
-  connect_timer_.stop();
+  if (attempts_) attempts_->timer.stop();
   close_client(why.c_str(), CloseReason::local);
 }
 
@@ -89,7 +94,7 @@ void BackendLink::forward(const iovec *parts, int count) {
 
 void BackendLink::on_client_eof() {
   client_eof_ = true;
-  if (!connecting_ && out_.empty() && to_backend_.held() == 0) half_close_backend();
+  if (!connecting_ && out_.empty() && held_for_backend() == 0) half_close_backend();
   close_if_done();
 }
 
@@ -103,7 +108,7 @@ void BackendLink::client_drained() {
 
 void BackendLink::release() {
   client_ = nullptr;
-  connect_timer_.stop();
+  if (attempts_) attempts_->timer.stop();
   if (watched_) loop_.remove(fd_.get());
   fd_.reset();
   loop_.defer([this] { delete this; });
@@ -123,7 +128,7 @@ void BackendLink::on_io(uint32_t events) {
     peer.length = sizeof peer.storage;
     if (::getpeername(fd_.get(), peer.get(), &peer.length) != 0) return;
     connecting_ = false;
-    connect_timer_.stop();
+    attempts_.reset();  // not from inside its timer's callback: this is an I/O event
     if (client_eof_ && out_.empty()) half_close_backend();
   }
   if (spliced_) {
@@ -141,18 +146,20 @@ void BackendLink::on_io(uint32_t events) {
 }
 
 void BackendLink::connect_next() {
-  while (addresses_ && next_ < addresses_->size()) {
-    const SocketAddress &backend = (*addresses_)[next_++];
+  Attempts &attempts = *attempts_;
+  while (attempts.addresses && attempts.next < attempts.addresses->size()) {
+    const SocketAddress &backend = (*attempts.addresses)[attempts.next++];
     int error = open_attempt(backend);
     if (error == 0) {
-      connect_timer_.start(connect_timeout_ms_);
+      attempts.timer.start(attempts.connect_timeout_ms);
       return;
     }
     note_failure(backend, error);
   }
   unreachable_ = true;
-  if (!addresses_ || addresses_->size() <= 1) return backend_failed(last_error_ ? last_error_ : EHOSTUNREACH);
-  give_up("every address failed (" + tried_ + ")");
+  if (!attempts.addresses || attempts.addresses->size() <= 1)
+    return backend_failed(attempts.last_error ? attempts.last_error : EHOSTUNREACH);
+  give_up("every address failed (" + attempts.tried + ")");
 }
 
 // 0 once the connect is under way, or why it could not start.
@@ -167,15 +174,15 @@ int BackendLink::open_attempt(const SocketAddress &backend) {
 }
 
 void BackendLink::connect_failed(int error) {
-  note_failure((*addresses_)[next_ - 1], error);
+  note_failure((*attempts_->addresses)[attempts_->next - 1], error);
   connect_next();
 }
 
 void BackendLink::on_connect_timeout() {
   if (!client_) return;
-  if (waiting_for_name_) {
-    return give_up("no address yet: the name is still being resolved after " + std::to_string(connect_timeout_ms_) +
-                   " ms");
+  if (attempts_->waiting_for_name) {
+    return give_up("no address yet: the name is still being resolved after " +
+                   std::to_string(attempts_->connect_timeout_ms) + " ms");
   }
   if (connecting_) connect_failed(ETIMEDOUT);
 }
@@ -185,10 +192,11 @@ void BackendLink::note_failure(const SocketAddress &backend, int error) {
   if (watched_) loop_.remove(fd_.get());
   watched_ = false;
   fd_.reset();
-  connect_timer_.stop();
-  last_error_ = error;
-  if (!tried_.empty()) tried_ += ", ";
-  tried_ += backend.to_string() + ": " + std::strerror(error);
+  Attempts &attempts = *attempts_;
+  attempts.timer.stop();
+  attempts.last_error = error;
+  if (!attempts.tried.empty()) attempts.tried += ", ";
+  attempts.tried += backend.to_string() + ": " + std::strerror(error);
 }
 
 void BackendLink::read_backend() {
@@ -249,11 +257,12 @@ void BackendLink::maybe_splice() {
   if (!out_.empty() || client_->queued_output() || !client_->is_open()) return;
   // The pipe towards the client never grows past what its queue takes:
   // on_delegate_end() hands what the pipe holds back to that queue.
-  if (to_client_.open(client_->config().max_output) != 0 || to_backend_.open(SIZE_MAX) != 0) {
-    want_splice_ = false;  // out of fds for pipes: stay buffered
-    return;
-  }
-  if (client_->delegate_io(*this, EPOLLIN) != 0) {
+  pipes_ = std::make_unique<Pipes>();
+  if (pipes_->to_client.open(client_->config().max_output) != 0 || pipes_->to_backend.open(SIZE_MAX) != 0 ||
+      client_->delegate_io(*this, EPOLLIN) != 0) {
+    // Out of fds for pipes, or the client cannot hand over its socket: stay
+    // buffered, without holding the pipes' fds for nothing.
+    pipes_.reset();
     want_splice_ = false;
     return;
   }
@@ -273,16 +282,17 @@ void BackendLink::on_delegate_end(Connection &conn) {
   // (up to 1 MiB) is larger than the scratch buffer (64 KiB), so this
   // goes in scratch-sized pieces; each is queued before the next is read.
   spliced_ = false;
+  SplicePipe &to_client = pipes_->to_client;
   uint8_t *scratch = loop_.scratch();
-  while (to_client_.held()) {
-    size_t piece = to_client_.held() < EventLoop::scratch_size ? to_client_.held() : EventLoop::scratch_size;
-    ssize_t n = to_client_.read_into(scratch, piece);
+  while (to_client.held()) {
+    size_t piece = to_client.held() < EventLoop::scratch_size ? to_client.held() : EventLoop::scratch_size;
+    ssize_t n = to_client.read_into(scratch, piece);
     if (n <= 0) break;
     if (conn.send(scratch, static_cast<size_t>(n)) != 0) {
       // Only when max_output is set below the pipe's size: say what is lost.
       conn.listener().server().logger().log(
           LogLevel::warning, "%s: %s: %zu bytes from the backend could not be queued (max_output)",
-          conn.config().name.c_str(), conn.peer().to_string().c_str(), static_cast<size_t>(n) + to_client_.held());
+          conn.config().name.c_str(), conn.peer().to_string().c_str(), static_cast<size_t>(n) + to_client.held());
       break;
     }
   }
@@ -292,17 +302,18 @@ void BackendLink::on_delegate_end(Connection &conn) {
 // Level-triggered epoll calls again for whatever is still ready.
 void BackendLink::pump() {
   Connection &client = *client_;
+  Pipes &pipes = *pipes_;
   SpliceEnd client_end{client.fd(), client_eof_, client_dry_, client_full_, &client};
   SpliceEnd backend_end{fd_.get(), backend_eof_, backend_dry_, backend_full_, nullptr};
-  if (!shovel(client_end, to_backend_, backend_end)) return;
-  if (!shovel(backend_end, to_client_, client_end)) return;
-  propagate_half_close(client_end, to_backend_, backend_end);
-  propagate_half_close(backend_end, to_client_, client_end);
-  if (backend_eof_ && to_client_.held() == 0 && client_eof_ && backend_half_closed_) {
+  if (!shovel(client_end, pipes.to_backend, backend_end)) return;
+  if (!shovel(backend_end, pipes.to_client, client_end)) return;
+  propagate_half_close(client_end, pipes.to_backend, backend_end);
+  propagate_half_close(backend_end, pipes.to_client, client_end);
+  if (backend_eof_ && pipes.to_client.held() == 0 && client_eof_ && backend_half_closed_) {
     client.close(CloseReason::peer);
     return;
   }
-  client.set_delegated_interest(splice_interest(client_eof_, to_backend_, to_client_));
+  client.set_delegated_interest(splice_interest(client_eof_, pipes.to_backend, pipes.to_client));
   update_interest();
 }
 
@@ -413,7 +424,7 @@ void BackendLink::update_interest() {
   if (connecting_) {
     want = EPOLLOUT;
   } else if (spliced_) {
-    want = splice_interest(backend_eof_, to_client_, to_backend_);
+    want = splice_interest(backend_eof_, pipes_->to_client, pipes_->to_backend);
   } else {
     if (!out_.empty()) want |= EPOLLOUT;
     if (!backend_eof_ && !paused_for_client_) want |= EPOLLIN;

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "gw/buffer.hpp"
@@ -93,21 +94,34 @@ class BackendLink final : IoHandler, IoDelegate {
   void close_client(const char *why, CloseReason reason);
   void update_interest();
 
+  // What only a link that is connecting needs: made with the link, freed
+  // once the backend answered (an idle forwarded client pays none of it).
+  struct Attempts {
+    uint64_t connect_timeout_ms;
+    Timer timer;                        // the current connect attempt, or the wait for the name
+    ResolvedName::Addresses addresses;  // what this client tries, in order
+    size_t next = 0;
+    std::string tried;  // "ADDRESS: error, ..." of the failed attempts
+    int last_error = 0;
+    bool waiting_for_name = false;
+    Attempts(BackendLink &link, uint64_t timeout_ms);
+  };
+  // What only a spliced flow needs: made when the flow turns bulk.
+  struct Pipes {
+    SplicePipe to_backend, to_client;
+  };
+  /// Bytes in the client -> backend pipe (0 unless spliced).
+  size_t held_for_backend() const noexcept { return pipes_ ? pipes_->to_backend.held() : 0; }
+
   Forwarder &forwarder_;
   Connection *client_;
   EventLoop &loop_;
-  uint64_t connect_timeout_ms_;
-  Timer connect_timer_;                // the current connect attempt, or the wait for the name
-  ResolvedName::Addresses addresses_;  // what this client tries, in order
-  size_t next_ = 0;
-  std::string tried_;  // "ADDRESS: error, ..." of the failed attempts
-  int last_error_ = 0;
-  bool waiting_for_name_ = false;
-  bool unreachable_ = false;
+  std::unique_ptr<Attempts> attempts_;  // while connecting_
+  std::unique_ptr<Pipes> pipes_;        // splice mode, from the first switch on
+  Buffer out_;                          // buffered mode: client -> backend bytes the backend has not taken yet
   Fd fd_;
-  Buffer out_;                         // buffered mode: client -> backend bytes the backend has not taken yet
-  SplicePipe to_backend_, to_client_;  // splice mode
   uint32_t interest_ = 0;
+  bool unreachable_ = false;
   bool watched_ = false;
   bool connecting_ = true;
   bool client_eof_ = false;

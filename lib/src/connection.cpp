@@ -19,10 +19,34 @@ Connection::Connection(Listener &listener, ConnectionOwner &owner, ConnectionOwn
     : listener_(listener),
       owner_(owner),
       position_(position),
-      config_(listener.shared_config()),
-      handler_(listener.shared_handler()),
+      rules_(listener.shared_rules()),
+      id_(id),
       peer_(peer),
-      id_(id) {}
+      reason_(static_cast<uint8_t>(CloseReason::local)),
+      backpressured_(false),
+      user_paused_(false),
+      peer_eof_(false),
+      half_closed_(false),
+      half_close_pending_(false),
+      parked_(false),
+      delivering_fragment_(false),
+      parsing_(false) {}
+
+// The frame deadline of a connection that holds a partial frame (see
+// Connection::FrameDeadline): its timer, and what the handler holds of a
+// message (hold_partial_message). Owned by the connection; loop thread only.
+struct Connection::FrameDeadline {
+  Timer timer;
+  size_t handler_partial = 0;
+  explicit FrameDeadline(Connection &conn)
+      : timer(conn.listener_.server().loop(), [&conn] { conn.on_frame_timeout(); }) {}
+};
+
+static_assert((EPOLLIN | EPOLLOUT) < 0xFF, "Connection::interest_ holds EPOLLIN | EPOLLOUT in one byte");
+#define GW_CORE_CLOSE_FITS(NAME, name, value, text) \
+  static_assert((value) >= 0 && (value) < 256, "Connection::reason_ holds a CloseReason in one byte");
+GW_CLOSE_REASON_MAP(GW_CORE_CLOSE_FITS)
+#undef GW_CORE_CLOSE_FITS
 
 int Connection::create(std::unique_ptr<Connection> &out, Listener &listener, ConnectionOwner &owner,
                        ConnectionOwner::Position position, Fd &&fd, const SocketAddress &peer, uint64_t id) {
@@ -36,6 +60,9 @@ int Connection::create(std::unique_ptr<Connection> &out, Listener &listener, Con
 }
 
 Connection::~Connection() = default;
+
+const ListenerConfig &Connection::config() const noexcept { return rules_->config; }
+ConnectionHandler &Connection::handler() const noexcept { return *rules_->handler; }
 
 void Connection::check_thread(const char *where) const noexcept {
   listener_.server().loop().assert_in_loop_thread(where);
@@ -57,7 +84,7 @@ int Connection::send(const void *data, size_t length) {
 
 int Connection::send_message(const void *data, size_t length) {
   check_thread("Connection::send_message");
-  const ListenerConfig &settings = *config_;
+  const ListenerConfig &settings = config();
   EncodedFrame frame;
   if (!encode_frame(settings.framing, data, length, frame) ||
       (settings.framing != Framing::raw && length > settings.max_frame))
@@ -94,7 +121,7 @@ int Connection::send_parts(const iovec *parts, int count) {
 }
 
 void Connection::after_output_change() {
-  const ListenerConfig &settings = *config_;
+  const ListenerConfig &settings = config();
   if (!backpressured_ && out_.size() > settings.high_water) {
     backpressured_ = true;
   } else if (backpressured_ && out_.size() < settings.low_water) {
@@ -141,11 +168,11 @@ void Connection::handle_read() {
       owner_.counters().add(&Stats::bytes_in, static_cast<uint64_t>(n));
       note_activity();
       {
-        struct Parsing {
-          bool &flag;
-          explicit Parsing(bool &f) noexcept : flag(f) { flag = true; }
-          ~Parsing() { flag = false; }
-        } parsing(parsing_);
+        struct Parsing {  // parsing_ is a bit-field: set through its connection
+          Connection &conn;
+          explicit Parsing(Connection &c) noexcept : conn(c) { conn.parsing_ = true; }
+          ~Parsing() { conn.parsing_ = false; }
+        } parsing(*this);
         deliver(scratch, static_cast<size_t>(n));
       }
       // A handler that took over the socket (delegate_io) reads it from now on.
@@ -165,8 +192,8 @@ void Connection::handle_read() {
 }
 
 void Connection::deliver(const uint8_t *data, size_t length) {
-  const ListenerConfig &settings = *config_;
-  ConnectionHandler &events = *handler_;
+  const ListenerConfig &settings = config();
+  ConnectionHandler &events = handler();
   if (settings.framing == Framing::raw) {
     events.on_message(*this, data, length);
     return;
@@ -185,7 +212,7 @@ void Connection::deliver(const uint8_t *data, size_t length) {
     if (scan.status == FrameScan::need_more) break;
     if (scan.status == FrameScan::oversize) {
       listener_.server().logger().log(LogLevel::info, "%s: closing %s: frame larger than max_frame (%zu bytes)",
-                                      settings.name.c_str(), peer_.to_string().c_str(), settings.max_frame);
+                                      settings.name.c_str(), peer().to_string().c_str(), settings.max_frame);
       in_.release();
       close(CloseReason::oversize);
       return;
@@ -203,22 +230,28 @@ void Connection::deliver(const uint8_t *data, size_t length) {
 
 void Connection::hold_partial_message(size_t bytes, bool completed) {
   check_thread("Connection::hold_partial_message");
-  handler_partial_ = bytes;
+  // Only the frame deadline reads it, and only while open: without one there
+  // is nothing to keep (and nothing to allocate).
+  if (!config().frame_timeout_ms || state_ != State::open) return;
+  if (bytes && !frame_) frame_ = std::make_unique<FrameDeadline>(*this);
+  if (frame_) frame_->handler_partial = bytes;
   // After the peer's EOF nothing more can arrive: not a slow message.
-  if (state_ == State::open && !peer_eof_) update_frame_deadline(completed);
+  if (!peer_eof_) update_frame_deadline(completed);
 }
 
+size_t Connection::partial_bytes() const noexcept { return in_.size() + (frame_ ? frame_->handler_partial : 0); }
+
 void Connection::update_frame_deadline(bool completed) {
-  uint64_t timeout = config_->frame_timeout_ms;
+  uint64_t timeout = config().frame_timeout_ms;
   if (!timeout) return;
   if (partial_bytes() == 0) {
-    if (frame_timer_) frame_timer_->stop();
+    if (frame_) frame_->timer.stop();
     return;
   }
   // A frame has begun: it has `timeout` from its first byte. A later frame
   // gets its own deadline once the one before it completed.
-  if (!frame_timer_) frame_timer_ = std::make_unique<Timer>(listener_.server().loop(), [this] { on_frame_timeout(); });
-  if (completed || !frame_timer_->active()) frame_timer_->start(timeout);
+  if (!frame_) frame_ = std::make_unique<FrameDeadline>(*this);
+  if (completed || !frame_->timer.active()) frame_->timer.start(timeout);
 }
 
 void Connection::on_frame_timeout() {
@@ -226,12 +259,12 @@ void Connection::on_frame_timeout() {
   if (backpressured_ || user_paused_ || delegate_) {
     // We are the ones not reading (the output or a backend is full): the
     // rest of the frame may be waiting in the kernel. Not the client's fault.
-    frame_timer_->start(config_->frame_timeout_ms);
+    frame_->timer.start(config().frame_timeout_ms);
     return;
   }
   listener_.server().logger().log(
       LogLevel::info, "%s: closing %s: frame not complete within frame_timeout (%llu ms, %zu bytes of it received)",
-      config_->name.c_str(), peer_.to_string().c_str(), static_cast<unsigned long long>(config_->frame_timeout_ms),
+      config().name.c_str(), peer().to_string().c_str(), static_cast<unsigned long long>(config().frame_timeout_ms),
       partial_bytes());
   close(CloseReason::idle);
 }
@@ -239,7 +272,7 @@ void Connection::on_frame_timeout() {
 void Connection::handle_peer_eof() {
   peer_eof_ = true;
   // Nothing more can arrive: an incomplete frame is not a slow one.
-  if (frame_timer_) frame_timer_->stop();
+  if (frame_) frame_->timer.stop();
   if (state_ == State::open) {
     // A last line without its '\n' is still a line (`printf 'hi' | nc`).
     if (config().framing == Framing::line && !in_.empty()) {
@@ -258,7 +291,7 @@ void Connection::handle_peer_eof() {
     return;
   }
   if (state_ == State::closing && out_.empty())
-    finish(reason_);
+    finish(close_reason());
   else
     update_interest();
 }
@@ -269,13 +302,13 @@ void Connection::close(CloseReason reason) {
   check_thread("Connection::close");
   if (state_ != State::open) return;
   if (IoDelegate *delegate = std::exchange(delegate_, nullptr)) {
-    interest_ = ~0u;  // unknown to update_interest(): force a fresh epoll_ctl
+    interest_ = unknown_interest;  // force a fresh epoll_ctl
     delegate->on_delegate_end(*this);
   }
   state_ = State::closing;
-  reason_ = reason;
+  reason_ = static_cast<uint8_t>(reason);
   in_.release();
-  if (frame_timer_) frame_timer_->stop();
+  if (frame_) frame_->timer.stop();
   close_deadline_ms_ = EventLoop::now_ms() + listener_.server().config().stop_timeout_ms;
   owner_.on_closing(*this, position_);
   if (out_.empty())
@@ -286,7 +319,7 @@ void Connection::close(CloseReason reason) {
 
 void Connection::begin_linger() {
   if (peer_eof_) {
-    finish(reason_);
+    finish(close_reason());
     return;
   }
   // Half-close and read until the peer's FIN: closing a socket that still has
@@ -312,18 +345,18 @@ void Connection::finish(CloseReason reason) {
   Server &server = listener_.server();
   if (!out_.empty()) {
     server.logger().log(LogLevel::warning, "%s: %s: %zu queued bytes could not be delivered (%s)",
-                        config().name.c_str(), peer_.to_string().c_str(), out_.size(), close_reason_name(reason));
+                        config().name.c_str(), peer().to_string().c_str(), out_.size(), close_reason_name(reason));
   }
   server.loop().remove(fd_.get());
   fd_.reset();
   in_.release();
   out_.release();
-  frame_timer_.reset();
+  frame_.reset();
   // The owner drops us from its lists and counts now and frees us after the
   // batch: handlers further down this batch may still hold pointers to us,
   // and ignore us since we are closed.
   owner_.on_closed(*this, position_, was_closing);
-  server.logger().log(LogLevel::info, "%s: %s closed (%s)", config().name.c_str(), peer_.to_string().c_str(),
+  server.logger().log(LogLevel::info, "%s: %s closed (%s)", config().name.c_str(), peer().to_string().c_str(),
                       close_reason_name(reason));
   handler().on_close(*this, reason);
   owner_.after_close_reported();
@@ -386,12 +419,12 @@ void Connection::apply_interest(uint32_t want) {
   if (parked_) {
     if (want == 0) return;
     parked_ = false;
-    interest_ = want;
+    interest_ = static_cast<uint8_t>(want);
     loop.add(fd_.get(), want, this);
     return;
   }
   if (want == interest_) return;
-  interest_ = want;
+  interest_ = static_cast<uint8_t>(want);
   loop.modify(fd_.get(), want, this);
 }
 
@@ -431,7 +464,7 @@ void Connection::on_io(uint32_t events) {
     int error = 0;
     socklen_t length = sizeof error;
     getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &error, &length);
-    listener_.server().logger().log(LogLevel::debug, "%s: %s: %s", config().name.c_str(), peer_.to_string().c_str(),
+    listener_.server().logger().log(LogLevel::debug, "%s: %s: %s", config().name.c_str(), peer().to_string().c_str(),
                                     std::strerror(error));
     finish(CloseReason::reset);
     return;

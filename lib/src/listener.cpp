@@ -25,8 +25,7 @@ Listener::Listener(Server &server, ListenerOwner &owner, Counters &parent_counte
       owner_(owner),
       spare_(::open("/dev/null", O_RDONLY | O_CLOEXEC)),
       local_(local),
-      config_(std::make_shared<const ListenerConfig>(std::move(config))),
-      handler_(std::move(handler)),
+      rules_(std::make_shared<const ListenerRules>(ListenerRules{std::move(config), std::move(handler)})),
       counters_(&parent_counters),
       retry_timer_(server.loop(),
                    [this] {
@@ -74,9 +73,8 @@ void Listener::retire() noexcept {
 
 void Listener::reconfigure(ListenerConfig config, std::shared_ptr<ConnectionHandler> handler) {
   check_thread("Listener::reconfigure");
-  if (config.name.empty()) config.name = config_->name;
-  config_ = std::make_shared<const ListenerConfig>(std::move(config));
-  handler_ = std::move(handler);
+  if (config.name.empty()) config.name = rules_->config.name;
+  rules_ = std::make_shared<const ListenerRules>(ListenerRules{std::move(config), std::move(handler)});
   idle_timer_.stop();
   arm_idle_timer();
 }
@@ -112,7 +110,7 @@ void Listener::on_io(uint32_t) {
       default:
         // ENOBUFS, ENOMEM and the unexpected: back off instead of spinning on
         // a level-triggered fd that stays readable.
-        server_.logger().log(LogLevel::error, "%s: accept failed: %s; retrying in 100 ms", config_->name.c_str(),
+        server_.logger().log(LogLevel::error, "%s: accept failed: %s; retrying in 100 ms", config().name.c_str(),
                              std::strerror(errno));
         pause_accepting(100);
         return;
@@ -129,7 +127,7 @@ void Listener::shed_one() noexcept {
     if (say) {
       last_shed_log_ms_ = now;
       server_.logger().log(LogLevel::error, "%s: out of file descriptors; pausing accept for 100 ms",
-                           config_->name.c_str());
+                           config().name.c_str());
     }
     pause_accepting(100);
     return;
@@ -149,7 +147,7 @@ void Listener::shed_one() noexcept {
     server_.logger().log(
         LogLevel::warning,
         "%s: out of file descriptors (%s): refusing new clients; raise LimitNOFILE= or lower max_clients",
-        config_->name.c_str(), std::strerror(EMFILE));
+        config().name.c_str(), std::strerror(EMFILE));
   }
 }
 
@@ -160,18 +158,18 @@ void Listener::pause_accepting(uint64_t retry_ms) noexcept {
 }
 
 const char *Listener::refusal_reason(const IpKey &ip) const noexcept {
-  if (!config_->allow.empty()) {
+  if (!config().allow.empty()) {
     bool allowed = false;
-    for (const Cidr &cidr : config_->allow) allowed = allowed || cidr.contains(ip);
+    for (const Cidr &cidr : config().allow) allowed = allowed || cidr.contains(ip);
     if (!allowed) return "not in the allow list";
   }
   unsigned server_max = server_.config().max_clients;
   if (server_max && server_.stats().clients.load(std::memory_order_relaxed) >= server_max)
     return "the server's max_clients is reached";
-  if (config_->max_clients && open_.size() >= config_->max_clients) return "max_clients is reached";
-  if (config_->max_clients_per_ip) {
+  if (config().max_clients && open_.size() >= config().max_clients) return "max_clients is reached";
+  if (config().max_clients_per_ip) {
     auto it = per_ip_.find(ip);
-    if (it != per_ip_.end() && it->second >= config_->max_clients_per_ip)
+    if (it != per_ip_.end() && it->second >= config().max_clients_per_ip)
       return "max_clients_per_ip is reached for this address";
   }
   return nullptr;
@@ -181,7 +179,7 @@ void Listener::refuse(Fd fd, const SocketAddress &peer, const char *why) {
   check_thread("Listener::refuse");
   fd.reset();
   counters_.add(&Stats::refused);
-  server_.logger().log(LogLevel::info, "%s: refused %s: %s", config_->name.c_str(), peer.to_string().c_str(), why);
+  server_.logger().log(LogLevel::info, "%s: refused %s: %s", config().name.c_str(), peer.to_string().c_str(), why);
 }
 
 Connection *Listener::attach(Fd &&fd, const SocketAddress &peer, uint64_t id) {
@@ -192,7 +190,7 @@ Connection *Listener::attach(Fd &&fd, const SocketAddress &peer, uint64_t id) {
   Position position = std::prev(open_.end());
   if (int rc = Connection::create(*position, *this, *this, position, std::move(fd), peer, id)) {
     open_.erase(position);
-    server_.logger().log(LogLevel::error, "%s: cannot watch %s: %s", config_->name.c_str(), peer.to_string().c_str(),
+    server_.logger().log(LogLevel::error, "%s: cannot watch %s: %s", config().name.c_str(), peer.to_string().c_str(),
                          std::strerror(-rc));
     counters_.add(&Stats::refused);
     return nullptr;
@@ -200,13 +198,13 @@ Connection *Listener::attach(Fd &&fd, const SocketAddress &peer, uint64_t id) {
   ++per_ip_[ip_key(peer)];
   counters_.add(&Stats::clients);
   counters_.add(&Stats::accepted);
-  server_.logger().log(LogLevel::info, "%s: %s connected", config_->name.c_str(), peer.to_string().c_str());
+  server_.logger().log(LogLevel::info, "%s: %s connected", config().name.c_str(), peer.to_string().c_str());
   arm_idle_timer();
   return position->get();
 }
 
 void Listener::on_active(Connection &, Position position) noexcept {
-  if (config_->idle_timeout_ms) open_.splice(open_.end(), open_, position);
+  if (config().idle_timeout_ms) open_.splice(open_.end(), open_, position);
 }
 
 void Listener::on_closing(Connection &, Position position) {
@@ -243,8 +241,8 @@ void Listener::on_closing_timer() {
 }
 
 void Listener::arm_idle_timer() {
-  if (!config_->idle_timeout_ms || idle_timer_.active() || open_.empty()) return;
-  uint64_t deadline = open_.front()->last_active_ms() + config_->idle_timeout_ms;
+  if (!config().idle_timeout_ms || idle_timer_.active() || open_.empty()) return;
+  uint64_t deadline = open_.front()->last_active_ms() + config().idle_timeout_ms;
   uint64_t now = EventLoop::now_ms();
   idle_timer_.start(deadline > now ? deadline - now : 0);
 }
@@ -255,9 +253,9 @@ void Listener::on_idle_timer() {
   // client that is still active; close() moves each expired one out of it.
   while (!open_.empty()) {
     Connection &oldest = *open_.front();
-    if (now - oldest.last_active_ms() < config_->idle_timeout_ms) break;
-    server_.logger().log(LogLevel::info, "%s: closing %s: idle for %llu ms", config_->name.c_str(),
-                         oldest.peer().to_string().c_str(), static_cast<unsigned long long>(config_->idle_timeout_ms));
+    if (now - oldest.last_active_ms() < config().idle_timeout_ms) break;
+    server_.logger().log(LogLevel::info, "%s: closing %s: idle for %llu ms", config().name.c_str(),
+                         oldest.peer().to_string().c_str(), static_cast<unsigned long long>(config().idle_timeout_ms));
     oldest.close(CloseReason::idle);
   }
   arm_idle_timer();
@@ -278,7 +276,7 @@ int Listener::broadcast(const void *data, size_t length) {
   }
   for (Connection *conn : full) {
     server_.logger().log(LogLevel::warning, "%s: closing %s: it does not read fast enough for the broadcast",
-                         config_->name.c_str(), conn->peer().to_string().c_str());
+                         config().name.c_str(), conn->peer().to_string().c_str());
     conn->close(CloseReason::limit);
   }
   return delivered;

@@ -38,3 +38,6 @@ target_compile_definitions(test_core_sd_protocol PRIVATE GWT_WITH_SYSTEMD=$<BOOL
 # RFC 2217 (issue 10): the Telnet codec alone, and the serial backend's
 # rfc2217 sessions driven by hand over ptys.
 gw_core_suites(60 telnet rfc2217)
+
+# What an idle client costs in heap bytes (issue 11), against the issue's budgets.
+gw_core_suites(60 footprint)

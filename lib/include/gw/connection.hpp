@@ -21,6 +21,7 @@ class Listener;
 class Server;
 class ConnectionHandler;
 struct ListenerConfig;
+struct ListenerRules;
 
 /// How an owner holds its connections (open or closing ones).
 using ConnectionList = std::list<std::unique_ptr<Connection>>;
@@ -77,7 +78,7 @@ class IoDelegate {
 /// (EventLoop::assert_in_loop_thread); the getters do not.
 class Connection final : IoHandler {
  public:
-  enum class State { open, closing, closed };
+  enum class State : uint8_t { open, closing, closed };
 
   /// Makes the connection for an accepted client socket and starts reading
   /// it. Called by the Listener that accepted it, which is its `owner` and has
@@ -150,14 +151,15 @@ class Connection final : IoHandler {
   uint64_t last_active_ms() const noexcept { return last_active_ms_; }
   /// While closing: when the graceful close gives up, and what it reports.
   uint64_t close_deadline_ms() const noexcept { return close_deadline_ms_; }
-  CloseReason close_reason() const noexcept { return reason_; }
+  CloseReason close_reason() const noexcept { return static_cast<CloseReason>(reason_); }
   size_t queued_output() const noexcept { return out_.size(); }
-  const SocketAddress &peer() const noexcept { return peer_; }
+  /// A copy: the connection keeps its peer in a compact form.
+  SocketAddress peer() const noexcept { return peer_.get(); }
   uint64_t id() const noexcept { return id_; }
   Listener &listener() const noexcept { return listener_; }
   /// The listener configuration and handler this connection was accepted with.
-  const ListenerConfig &config() const noexcept { return *config_; }
-  ConnectionHandler &handler() const noexcept { return *handler_; }
+  const ListenerConfig &config() const noexcept;
+  ConnectionHandler &handler() const noexcept;
   void *user_data() const noexcept { return user_data_; }
   void set_user_data(void *data) noexcept { user_data_ = data; }
 
@@ -186,37 +188,48 @@ class Connection final : IoHandler {
   /// `completed` tells whether at least one frame was complete.
   void update_frame_deadline(bool completed);
   /// Bytes of a started message, in our buffer or held by the handler.
-  size_t partial_bytes() const noexcept { return in_.size() + handler_partial_; }
+  size_t partial_bytes() const noexcept;
   void on_frame_timeout();
 
+  /// The frame deadline's state (Modbus and framed routes with a
+  /// frame_timeout_ms): allocated the first time a frame is partial, freed
+  /// when the connection closes, so that a connection that never holds a
+  /// partial frame pays one null pointer for it. Defined in connection.cpp.
+  struct FrameDeadline;
+  /// interest_ while nothing is known of the epoll registration: the next
+  /// apply_interest() calls epoll_ctl whatever it wants.
+  static constexpr uint8_t unknown_interest = 0xFF;
+
+  // The members are ordered by size, so that the struct has no holes: an
+  // idle connection is mostly this object (see tests/core/test_footprint.cpp
+  // for the budget). What only some connections need lives elsewhere: the
+  // bytes in flight in in_/out_ (heap blocks, freed once drained), the frame
+  // deadline in frame_ (allocated while a frame is partial), a long peer
+  // address inside peer_.
   Listener &listener_;
-  ConnectionOwner &owner_;              // the same listener, through its seam for connections
-  ConnectionOwner::Position position_;  // ours in the owner's lists; only handed back to it
-  std::shared_ptr<const ListenerConfig> config_;
-  std::shared_ptr<ConnectionHandler> handler_;
-  Fd fd_;
-  SocketAddress peer_;
+  ConnectionOwner &owner_;                      // the same listener, through its seam for connections
+  ConnectionOwner::Position position_;          // ours in the owner's lists; only handed back to it
+  std::shared_ptr<const ListenerRules> rules_;  // the listener's config and handler when it accepted us
   uint64_t id_;
-  Buffer in_, out_;
-  State state_ = State::open;
-  CloseReason reason_ = CloseReason::local;
-  bool backpressured_ = false;  // output passed high water: input paused until low water
-  bool user_paused_ = false;
-  bool peer_eof_ = false;
-  bool half_closed_ = false;
-  bool half_close_pending_ = false;
-  bool parked_ = false;  // out of epoll: hung up, and nothing to do until the handler acts
-  bool delivering_fragment_ = false;
-  bool parsing_ = false;  // inside deliver(): a nested dispatch must not read into in_ now
-  uint32_t interest_ = 0;
-  size_t handler_partial_ = 0;  // see hold_partial_message()
   uint64_t last_active_ms_ = 0;
   uint64_t close_deadline_ms_ = 0;
   void *user_data_ = nullptr;
   IoDelegate *delegate_ = nullptr;
-  // Armed only while a partial frame is buffered and frame_timeout_ms is set,
-  // so that an idle connection holds no timer.
-  std::unique_ptr<Timer> frame_timer_;
+  std::unique_ptr<FrameDeadline> frame_;  // see FrameDeadline
+  Buffer in_, out_;
+  CompactAddress peer_;
+  Fd fd_;
+  State state_ = State::open;
+  uint8_t reason_;          // a CloseReason (all of them fit one byte; see close_reason())
+  uint8_t interest_ = 0;    // EPOLLIN | EPOLLOUT at most (see apply_interest), or unknown_interest
+  bool backpressured_ : 1;  // output passed high water: input paused until low water
+  bool user_paused_ : 1;
+  bool peer_eof_ : 1;
+  bool half_closed_ : 1;
+  bool half_close_pending_ : 1;
+  bool parked_ : 1;  // out of epoll: hung up, and nothing to do until the handler acts
+  bool delivering_fragment_ : 1;
+  bool parsing_ : 1;  // inside deliver(): a nested dispatch must not read into in_ now
 };
 
 }  // namespace gw

@@ -62,6 +62,16 @@ class ConnectionHandler {
   ~ConnectionHandler() = default;
 };
 
+/// What a connection is accepted with and keeps to its end: its listener's
+/// configuration and handler of the moment, so that a reload never changes
+/// the rules under an established client. One per Listener::create() or
+/// reconfigure(), shared (read-only) by every connection accepted meanwhile:
+/// a connection holds one shared pointer for both.
+struct ListenerRules {
+  ListenerConfig config;
+  std::shared_ptr<ConnectionHandler> handler;
+};
+
 class Listener;
 
 /// The one a listener hands every accepted client to, and tells when one of
@@ -101,11 +111,10 @@ class Listener final : IoHandler, ConnectionOwner {
   /// What new connections get. Each connection keeps the configuration and
   /// handler it was accepted with, so reconfigure() never changes the rules
   /// under an established client.
-  const ListenerConfig &config() const noexcept { return *config_; }
-  ConnectionHandler &handler() const noexcept { return *handler_; }
-  /// The same, shared: what a new connection keeps.
-  std::shared_ptr<const ListenerConfig> shared_config() const noexcept { return config_; }
-  std::shared_ptr<ConnectionHandler> shared_handler() const noexcept { return handler_; }
+  const ListenerConfig &config() const noexcept { return rules_->config; }
+  ConnectionHandler &handler() const noexcept { return *rules_->handler; }
+  /// Both, shared: what a new connection keeps.
+  std::shared_ptr<const ListenerRules> shared_rules() const noexcept { return rules_; }
   Server &server() const noexcept { return server_; }
   /// Thread-safe (relaxed atomics); `clients` counts open and closing ones.
   const Stats &stats() const noexcept { return counters_.stats(); }
@@ -181,8 +190,7 @@ class Listener final : IoHandler, ConnectionOwner {
   Fd fd_;
   Fd spare_;  // /dev/null, given up to accept-and-close one client when out of fds
   SocketAddress local_;
-  std::shared_ptr<const ListenerConfig> config_;
-  std::shared_ptr<ConnectionHandler> handler_;
+  std::shared_ptr<const ListenerRules> rules_;
   Counters counters_;                                   // ours, rolled up to the server's
   ConnectionList open_;                                 // front = least recently active
   ConnectionList closing_;                              // flushing before close; front = earliest deadline
