@@ -10,6 +10,7 @@
 
 #include "gw/forwarder.hpp"
 #include "gw/server.hpp"
+#include "socket_send.hpp"
 
 namespace gw {
 namespace {
@@ -72,10 +73,7 @@ void BackendLink::forward(const iovec *parts, int count) {
   if (total >= EventLoop::scratch_size) want_splice_ = true;
   size_t written = 0;
   if (!connecting_ && out_.empty()) {
-    msghdr message{};
-    message.msg_iov = const_cast<iovec *>(parts);
-    message.msg_iovlen = static_cast<size_t>(count);
-    ssize_t n = ::sendmsg(fd_.get(), &message, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = send_parts_now(fd_.get(), parts, count);
     if (n > 0) written = static_cast<size_t>(n);
     // An error is seen again (EPOLLERR) once the rest is queued.
   }
