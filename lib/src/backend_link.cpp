@@ -113,11 +113,15 @@ void BackendLink::on_io(uint32_t events) {
     getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &error, &length);
     if (error) return connect_failed(error);
     if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
-    // The event may be a late one of the previous address's socket, read in
-    // the same batch: only a peer proves that this socket is connected.
-    SocketAddress peer;
-    peer.length = sizeof peer.storage;
-    if (::getpeername(fd_.get(), peer.get(), &peer.length) != 0) return;
+    // After a failed attempt the event may be a late one of the previous
+    // address's socket, read in the same batch: only a peer proves that this
+    // socket is connected. On the first attempt no earlier socket existed,
+    // so the call (one per connection) is skipped.
+    if (next_ > 1) {
+      SocketAddress peer;
+      peer.length = sizeof peer.storage;
+      if (::getpeername(fd_.get(), peer.get(), &peer.length) != 0) return;
+    }
     connecting_ = false;
     connect_timer_.stop();
     if (client_eof_ && out_.empty()) half_close_backend();
