@@ -211,7 +211,10 @@ void BackendLink::read_backend() {
     }
     if (n == 0) {
       backend_eof_ = true;
-      client_->half_close();
+      // When both directions have ended the client is closed right away, and
+      // close(2) sends its FIN: a shutdown(2) first would be one more call
+      // per connection for nothing.
+      if (!done()) client_->half_close();
       close_if_done();
       return;
     }
@@ -361,8 +364,12 @@ void BackendLink::half_close_backend() {
 }
 
 // Both directions have ended: the client closes once its output is sent.
+bool BackendLink::done() const noexcept {
+  return client_ && backend_eof_ && backend_half_closed_ && client_->peer_eof();
+}
+
 void BackendLink::close_if_done() {
-  if (client_ && backend_eof_ && backend_half_closed_ && client_->peer_eof()) client_->close(CloseReason::peer);
+  if (done()) client_->close(CloseReason::peer);
 }
 
 // The backend failed with `error` (connect, read, write or splice): close
