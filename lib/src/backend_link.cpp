@@ -10,6 +10,7 @@
 
 #include "gw/forwarder.hpp"
 #include "gw/server.hpp"
+#include "socket_send.hpp"
 
 namespace gw {
 namespace {
@@ -79,10 +80,7 @@ void BackendLink::forward(const iovec *parts, int count) {
   if (total >= EventLoop::scratch_size) want_splice_ = true;
   size_t written = 0;
   if (!connecting_ && out_.empty()) {
-    msghdr message{};
-    message.msg_iov = const_cast<iovec *>(parts);
-    message.msg_iovlen = static_cast<size_t>(count);
-    ssize_t n = ::sendmsg(fd_.get(), &message, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = send_parts_now(fd_.get(), parts, count);
     if (n > 0) written = static_cast<size_t>(n);
     // An error is seen again (EPOLLERR) once the rest is queued.
   }
@@ -122,11 +120,15 @@ void BackendLink::on_io(uint32_t events) {
     getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &error, &length);
     if (error) return connect_failed(error);
     if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
-    // The event may be a late one of the previous address's socket, read in
-    // the same batch: only a peer proves that this socket is connected.
-    SocketAddress peer;
-    peer.length = sizeof peer.storage;
-    if (::getpeername(fd_.get(), peer.get(), &peer.length) != 0) return;
+    // After a failed attempt the event may be a late one of the previous
+    // address's socket, read in the same batch: only a peer proves that this
+    // socket is connected. On the first attempt no earlier socket existed,
+    // so the call (one per connection) is skipped.
+    if (next_ > 1) {
+      SocketAddress peer;
+      peer.length = sizeof peer.storage;
+      if (::getpeername(fd_.get(), peer.get(), &peer.length) != 0) return;
+    }
     connecting_ = false;
     attempts_.reset();  // not from inside its timer's callback: this is an I/O event
     if (client_eof_ && out_.empty()) half_close_backend();
@@ -222,7 +224,10 @@ void BackendLink::read_backend() {
     }
     if (n == 0) {
       backend_eof_ = true;
-      client_->half_close();
+      // When both directions have ended the client is closed right away, and
+      // close(2) sends its FIN: a shutdown(2) first would be one more call
+      // per connection for nothing.
+      if (!done()) client_->half_close();
       close_if_done();
       return;
     }
@@ -395,8 +400,12 @@ void BackendLink::half_close_backend() {
 }
 
 // Both directions have ended: the client closes once its output is sent.
+bool BackendLink::done() const noexcept {
+  return client_ && backend_eof_ && backend_half_closed_ && client_->peer_eof();
+}
+
 void BackendLink::close_if_done() {
-  if (client_ && backend_eof_ && backend_half_closed_ && client_->peer_eof()) client_->close(CloseReason::peer);
+  if (done()) client_->close(CloseReason::peer);
 }
 
 // The backend failed with `error` (connect, read, write or splice): close

@@ -89,6 +89,7 @@ class BackendLink final : IoHandler, IoDelegate {
 
   // both modes
   void half_close_backend();
+  bool done() const noexcept;  // both directions ended: the client may close
   void close_if_done();
   void backend_failed(int error);
   void close_client(const char *why, CloseReason reason);

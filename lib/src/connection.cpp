@@ -11,6 +11,7 @@
 #include "gw/errors.hpp"
 #include "gw/listener.hpp"
 #include "gw/server.hpp"
+#include "socket_send.hpp"
 
 namespace gw {
 
@@ -102,12 +103,7 @@ int Connection::send_parts(const iovec *parts, int count) {
   if (out_.empty() && total) {
     // Nothing queued: hand the bytes straight to the kernel and queue only the
     // rest, so a connection that keeps up never allocates an output buffer.
-    msghdr message{};
-    message.msg_iov = const_cast<iovec *>(parts);
-    message.msg_iovlen = static_cast<size_t>(count);
-    ssize_t n;
-    do n = ::sendmsg(fd_.get(), &message, MSG_NOSIGNAL | MSG_DONTWAIT);
-    while (n < 0 && errno == EINTR);
+    ssize_t n = send_parts_now(fd_.get(), parts, count);
     // On a real error the rest is queued anyway: epoll reports the error on
     // this socket and on_io closes it, so no callback runs inside send().
     if (n > 0) {
