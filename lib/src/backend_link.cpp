@@ -124,7 +124,7 @@ void BackendLink::on_io(uint32_t events) {
     // address's socket, read in the same batch: only a peer proves that this
     // socket is connected. On the first attempt no earlier socket existed,
     // so the call (one per connection) is skipped.
-    if (next_ > 1) {
+    if (attempts_ && attempts_->next > 1) {
       SocketAddress peer;
       peer.length = sizeof peer.storage;
       if (::getpeername(fd_.get(), peer.get(), &peer.length) != 0) return;
