@@ -159,7 +159,9 @@ for stage in "${stages[@]}"; do
         run_preset "$arch"
       done
       ;;
-    packages) scripts/package.sh all && packaged=1 ;;
+    # Not "package.sh && packaged=1": set -e ignores a failure that is not
+    # the last command of an && list, and the stage would pass.
+    packages) scripts/package.sh all; packaged=1 ;;
     # The packages stage of this same run built them: test those.
     e2e) scripts/e2e-systemd.sh amd64 ${packaged:+--no-build} ;;
     e2e-arm64) scripts/e2e-systemd.sh arm64 ${packaged:+--no-build} ;;

@@ -49,7 +49,7 @@ constexpr size_t page_size = 4096;
 // How many pipes may be grown at once: a quarter of the soft quota, in pages,
 // over the pages a grown pipe adds. No limit when the quota is off (0).
 size_t grown_budget() noexcept {
-  static const size_t budget = [] {
+  static const size_t budget = []() -> size_t {
     unsigned long pages = 16384;  // the kernel's default, if the file cannot be read
     if (FILE *file = std::fopen("/proc/sys/fs/pipe-user-pages-soft", "re")) {
       if (std::fscanf(file, "%lu", &pages) != 1) pages = 16384;
