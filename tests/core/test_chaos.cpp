@@ -49,6 +49,7 @@ extern "C" {
 #include <cmocka.h>
 }
 
+#include "core_helpers.hpp"
 #include "gw/forwarder.hpp"
 #include "gw/server.hpp"
 
@@ -411,17 +412,11 @@ void chaos_flows(void **) {
   std::mt19937_64 rng(seed);
 
   // The backend: a plain listening socket that this thread serves.
-  int backend_listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  sockaddr_in backend_address{};
-  backend_address.sin_family = AF_INET;
-  backend_address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  assert_int_equal(bind(backend_listener, reinterpret_cast<sockaddr *>(&backend_address), sizeof backend_address), 0);
-  assert_int_equal(listen(backend_listener, 512), 0);
-  socklen_t length = sizeof backend_address;
-  getsockname(backend_listener, reinterpret_cast<sockaddr *>(&backend_address), &length);
+  int backend_port = 0;
+  int backend_listener = gwc::listen_loopback(512, SOCK_NONBLOCK, &backend_port);
   gw::SocketAddress backend;
-  std::memcpy(&backend.storage, &backend_address, sizeof backend_address);
-  backend.length = sizeof backend_address;
+  backend.length = sizeof backend.storage;
+  assert_int_equal(getsockname(backend_listener, backend.get(), &backend.length), 0);
 
   Record record;
   gw::ServerConfig server_config;

@@ -94,12 +94,8 @@ struct RawEchoBackend {
   gw::SocketAddress address;
 
   RawEchoBackend() {
-    listening.reset(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    sockaddr_in any{};
-    any.sin_family = AF_INET;
-    any.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(listening.get(), reinterpret_cast<sockaddr *>(&any), sizeof any), 0);
-    assert_int_equal(listen(listening.get(), 4096), 0);
+    int port = 0;
+    listening.reset(gwc::listen_loopback(4096, SOCK_NONBLOCK, &port));
     address.length = sizeof address.storage;
     assert_int_equal(getsockname(listening.get(), address.get(), &address.length), 0);
     accepted.reserve(wanted_clients + 1);

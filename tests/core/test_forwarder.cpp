@@ -196,15 +196,7 @@ struct Source {
   std::thread thread;
 
   explicit Source(const std::vector<uint8_t> &payload) {
-    listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(listen_fd, reinterpret_cast<sockaddr *>(&address), sizeof address), 0);
-    assert_int_equal(listen(listen_fd, 4), 0);
-    socklen_t length = sizeof address;
-    getsockname(listen_fd, reinterpret_cast<sockaddr *>(&address), &length);
-    port = ntohs(address.sin_port);
+    listen_fd = gwc::listen_loopback(4, 0, &port);
     thread = std::thread([this, &payload] {
       int fd = accept(listen_fd, nullptr, nullptr);
       if (fd < 0) return;
@@ -290,15 +282,7 @@ struct SlowSink {
   std::thread thread;
 
   SlowSink() {
-    listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(listen_fd, reinterpret_cast<sockaddr *>(&address), sizeof address), 0);
-    assert_int_equal(listen(listen_fd, 4), 0);
-    socklen_t length = sizeof address;
-    getsockname(listen_fd, reinterpret_cast<sockaddr *>(&address), &length);
-    port = ntohs(address.sin_port);
+    listen_fd = gwc::listen_loopback(4, 0, &port);
     thread = std::thread([this] { serve(); });
   }
   void serve() {

@@ -128,17 +128,7 @@ struct TcpDevice {
     return Bytes(rtu.begin() + 1, rtu.end() - 2);
   };
 
-  TcpDevice() {
-    listening.reset(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(listening.get(), reinterpret_cast<sockaddr *>(&address), sizeof address), 0);
-    assert_int_equal(listen(listening.get(), 4), 0);
-    socklen_t length = sizeof address;
-    getsockname(listening.get(), reinterpret_cast<sockaddr *>(&address), &length);
-    port = ntohs(address.sin_port);
-  }
+  TcpDevice() { listening.reset(gwc::listen_loopback(4, SOCK_NONBLOCK, &port)); }
   gw::SocketAddress address() const {
     gw::SocketAddress out;
     assert_int_equal(gw::parse_ip_port("127.0.0.1:" + std::to_string(port), out), 0);
