@@ -188,6 +188,22 @@ void oversized_frame_closes_the_client(void **) {
   assert_int_equal(f.front->stats().bytes_out.load(), sizeof ok);
 }
 
+// A server of its own (not the fixture's) that logs errors only.
+std::unique_ptr<gw::Server> quiet_server() {
+  gw::ServerConfig config;
+  config.logger.max_level = gw::LogLevel::error;
+  std::unique_ptr<gw::Server> server;
+  assert_int_equal(gw::Server::create(server, config), 0);
+  return server;
+}
+
+// A forwarder to 127.0.0.1:port.
+std::shared_ptr<gw::Forwarder> forwarder_to(int port) {
+  gw::SocketAddress to;
+  assert_int_equal(gw::parse_ip_port("127.0.0.1:" + std::to_string(port), to), 0);
+  return std::make_shared<gw::Forwarder>(to, "tcp://" + to.to_string());
+}
+
 // A backend that sends `payload` to its one client as fast as it takes it,
 // then closes. Runs on its own thread; bounded by the client's reading.
 struct Source {
@@ -222,13 +238,8 @@ struct Source {
 void spliced_close_hands_back_a_full_pipe(void **) {
   auto payload = pattern(16 << 20);
   Source source(payload);
-  gw::ServerConfig config;
-  config.logger.max_level = gw::LogLevel::error;
-  std::unique_ptr<gw::Server> server;
-  assert_int_equal(gw::Server::create(server, config), 0);
-  gw::SocketAddress to;
-  assert_int_equal(gw::parse_ip_port("127.0.0.1:" + std::to_string(source.port), to), 0);
-  auto forwarder = std::make_shared<gw::Forwarder>(to, "tcp://" + to.to_string());
+  std::unique_ptr<gw::Server> server = quiet_server();
+  auto forwarder = forwarder_to(source.port);
   gw::ListenerConfig front_config;
   front_config.idle_timeout_ms = 300;
   gw::Listener *front = nullptr;
@@ -321,13 +332,8 @@ void large_upload_reaches_a_slow_backend_intact(void **) {
   Fnv sent;
   sent.add(payload.data(), payload.size());
   SlowSink sink;
-  gw::ServerConfig config;
-  config.logger.max_level = gw::LogLevel::error;
-  std::unique_ptr<gw::Server> server;
-  assert_int_equal(gw::Server::create(server, config), 0);
-  gw::SocketAddress to;
-  assert_int_equal(gw::parse_ip_port("127.0.0.1:" + std::to_string(sink.port), to), 0);
-  auto forwarder = std::make_shared<gw::Forwarder>(to, "tcp://" + to.to_string());
+  std::unique_ptr<gw::Server> server = quiet_server();
+  auto forwarder = forwarder_to(sink.port);
   gw::Listener *front = nullptr;
   assert_int_equal(server->listen(front, "127.0.0.1:0", gw::ListenerConfig{}, forwarder), 0);
   std::thread loop([&] { server->run(); });
