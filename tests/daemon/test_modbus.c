@@ -811,9 +811,10 @@ static void reload_keeps_or_replaces_gateway(void **state) {
   slave_stop(&s);
 }
 
-/* The STATUS line carries the Modbus counters of the running routes. Built
- * without libsystemd (GWT_WITH_SYSTEMD 0) the daemon sends no STATUS at all:
- * the counters reach the log when the gateway is freed, and nothing else. */
+/* The STATUS line carries the Modbus counters of the running routes. In a
+ * GW_WITH_SYSTEMD=OFF build (GWT_WITH_SYSTEMD 0) the daemon sends no STATUS
+ * at all: the counters reach the log when the gateway is freed, and nothing
+ * else. */
 static void status_has_modbus_counters(void **state) {
   gwd_fixture *f = *state;
   rtu_slave s;
