@@ -399,11 +399,13 @@ void BackendLink::half_close_backend() {
   backend_half_closed_ = true;
 }
 
-// Both directions have ended: the client closes once its output is sent.
+// Both directions have ended: the backend sent its EOF and took ours, and
+// the client sent its EOF.
 bool BackendLink::done() const noexcept {
   return client_ && backend_eof_ && backend_half_closed_ && client_->peer_eof();
 }
 
+// Then the client closes once its output is sent.
 void BackendLink::close_if_done() {
   if (done()) client_->close(CloseReason::peer);
 }

@@ -10,11 +10,13 @@
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -205,6 +207,43 @@ void proxied_client_within_budget(void **) {
   assert_true(idle_bytes_per_client(gw::ListenerConfig{}, true, "x") <= proxied_budget);
 }
 
+// What the budget buys must not lose anything: the compact peer address
+// gives back every family whole, inline (IPv4, IPv6 with its flow and scope,
+// an unnamed Unix client) or from its heap copy (a Unix client bound to a
+// path longer than the inline bytes).
+void expect_round_trip(const gw::SocketAddress &original) {
+  gw::CompactAddress compact(original);
+  gw::SocketAddress back = compact.get();
+  assert_int_equal(back.length, original.length);
+  assert_memory_equal(&back.storage, &original.storage, original.length);
+  assert_string_equal(back.to_string().c_str(), original.to_string().c_str());
+}
+
+void compact_peer_keeps_every_address_whole(void **) {
+  gw::SocketAddress v4;
+  assert_int_equal(gw::parse_ip_port("192.0.2.7:502", v4), 0);
+  expect_round_trip(v4);
+
+  gw::SocketAddress v6;
+  assert_int_equal(gw::parse_ip_port("[2001:db8::7]:65535", v6), 0);
+  auto *in6 = reinterpret_cast<sockaddr_in6 *>(&v6.storage);
+  in6->sin6_flowinfo = htonl(0x12345);
+  in6->sin6_scope_id = 3;
+  expect_round_trip(v6);
+
+  gw::SocketAddress unnamed;
+  std::memset(&unnamed.storage, 0, sizeof unnamed.storage);
+  unnamed.storage.ss_family = AF_UNIX;
+  unnamed.length = sizeof(sa_family_t);
+  expect_round_trip(unnamed);
+
+  gw::SocketAddress named;
+  std::string path = "/run/" + std::string(90, 'p') + ".sock";
+  assert_int_equal(gw::parse_unix_address("unix:" + path, named), 0);
+  assert_true(named.length > sizeof(sockaddr_in6));  // the heap branch
+  expect_round_trip(named);
+}
+
 }  // namespace
 
 int main() {
@@ -212,6 +251,7 @@ int main() {
       cmocka_unit_test(echo_client_within_budget),
       cmocka_unit_test(framed_echo_client_within_budget),
       cmocka_unit_test(proxied_client_within_budget),
+      cmocka_unit_test(compact_peer_keeps_every_address_whole),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
