@@ -137,6 +137,10 @@ class Histogram {
 
 struct ProcSample {
   double cpu_s = 0;  // on CPU, user and system, reaped children included
+  // The same time split as the kernel's tick sampling splits it (utime and
+  // stime, reaped children included): only whole ticks, so it is kept as a
+  // share of cpu_s, good over a run of many ticks.
+  double user_ticks = 0, system_ticks = 0;
   long rss_kb = 0;
   long pss_kb = 0;
   long anon_kb = 0, file_kb = 0;  // RSS split: private heap and stacks, and mapped files (code, libraries)
@@ -158,9 +162,13 @@ long status_kb(const std::string &text, const char *key) {
   return at == std::string::npos ? 0 : std::strtol(text.c_str() + at + std::strlen(key), nullptr, 10);
 }
 
-// Every process's parent, and the CPU ticks of its reaped children (cutime cstime),
-// and a zombie's own.
-void scan_procs(std::map<int, int> &parent, std::map<int, double> &ticks) {
+struct ProcTicks {
+  double stand_in = 0;          // reaped children's ticks, and a zombie's own (schedstat has none of them)
+  double user = 0, system = 0;  // all of the process's user and system ticks, children's too
+};
+
+// Every process's parent, and its CPU ticks (see ProcTicks).
+void scan_procs(std::map<int, int> &parent, std::map<int, ProcTicks> &ticks) {
   DIR *d = opendir("/proc");
   if (!d) die("/proc");
   while (dirent *e = readdir(d)) {
@@ -181,7 +189,8 @@ void scan_procs(std::map<int, int> &parent, std::map<int, double> &ticks) {
     parent[pid] = ppid;
     // A zombie has no threads left to read schedstat from, and its parent
     // has not yet added its time to cutime: its own ticks stand in.
-    ticks[pid] = double(cutime + cstime) + (state == 'Z' ? double(utime + stime) : 0);
+    ticks[pid] = {double(cutime + cstime) + (state == 'Z' ? double(utime + stime) : 0), double(utime + cutime),
+                  double(stime + cstime)};
   }
   closedir(d);
 }
@@ -203,9 +212,16 @@ double live_cpu_s(int pid) {
   return total;
 }
 
+// The share of CPU time spent in user space between two samples of one tree,
+// by the kernel's tick sampling; nan when no tick fell in between.
+double user_share(const ProcSample &from, const ProcSample &to) {
+  double user = to.user_ticks - from.user_ticks, all = user + to.system_ticks - from.system_ticks;
+  return all > 0 ? user / all : std::nan("");
+}
+
 ProcSample sample_tree(int root) {
   std::map<int, int> parent;
-  std::map<int, double> ticks;
+  std::map<int, ProcTicks> ticks;
   scan_procs(parent, ticks);
   ProcSample s;
   double hz = double(sysconf(_SC_CLK_TCK));
@@ -216,7 +232,9 @@ ProcSample sample_tree(int root) {
     if (!in_tree) continue;
     std::string text;
     ++s.procs;
-    s.cpu_s += ticks[pid] / hz + live_cpu_s(pid);
+    s.cpu_s += ticks[pid].stand_in / hz + live_cpu_s(pid);
+    s.user_ticks += ticks[pid].user;
+    s.system_ticks += ticks[pid].system;
     if (read_file("/proc/" + std::to_string(pid) + "/status", text)) {
       s.rss_kb += status_kb(text, "VmRSS:");
       s.anon_kb += status_kb(text, "RssAnon:");
@@ -619,7 +637,8 @@ void Run::print(double now) {
   if (o_.mode == "idle") n += std::snprintf(line + n, room(), " established=%llu", (unsigned long long)established_);
   if (o_.watch) {
     ProcSample end = sample_tree(o_.watch);
-    n += std::snprintf(line + n, room(), " cpu_s=%.3f procs=%d", end.cpu_s - cpu_start_.cpu_s, end.procs);
+    n += std::snprintf(line + n, room(), " cpu_s=%.3f procs=%d user_share=%.3f", end.cpu_s - cpu_start_.cpu_s,
+                       end.procs, user_share(cpu_start_, end));
   }
   std::printf("%s\n", line);
   std::fflush(stdout);
@@ -709,8 +728,8 @@ int first_byte(const Options &o) {
 
 int proc(const Options &o) {
   ProcSample s = sample_tree(std::atoi(o.target.c_str()));
-  std::printf("cpu_s=%.3f rss_kb=%ld pss_kb=%ld procs=%d anon_kb=%ld file_kb=%ld\n", s.cpu_s, s.rss_kb, s.pss_kb,
-              s.procs, s.anon_kb, s.file_kb);
+  std::printf("cpu_s=%.3f rss_kb=%ld pss_kb=%ld procs=%d anon_kb=%ld file_kb=%ld user_ticks=%.0f system_ticks=%.0f\n",
+              s.cpu_s, s.rss_kb, s.pss_kb, s.procs, s.anon_kb, s.file_kb, s.user_ticks, s.system_ticks);
   return 0;
 }
 

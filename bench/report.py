@@ -46,9 +46,17 @@ def wrk_bytes(text):
     return float(m.group(1)) * {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}[m.group(2)] if m else math.nan
 
 
+def fields(line):
+    """The key=value words of a line, as a dict of strings."""
+    return dict(w.split("=", 1) for w in line.split() if "=" in w)
+
+
 def parse_real(config, path, before, after):
     text = open(path).read()
-    cpu = num(after.split("=")[1]) - num(before.split("=")[1])
+    before, after = fields(before), fields(after)
+    cpu = num(after.get("cpu_s", "nan")) - num(before.get("cpu_s", "nan"))
+    user = num(after.get("user_ticks", "nan")) - num(before.get("user_ticks", "nan"))
+    system = num(after.get("system_ticks", "nan")) - num(before.get("system_ticks", "nan"))
     out = {}
     if config == "redis":
         rows = {}
@@ -81,6 +89,7 @@ def parse_real(config, path, before, after):
         non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
         out["failures"] = (sum(map(int, err.groups())) if err else 0) + (int(non2xx.group(1)) if non2xx else 0)
     out["cpu_s"] = cpu
+    out["user_share"] = user / (user + system) if user + system > 0 else math.nan
     return " ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in out.items())
 
 
@@ -152,23 +161,39 @@ def cpu_per(r, unit_key, scale):
     return cpu / units * scale if units and not math.isnan(cpu) else math.nan
 
 
+def kernel_per(r, unit_key, scale):
+    """The part of cpu_per spent in the kernel (system time), by the ticks' split."""
+    return cpu_per(r, unit_key, scale) * (1 - num(r.get("user_share")))
+
+
+def unit_key(workload, config):
+    """The raw field that counts the units CPU time is divided by."""
+    return "bytes" if workload == "stream" else "rps_requests" if config == "redis" else "messages"
+
+
+def cpu_metrics(workload, config):
+    """The CPU columns: all of it per unit, and the kernel's part."""
+    key = unit_key(workload, config)
+    unit, scale = ("s per GB", 1e9) if workload == "stream" else (
+        ("µs/conn", 1e6) if workload == "churn" else ("µs/req", 1e6))
+    return [(f"CPU {unit}", lambda r: cpu_per(r, key, scale), False),
+            (f"kernel {unit}", lambda r: kernel_per(r, key, scale), False)]
+
+
 def metrics_for(workload, config):
     """(label, metric, higher_is_better) columns of one workload's table."""
-    per_req = lambda r: cpu_per(r, "messages", 1e6)
     if workload == "stream":
-        return [("MB/s", "mbps", True), ("CPU s per GB", lambda r: cpu_per(r, "bytes", 1e9), False)]
+        return [("MB/s", "mbps", True)] + cpu_metrics(workload, config)
     if workload in ("pingpong", "churn"):
         unit = "req" if workload == "pingpong" else "conn"
         return [(f"{unit}/s", "rps", True), ("p50 µs", "p50_us", False), ("p99 µs", "p99_us", False),
-                ("p99.9 µs", "p999_us", False), (f"CPU µs/{unit}", per_req, False)] + (
+                ("p99.9 µs", "p999_us", False)] + cpu_metrics(workload, config) + (
                     [("failures", "failures", False)] if workload == "churn" else [])
     if workload == "real":
         cols = [("req/s", "rps", True), ("p50 µs", "p50_us", False), ("p99 µs", "p99_us", False)]
         if config == "http_1m":
             cols.append(("MB/s", "mbps", True))
-        if config == "redis":
-            per_req = lambda r: cpu_per(r, "rps_requests", 1e6)
-        return cols + [("CPU µs/req", per_req, False)]
+        return cols + cpu_metrics(workload, config)
     if workload == "idle":
         return [("clients", "established", True), ("RSS after KiB", "after_rss_kb", False),
                 ("B/client (RSS)", lambda r: idle_per(r, "rss_kb"), False),
@@ -233,59 +258,104 @@ def target_lines(runs, footprint):
     def med(w, c, p, m):
         return runs.median(w, c, p, m)
 
-    def verdict(ok, text):
-        out.append(f"| {'met' if ok else '**missed**'} | {text} |")
+    def verdict(ok, text, bound=""):
+        out.append(f"| {'met' if ok else '**missed**'} | {text} | {'' if ok else bound} |")
+
+    def overlap(w, c, metric, best_peer):
+        """Whether gatewayd's runs and the best other peer's overlap: the
+        medians then differ by less than the run-to-run spread."""
+        g, b = runs.values(w, c, "gatewayd", metric), runs.values(w, c, best_peer, metric)
+        if not g or not b:
+            return ""
+        level = max(min(g), min(b)) <= min(max(g), max(b))
+        return (f"{'level within the spread' if level else 'outside the spread'}: gatewayd {fmt(min(g))}–{fmt(max(g))}, "
+                f"{NAMES[best_peer]} {fmt(min(b))}–{fmt(max(b))}")
 
     for c in runs.configs("stream"):
         g, s, d = (med("stream", c, p, "mbps") for p in ("gatewayd", "proxyd", "direct"))
         if not any(math.isnan(x) for x in (g, s, d)):
-            verdict(g >= 1.15 * s, f"stream {c}: gatewayd {g:,.0f} MB/s = {div(g, s):.2f}× systemd-socket-proxyd (target ≥ 1.15×)")
+            verdict(g >= 1.15 * s, f"stream {c}: gatewayd {g:,.0f} MB/s = {div(g, s):.2f}× systemd-socket-proxyd (target ≥ 1.15×)",
+                    f"the ceiling: direct, with no proxy, moves {d:,.0f} MB/s = {div(d, s):.2f}× systemd-socket-proxyd;"
+                    f" gatewayd is at {div(g, d):.0%} of it, and both proxies splice (no copy to user space)")
             verdict(g >= 0.75 * d, f"stream {c}: gatewayd = {div(g, d):.0%} of direct (target ≥ 75 %)")
     for w in ("pingpong", "real"):
         for c in runs.configs(w):
-            cols = {label: metric for label, metric, _ in metrics_for(w, c)}
-            cpu_metric = cols.get("CPU µs/req")
+            cpu_metric, kernel_metric = (m for _, m, _ in cpu_metrics(w, c))
             cpu = {p: med(w, c, p, cpu_metric) for p in PROXIES}
             rps = {p: med(w, c, p, "rps") for p in PROXIES}
             p99 = {p: med(w, c, p, "p99_us") for p in PROXIES}
-            g = cpu["gatewayd"]
+            g, g_kernel = cpu["gatewayd"], med(w, c, "gatewayd", kernel_metric)
             if math.isnan(g):
                 continue
             others = {p: v for p, v in cpu.items() if p != "gatewayd" and not math.isnan(v) and v > 0}
+
+            def kernel_bound(against):
+                return (f"gatewayd's kernel time alone is {g_kernel:.2f} µs/req = {div(g_kernel, against):.2f}× that;"
+                        f" its user space {g - g_kernel:.2f} µs/req ({div(g - g_kernel, g):.0%})")
             if others:
                 least = min(others, key=others.get)
                 verdict(g <= others[least], f"{w} {c}: gatewayd CPU {g:.2f} µs/req = {div(g, others[least]):.2f}× the least"
-                        f" of the other peers ({NAMES[least]}, {others[least]:.2f}; target: least of all)")
-            nh = [v for p, v in others.items() if p in ("nginx", "haproxy")]
+                        f" of the other peers ({NAMES[least]}, {others[least]:.2f}; target: least of all)",
+                        overlap(w, c, cpu_metric, least))
+            nh = {p: v for p, v in others.items() if p in ("nginx", "haproxy")}
             if nh:
-                verdict(g <= 0.8 * min(nh), f"{w} {c}: gatewayd CPU/req = {div(g, min(nh)):.2f}× the best of nginx and HAProxy (target ≤ 0.8×)")
-            best_rps = max((v for p, v in rps.items() if p != "gatewayd" and not math.isnan(v)), default=math.nan)
-            best_p99 = min((v for p, v in p99.items() if p != "gatewayd" and not math.isnan(v)), default=math.nan)
-            verdict(rps["gatewayd"] >= best_rps, f"{w} {c}: gatewayd req/s = {div(rps['gatewayd'], best_rps):.2f}× the best other peer (target: most)")
-            verdict(p99["gatewayd"] <= best_p99, f"{w} {c}: gatewayd p99 = {div(p99['gatewayd'], best_p99):.2f}× the lowest other peer's (target: lowest)")
+                best_nh = min(nh.values())
+                verdict(g <= 0.8 * best_nh, f"{w} {c}: gatewayd CPU/req = {div(g, best_nh):.2f}× the best of nginx and HAProxy (target ≤ 0.8×)",
+                        kernel_bound(best_nh))
+            rps_others = {p: v for p, v in rps.items() if p != "gatewayd" and not math.isnan(v)}
+            p99_others = {p: v for p, v in p99.items() if p != "gatewayd" and not math.isnan(v)}
+            if rps_others:
+                top = max(rps_others, key=rps_others.get)
+                verdict(rps["gatewayd"] >= rps_others[top], f"{w} {c}: gatewayd req/s = {div(rps['gatewayd'], rps_others[top]):.2f}× the best other peer (target: most)",
+                        overlap(w, c, "rps", top))
+            if p99_others:
+                low = min(p99_others, key=p99_others.get)
+                verdict(p99["gatewayd"] <= p99_others[low], f"{w} {c}: gatewayd p99 = {div(p99['gatewayd'], p99_others[low]):.2f}× the lowest other peer's (target: lowest)",
+                        overlap(w, c, "p99_us", low))
     for c in runs.configs("churn"):
         rps = {p: med("churn", c, p, "rps") for p in PROXIES}
-        best = max((v for p, v in rps.items() if p != "gatewayd" and not math.isnan(v)), default=math.nan)
-        if not math.isnan(rps["gatewayd"]):
-            verdict(rps["gatewayd"] >= 1.2 * best, f"churn: gatewayd {rps['gatewayd']:,.0f} conn/s = {div(rps['gatewayd'], best):.2f}× the best other peer (target ≥ 1.2×)")
+        others = {p: v for p, v in rps.items() if p != "gatewayd" and not math.isnan(v)}
+        if not math.isnan(rps["gatewayd"]) and others:
+            top = max(others, key=others.get)
+            cpu_metric, kernel_metric = (m for _, m, _ in cpu_metrics("churn", c))
+            g_cpu, g_kernel, top_cpu = (med("churn", c, p, m) for p, m in
+                                        (("gatewayd", cpu_metric), ("gatewayd", kernel_metric), (top, cpu_metric)))
+            verdict(rps["gatewayd"] >= 1.2 * others[top],
+                    f"churn: gatewayd {rps['gatewayd']:,.0f} conn/s = {div(rps['gatewayd'], others[top]):.2f}× the best other peer (target ≥ 1.2×)",
+                    f"CPU per connection: gatewayd {g_cpu:.1f} µs, {NAMES[top]} {top_cpu:.1f} µs; gatewayd's kernel time alone"
+                    f" {g_kernel:.1f} µs = {div(g_kernel, top_cpu):.2f}× {NAMES[top]}'s whole; direct: {med('churn', c, 'direct', 'rps'):,.0f} conn/s")
     for c in runs.configs("idle"):
         for p, limit in (("gatewayd", 512), ("gatewayd-echo", 256)):
             v = med("idle", c, p, lambda r: idle_per(r, "rss_kb"))
             if not math.isnan(v):
                 verdict(v <= limit, f"idle {c}: {NAMES[p]} {v:.0f} B per client (RSS; target ≤ {limit} B)")
+    sections = footprint.get("sections_arm64", "")
+    size_bound = f"what the stripped arm64 files hold (KiB): {sections.replace('_', ' ')}" if sections else ""
     deb_arm = footprint.get("deb_elf_arm64", "")
     if deb_arm.isdigit():
-        verdict(int(deb_arm) <= 256 * 1024, f"footprint: arm64 packages gateway + libgateway0, their ELF files (stripped) {int(deb_arm) / 1024:.0f} KiB (target ≤ 256 KiB)")
+        verdict(int(deb_arm) <= 256 * 1024, f"footprint: arm64 packages gateway + libgateway0, their ELF files (stripped) {int(deb_arm) / 1024:.0f} KiB (target ≤ 256 KiB)",
+                size_bound)
     arm = footprint.get("size_arm64")
     if arm is not None and not deb_arm.isdigit():
         if arm.isdigit():
-            verdict(int(arm) <= 256 * 1024, f"footprint: arm64 gatewayd + libgateway.so.0 stripped {int(arm) / 1024:.0f} KiB (target ≤ 256 KiB)")
+            verdict(int(arm) <= 256 * 1024, f"footprint: arm64 gatewayd + libgateway.so.0 stripped {int(arm) / 1024:.0f} KiB (target ≤ 256 KiB)",
+                    size_bound)
         else:
-            out.append(f"| not measured | arm64 footprint: {arm.replace('_', ' ')} |")
+            out.append(f"| not measured | arm64 footprint: {arm.replace('_', ' ')} | |")
     idle_rss = footprint.get("idle_rss_kb")
     if idle_rss:
-        verdict(int(idle_rss) <= 1024, f"footprint: idle gatewayd {int(idle_rss)} KiB resident (target ≤ 1024 KiB)")
+        verdict(int(idle_rss) <= 1024, f"footprint: idle gatewayd {int(idle_rss)} KiB resident (target ≤ 1024 KiB)",
+                f"the floor: `sleep`, linked with libc alone, holds {footprint.get('floor_rss_kb', '?')} KiB resident,"
+                f" a C++ program doing nothing {footprint.get('floor_cxx_rss_kb', '?')} KiB; gatewayd"
+                f" {cxx_over(footprint)} KiB above that, of which {footprint.get('idle_anon_kb', '?')} KiB its own"
+                f" (anonymous) memory; {footprint.get('idle_pss_kb', '?')} KiB PSS")
     return out
+
+
+def cxx_over(f):
+    """How much more than a do-nothing C++ program idle gatewayd holds, in KiB."""
+    a, b = num(f.get("idle_rss_kb")), num(f.get("floor_cxx_rss_kb"))
+    return "?" if math.isnan(a) or math.isnan(b) else f"{a - b:.0f}"
 
 
 def read_footprint(path):
@@ -301,6 +371,9 @@ def read_footprint(path):
         elif line.startswith("idle_floor "):
             r = kv(line)
             f["floor_rss_kb"], f["floor_anon_kb"] = r.get("rss_kb"), r.get("anon_kb", "?")
+        elif line.startswith("idle_floor_cxx "):
+            r = kv(line)
+            f["floor_cxx_rss_kb"], f["floor_cxx_anon_kb"] = r.get("rss_kb"), r.get("anon_kb", "?")
         elif line.startswith("activation "):
             acts.append(num(kv(line).get("first_byte_ms")))
         elif "=" in line:
@@ -333,6 +406,9 @@ def footprint_section(f):
     if f.get("floor_rss_kb"):
         lines.append(f"The floor on this machine: `sleep`, linked with libc alone, holds {f['floor_rss_kb']} KiB resident"
                      f" ({f['floor_anon_kb']} KiB anonymous): the libc and loader pages that any dynamically linked program maps.")
+    if f.get("floor_cxx_rss_kb"):
+        lines.append(f"A C++ program that does nothing, linked with libstdc++ (and so libm and libgcc_s) as gatewayd is,"
+                     f" holds {f['floor_cxx_rss_kb']} KiB resident ({f['floor_cxx_anon_kb']} KiB anonymous).")
     a = f.get("activation") or []
     if a:
         lines.append(f"Socket activation (systemd-socket-activate starting gatewayd), first connect to first echoed byte: "
@@ -458,7 +534,7 @@ def report(work, out):
     targets = target_lines(runs, footprint)
     if targets:
         md += ["## Targets", "", "Medians of this run; \"another peer\" excludes direct.", "",
-               "| verdict | target and figure |", "|---|---|"] + targets + [""]
+               "| verdict | target and figure | where missed: what bounds it |", "|---|---|---|"] + targets + [""]
     made = plots(runs, results)
     if made:
         md += ["## Plots", ""] + [f"![{m}](results/{m})" for m in made] + [""]
@@ -480,6 +556,7 @@ Written by `bench/run.sh` (see bench/README.md); do not edit by hand.
 
 - **date**: {date}; **command**: `{command}`; {rounds} round(s), {seconds} s per measurement after {warmup} s of warm-up; {elapsed_s} s in all
 - **machine**: {cpu}; {kernel}; {os}
+- **network**: {network}
 - **load average** (1, 5, 15 min): before {load_before}, after {load_after}
 - **peers**: gatewayd {gatewayd}; socat {socat}; nginx {nginx}; HAProxy {haproxy}; {systemd-socket-proxyd}
 - **clients and backends**: loadgen ({loadgen}); {redis}; ser2net {ser2net}

@@ -25,6 +25,25 @@
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib/common.sh"
 
+# The whole run takes place in a network namespace of its own, with only its
+# loopback, for two reasons. Every peer starts from the same clean TCP state:
+# no TIME_WAIT sockets of earlier runs or of other programs. And churn measures
+# the proxies, not the kernel's ephemeral ports: all connections go to one
+# address and port, and a port in TIME_WAIT is only reused a second later
+# (tcp_tw_reuse), so the host's 28,232 ports (32768-60999), of which connect()
+# tries the even half first, cap every peer, direct too, at about 14,000
+# connections a second. The namespace gets 1024-65535. Without the right to
+# make one (no root), the run stays on the host's network and says so.
+if [ -z "${GW_BENCH_NETNS:-}" ]; then
+  if unshare -n true 2>/dev/null; then
+    GW_BENCH_NETNS=private exec unshare -n -- "$0" "$@"
+  fi
+  export GW_BENCH_NETNS=host
+elif [ "$GW_BENCH_NETNS" = private ]; then
+  ip link set lo up
+  sysctl -q -w net.ipv4.ip_local_port_range="1024 65535"
+fi
+
 rounds=3 seconds=2 warmup=0.3 quick=0 profile=0 only=all
 build=$GW_ROOT/build/native cross=$GW_ROOT/build out=$GW_ROOT/bench
 argv_text="bench/run.sh $*"
@@ -338,7 +357,7 @@ real_one() { # CONFIG PEER ROUND
   stop_peer
   printf '%s\n' "$text" >"$work/real-$config-$peer-$round.txt"
   echo "workload=real config=$config peer=$peer round=$round $("$py" "$GW_ROOT/bench/report.py" parse-real "$config" \
-    "$work/real-$config-$peer-$round.txt" "${before%% *}" "${after%% *}")" | tee -a "$raw" >&2
+    "$work/real-$config-$peer-$round.txt" "$before" "$after")" | tee -a "$raw" >&2
 }
 
 run_real() {
@@ -381,18 +400,46 @@ stripped_size() { # BUILD_DIR STRIP -> bytes of gatewayd + libgateway.so.0 strip
 # (dist/, from scripts/package.sh; dh_strip has stripped them): the bytes of
 # their ELF files (gatewayd, libgateway.so.0) and their Installed-Size in KiB.
 # Nothing is printed where the packages were not built.
+# What a set of ELF files is made of, in KiB by kind of section (readelf reads
+# every architecture): machine code, unwind tables (exceptions need them),
+# read-only data, what the dynamic linker needs (symbols, versions,
+# relocations), writable data, and the rest.
+elf_sections() { # FILE...
+  local f
+  for f; do readelf -S -W "$f"; done | sed -n 's/^ *\[ *[0-9]*\] //p' | awk '
+    function hex(s,   i, v) { v = 0; for (i = 1; i <= length(s); i++) v = v * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1; return v }
+    $2 != "NOBITS" && $1 != "NULL" {
+      n = $1; size = hex($5)
+      if (n ~ /^\.(text|plt|init|fini)/) k = "code"
+      else if (n ~ /^\.(eh_frame|gcc_except_table)/) k = "unwind"
+      else if (n ~ /^\.rodata/) k = "rodata"
+      else if (n ~ /^\.(dyn|gnu\.hash|hash|gnu\.version|rela?\.|relr|got|interp)/) k = "dynamic_linking"
+      else if (n ~ /^\.(data|init_array|fini_array)/) k = "data"
+      else k = "other"
+      kib[k] += size
+    }
+    END {
+      split("code unwind rodata dynamic_linking data other", order, " ")
+      for (i = 1; i <= 6; i++) printf "%s%s_%.0f", (i > 1 ? ",_" : ""), order[i], kib[order[i]] / 1024
+      print ""
+    }'
+}
+
 deb_sizes() { # ARCH
-  local arch=$1 version elf=0 kib=0 deb f
+  local arch=$1 version elf=0 kib=0 deb f elves=()
   version=$(sed -n 's/^project(gateway VERSION \([0-9.]*\).*/\1/p' "$GW_ROOT/CMakeLists.txt")
   for deb in "$GW_ROOT/dist/gateway_${version}_$arch.deb" "$GW_ROOT/dist/libgateway0_${version}_$arch.deb"; do
     [ -e "$deb" ] || return 0
-    rm -rf "$work/deb" && dpkg-deb -x "$deb" "$work/deb"
-    for f in $(find "$work/deb" -type f); do
-      [ "$(head -c 4 "$f" | od -An -c | tr -d ' ')" != '177ELF' ] || elf=$((elf + $(stat -c %s "$f")))
+    rm -rf "$work/deb-${deb##*/}" && dpkg-deb -x "$deb" "$work/deb-${deb##*/}"
+    for f in $(find "$work/deb-${deb##*/}" -type f); do
+      [ "$(head -c 4 "$f" | od -An -c | tr -d ' ')" = '177ELF' ] || continue
+      elf=$((elf + $(stat -c %s "$f")))
+      elves+=("$f")
     done
     kib=$((kib + $(dpkg-deb -f "$deb" Installed-Size)))
   done
   echo "deb_elf_$arch=$elf"
+  echo "sections_$arch=$(elf_sections "${elves[@]}")"
   echo "deb_installed_kib_$arch=$kib"
   echo "deb_built_$arch=$(date -u -r "$GW_ROOT/dist/gateway_${version}_$arch.deb" '+%Y-%m-%d_%H:%M_UTC')"
 }
@@ -425,6 +472,15 @@ run_footprint() {
   spawn sleep 60
   sleep 0.5
   echo "idle_floor $("$loadgen" proc "$started")" >>"$f"
+  stop_group "$started"
+  # The floor of a C++ program: one that does nothing but is linked with
+  # libstdc++ (and so libm and libgcc_s), as gatewayd is, built as the
+  # distribution builds (PIE, -O2).
+  printf '#include <string>\n#include <unistd.h>\nint main(int, char **argv) { std::string s(argv[0]); pause(); return int(s.size()); }\n' |
+    g++ -O2 -x c++ - -o "$work/floor_cxx" -Wl,--no-as-needed -lstdc++ -lm -lgcc_s
+  spawn "$work/floor_cxx"
+  sleep 0.5
+  echo "idle_floor_cxx $("$loadgen" proc "$started")" >>"$f"
   stop_group "$started"
   # Socket activation: systemd-socket-activate holds the listening socket and
   # starts gatewayd; the client's connect is accepted by the kernel at once and
@@ -502,6 +558,13 @@ run_profile() {
 }
 
 # ---- the run ----------------------------------------------------------------------------
+network_text() {
+  if [ "$GW_BENCH_NETNS" = private ]; then
+    echo "a private network namespace (loopback only), ephemeral ports $(sysctl -n net.ipv4.ip_local_port_range | tr '\t' -)"
+  else
+    echo "the host's (no private namespace could be made), ephemeral ports $(sysctl -n net.ipv4.ip_local_port_range | tr '\t' -)"
+  fi
+}
 versions() {
   echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
   echo "kernel: $(uname -sr)"
@@ -524,6 +587,7 @@ versions() {
   echo "warmup: $warmup"
   echo "quick: $quick"
   echo "load_before: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "network: $(network_text)"
   versions
 } >>"$meta"
 t0=$(date +%s)
