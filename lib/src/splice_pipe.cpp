@@ -77,9 +77,14 @@ int SplicePipe::open(size_t most) noexcept {
   read_end_.reset(fds[0]);
   write_end_.reset(fds[1]);
   // Bigger pipes mean fewer wake-ups per megabyte on a bulk flow; the pages
-  // are only allocated while data sits in the pipe. Refused (an unprivileged
-  // user over fs.pipe-user-pages-soft): keep the default.
+  // are only allocated while data sits in the pipe. Refused, the pipe keeps
+  // the size the kernel made it, which is not always Linux's default: over
+  // fs.pipe-user-pages-soft an unprivileged user gets 8 KiB. room() must not
+  // claim more (see fill_from): the pump asks epoll for a readable socket
+  // while there is room, and a splice into a full pipe fails (EAGAIN) each
+  // time it wakes, a busy loop for as long as the other side is slow.
   int size = ::fcntl(write_end_.get(), F_SETPIPE_SZ, static_cast<int>(open_size));
+  if (size <= 0) size = ::fcntl(write_end_.get(), F_GETPIPE_SZ);
   if (size > 0) capacity_ = static_cast<uint32_t>(size);
   most_ = static_cast<uint32_t>(most < grown_size ? most : grown_size);
   return 0;
@@ -89,25 +94,37 @@ int SplicePipe::open(size_t most) noexcept {
 // upload pipe stays small), and only once: a refusal (EPERM: over the quota
 // or fs.pipe-max-size) is not asked again. The pages are still only
 // allocated while bytes sit in the pipe.
-void SplicePipe::grow() noexcept {
+bool SplicePipe::grow() noexcept {
   size_t most = std::exchange(most_, 0u);
-  if (most <= capacity_) return;
+  if (most <= capacity_) return false;
   if (grown_pipes.fetch_add(1, std::memory_order_relaxed) >= grown_budget()) {
     grown_pipes.fetch_sub(1, std::memory_order_relaxed);
-    return;
+    return false;
   }
   int size = ::fcntl(write_end_.get(), F_SETPIPE_SZ, static_cast<int>(most));
   if (size <= 0 || static_cast<size_t>(size) <= capacity_) {
     grown_pipes.fetch_sub(1, std::memory_order_relaxed);
-    return;
+    return false;
   }
   capacity_ = static_cast<uint32_t>(size);
   in_budget_ = true;
+  return true;
 }
 
+// A pipe is full when its slots are, and a slot holds one piece of a socket
+// buffer, whatever its length: F_GETPIPE_SZ counts a page a slot, so the
+// bytes a pipe takes are not known in advance. A refusal (EAGAIN) while the
+// pipe holds bytes therefore counts as full until a drain, unless the pipe
+// could grow. It may have meant a dry socket instead; then reading on before
+// the drain would only move bytes from the socket's buffer into the pipe's:
+// the flow waits on the drain either way.
 ssize_t SplicePipe::fill_from(int socket) noexcept {
   ssize_t n = ::splice(socket, nullptr, write_end_.get(), nullptr, room(), SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-  if (n < 0) return -errno;
+  if (n < 0) {
+    int error = errno;
+    if (error == EAGAIN && held_ && !(most_ && grow())) full_ = true;
+    return -error;
+  }
   held_ += static_cast<uint32_t>(n);
   if (held_ == capacity_ && most_) grow();
   return n;
@@ -116,7 +133,7 @@ ssize_t SplicePipe::fill_from(int socket) noexcept {
 ssize_t SplicePipe::drain_to(int socket) noexcept {
   if (!held_) return 0;
   ssize_t n = ::splice(read_end_.get(), nullptr, socket, nullptr, held_, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-  if (n > 0) held_ -= static_cast<uint32_t>(n);
+  if (n > 0) took(static_cast<size_t>(n));
   if (n >= 0) return n;
   int error = errno;
   if (error == EPIPE) take_back_sigpipe();
@@ -125,7 +142,7 @@ ssize_t SplicePipe::drain_to(int socket) noexcept {
 
 ssize_t SplicePipe::read_into(void *buffer, size_t length) noexcept {
   ssize_t n = ::read(read_end_.get(), buffer, length);
-  if (n > 0) held_ -= static_cast<uint32_t>(n);
+  if (n > 0) took(static_cast<size_t>(n));
   return n;
 }
 

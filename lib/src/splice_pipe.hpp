@@ -28,11 +28,14 @@ class SplicePipe {
   int open(size_t most) noexcept;
 
   size_t held() const noexcept { return held_; }
-  size_t room() const noexcept { return capacity_ - held_; }
+  /// What a fill may still bring: 0 once the kernel refused one while the
+  /// pipe held bytes (its slots are full: see fill_from), until a drain.
+  size_t room() const noexcept { return full_ ? 0 : capacity_ - held_; }
 
   /// socket -> pipe, as much as fits: > 0 moved, 0 EOF, -EAGAIN, or a negated
   /// errno. The first fill that leaves the pipe full grows it to 1 MiB (at
   /// most open()'s `most`, and while the process-wide budget allows it).
+  /// -EAGAIN with bytes held leaves room() at 0 (full) unless it grew.
   ssize_t fill_from(int socket) noexcept;
   /// pipe -> socket: >= 0 moved, -EAGAIN, or a negated errno. A SIGPIPE that
   /// the splice raised (EPIPE) is taken back before this returns.
@@ -42,15 +45,20 @@ class SplicePipe {
   ssize_t read_into(void *buffer, size_t length) noexcept;
 
  private:
-  void grow() noexcept;
+  bool grow() noexcept;  // true if the pipe grew
+  void took(size_t bytes) noexcept {
+    held_ -= static_cast<uint32_t>(bytes);
+    full_ = false;
+  }
 
   // 32 bits each (a pipe holds at most INT_MAX bytes, F_SETPIPE_SZ takes an
   // int): every forwarded client carries two of these, idle or not.
   Fd read_end_, write_end_;
   uint32_t held_ = 0;
-  uint32_t capacity_ = 64 * 1024;  // Linux's default pipe size, until open() grows it
+  uint32_t capacity_ = 64 * 1024;  // Linux's default pipe size, until open() learns the real one
   uint32_t most_ = 0;              // what grow() may reach; 0 once it was tried
   bool in_budget_ = false;         // this pipe holds one of the grown pipes' budget
+  bool full_ = false;              // the kernel refused a fill; cleared by a drain
 };
 
 }  // namespace gw

@@ -14,7 +14,7 @@ function(gw_core_suites timeout)
   endforeach()
 endfunction()
 
-gw_core_suites(60 forwarder chaos resolver threads)
+gw_core_suites(60 forwarder chaos resolver threads splice_pipe)
 # The chaos plan is random, and so is its volume (up to ~70 MB each way): under
 # ThreadSanitizer or qemu on a loaded machine a plan takes 40 s and more.
 set_tests_properties(core_chaos PROPERTIES TIMEOUT 240)

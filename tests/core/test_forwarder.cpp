@@ -324,11 +324,11 @@ struct SlowSink {
   }
 };
 
-// 64 MiB through a spliced route into a backend that reads slowly: every
+// `bytes` through a spliced route into a backend that reads slowly: every
 // byte arrives once and in order (the hash of the stream), through pipes
-// that fill, grow and stall the client again and again.
-void large_upload_reaches_a_slow_backend_intact(void **) {
-  auto payload = pattern(64 << 20);
+// that fill and stall the client again and again.
+void upload_to_a_slow_backend(size_t bytes) {
+  auto payload = pattern(bytes);
   Fnv sent;
   sent.add(payload.data(), payload.size());
   SlowSink sink;
@@ -357,6 +357,18 @@ void large_upload_reaches_a_slow_backend_intact(void **) {
   assert_int_equal(sink.got.length, payload.size());
   assert_true(sink.got.hash == sent.hash);
   assert_true(front->stats().bytes_spliced.load() > payload.size() / 2);
+}
+
+// 64 MiB, through pipes that also grow.
+void large_upload_reaches_a_slow_backend_intact(void **) { upload_to_a_slow_backend(64 << 20); }
+
+// With the process over its pipe quota (a daemon whose pipes already hold
+// fs.pipe-user-pages-soft) the pipes are 8 KiB and cannot grow: 16 MiB still
+// arrive whole, spliced. (test_splice_pipe.cpp checks that such a pipe knows
+// its size.)
+void upload_with_the_pipe_quota_spent_arrives_intact(void **) {
+  gwc::PipeQuotaSpent spent;
+  upload_to_a_slow_backend(16 << 20);
 }
 
 // Waits up to `ms` for the peer's EOF, discarding what comes before it.
@@ -415,6 +427,9 @@ int main() {
       cmocka_unit_test(spliced_close_hands_back_a_full_pipe),
       cmocka_unit_test(large_upload_reaches_a_slow_backend_intact),
       cmocka_unit_test(frame_timeout_closes_a_trickling_frame),
+      // Last: a failed assertion would leave the quota spent (cmocka's
+      // longjmp skips the destructor).
+      cmocka_unit_test(upload_with_the_pipe_quota_spent_arrives_intact),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
