@@ -115,11 +115,16 @@ void BackendLink::release() {
 void BackendLink::on_io(uint32_t events) {
   if (!client_) return;  // released earlier in this batch
   if (connecting_) {
-    int error = 0;
-    socklen_t length = sizeof error;
-    getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &error, &length);
-    if (error) return connect_failed(error);
-    if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+    // A connect that failed always reports EPOLLERR or EPOLLHUP (tcp_poll):
+    // writable alone means connected, without asking SO_ERROR (a system call
+    // per connection saved).
+    if (events & (EPOLLERR | EPOLLHUP) || !(events & EPOLLOUT)) {
+      int error = 0;
+      socklen_t length = sizeof error;
+      getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &error, &length);
+      if (error) return connect_failed(error);
+      if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+    }
     // After a failed attempt the event may be a late one of the previous
     // address's socket, read in the same batch: only a peer proves that this
     // socket is connected. On the first attempt no earlier socket existed,
@@ -339,7 +344,9 @@ bool BackendLink::shovel(SpliceEnd from, SplicePipe &pipe, SpliceEnd to) {
         from.eof = true;
         if (from.client) from.client->mark_peer_eof();
       } else if (n == -EAGAIN) {
-        from.dry = true;
+        // Refused into a pipe that is now full (room() 0): that says nothing
+        // of the socket, which is read again once the pipe drains.
+        if (pipe.room()) from.dry = true;
       } else if (n < 0) {
         return splice_failed(from, static_cast<int>(-n));
       } else {
