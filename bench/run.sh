@@ -41,6 +41,10 @@ if [ -z "${GW_BENCH_NETNS:-}" ]; then
   export GW_BENCH_NETNS=host
 elif [ "$GW_BENCH_NETNS" = private ]; then
   ip link set lo up
+  # One address that is not loopback (TEST-NET-1, never routed): without it
+  # getaddrinfo(AI_ADDRCONFIG) finds no IPv4 configured, and ser2net's
+  # accepter, tcp,127.0.0.1,PORT, does not resolve.
+  ip addr add 192.0.2.1/32 dev lo
   sysctl -q -w net.ipv4.ip_local_port_range="1024 65535"
 fi
 
