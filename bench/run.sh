@@ -407,10 +407,13 @@ stripped_size() { # BUILD_DIR STRIP -> bytes of gatewayd + libgateway.so.0 strip
 # What a set of ELF files is made of, in KiB by kind of section (readelf reads
 # every architecture): machine code, unwind tables (exceptions need them),
 # read-only data, what the dynamic linker needs (symbols, versions,
-# relocations), writable data, and the rest.
+# relocations), writable data, the rest, and what no section holds: headers
+# and the padding that aligns the segments in the file (arm64's linker
+# aligns to 64 KiB pages, so that the files load on any page size).
 elf_sections() { # FILE...
-  local f
-  for f; do readelf -S -W "$f"; done | sed -n 's/^ *\[ *[0-9]*\] //p' | awk '
+  local f bytes=0
+  for f; do bytes=$((bytes + $(stat -c %s "$f"))); done
+  for f; do readelf -S -W "$f"; done | sed -n 's/^ *\[ *[0-9]*\] //p' | awk -v bytes="$bytes" '
     function hex(s,   i, v) { v = 0; for (i = 1; i <= length(s); i++) v = v * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1; return v }
     $2 != "NOBITS" && $1 != "NULL" {
       n = $1; size = hex($5)
@@ -420,11 +423,12 @@ elf_sections() { # FILE...
       else if (n ~ /^\.(dyn|gnu\.hash|hash|gnu\.version|rela?\.|relr|got|interp)/) k = "dynamic_linking"
       else if (n ~ /^\.(data|init_array|fini_array)/) k = "data"
       else k = "other"
-      kib[k] += size
+      kib[k] += size; all += size
     }
     END {
-      split("code unwind rodata dynamic_linking data other", order, " ")
-      for (i = 1; i <= 6; i++) printf "%s%s_%.0f", (i > 1 ? ",_" : ""), order[i], kib[order[i]] / 1024
+      kib["headers_and_padding"] = bytes - all
+      split("code unwind rodata dynamic_linking data other headers_and_padding", order, " ")
+      for (i = 1; i <= 7; i++) printf "%s%s_%.0f", (i > 1 ? ",_" : ""), order[i], kib[order[i]] / 1024
       print ""
     }'
 }
