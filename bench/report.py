@@ -484,16 +484,16 @@ def plots(runs, outdir):
         plt.close(fig)
         made.append(name)
 
-    per_req = lambda r: cpu_per(r, "messages", 1e6)
+    # The same CPU per unit as the tables (cpu_metrics: the unit follows the workload).
+    cpu = lambda r: cpu_metrics(r["workload"], r["config"])[0][1](r)
     figure("throughput.png", [("stream", "mbps", "stream: MB/s (higher is better)", False),
                               ("pingpong", "rps", "ping-pong: requests/s (higher is better)", False),
                               ("real", "rps", "real clients: requests/s (higher is better)", False)])
     figure("latency.png", [("pingpong", "p99_us", "ping-pong: p99 latency µs (lower is better)", True),
                            ("real", "p99_us", "real clients: p99 latency µs (lower is better)", True)])
-    figure("cpu.png", [("pingpong", per_req, "ping-pong: proxy CPU µs per request (lower is better)", False),
-                       ("real", lambda r: cpu_per(r, "rps_requests", 1e6) if r["config"] == "redis" else per_req(r),
-                        "real clients: proxy CPU µs per request (lower is better)", True),
-                       ("stream", lambda r: cpu_per(r, "bytes", 1e9), "stream: proxy CPU s per GB (lower is better)", False)])
+    figure("cpu.png", [("pingpong", cpu, "ping-pong: proxy CPU µs per request (lower is better)", False),
+                       ("real", cpu, "real clients: proxy CPU µs per request (lower is better)", True),
+                       ("stream", cpu, "stream: proxy CPU s per GB (lower is better)", False)])
     return made
 
 
