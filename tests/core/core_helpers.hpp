@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include <cstdint>
-#include <cstdio>
 #include <vector>
 
 namespace gwc {
@@ -70,8 +69,7 @@ class PipeQuotaSpent {
       if (pipe2(fds, O_CLOEXEC) != 0) fail_msg("pipe2 failed after %zu pipes (the fd limit?)", held_.size() / 2);
       held_.push_back(fds[0]);
       held_.push_back(fds[1]);
-      small_size_ = fcntl(fds[1], F_GETPIPE_SZ);
-      if (small_size_ < 64 * 1024) return;
+      if (fcntl(fds[1], F_GETPIPE_SZ) < 64 * 1024) return;
     }
     fail_msg("8192 pipes of 64 KiB and still under fs.pipe-user-pages-soft (is the quota off?)");
   }
@@ -81,9 +79,6 @@ class PipeQuotaSpent {
   }
   PipeQuotaSpent(const PipeQuotaSpent &) = delete;
   PipeQuotaSpent &operator=(const PipeQuotaSpent &) = delete;
-
-  /// The size of a pipe made now: what the kernel gives over the quota.
-  int small_pipe_size() const { return small_size_; }
 
  private:
   // 64 MiB of default pipes (the quota's default) are 2048 fds.
@@ -99,7 +94,6 @@ class PipeQuotaSpent {
   __user_cap_header_struct header_{};
   __user_cap_data_struct saved_[2]{};
   std::vector<int> held_;
-  int small_size_ = 0;
 };
 
 }  // namespace gwc

@@ -365,7 +365,7 @@ void large_upload_reaches_a_slow_backend_intact(void **) { upload_to_a_slow_back
 // With the process over its pipe quota (a daemon whose pipes already hold
 // fs.pipe-user-pages-soft) the pipes are 8 KiB and cannot grow: 16 MiB still
 // arrive whole, spliced. (test_splice_pipe.cpp checks that such a pipe knows
-// its size.)
+// when it is full.)
 void upload_with_the_pipe_quota_spent_arrives_intact(void **) {
   gwc::PipeQuotaSpent spent;
   upload_to_a_slow_backend(16 << 20);
