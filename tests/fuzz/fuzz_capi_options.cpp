@@ -26,6 +26,7 @@
 // destroyed no fd is left open (and LeakSanitizer finds no memory).
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -273,7 +274,18 @@ void check_listener(gw_server_t *server, gw_listener_t *listener, bool connect) 
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   a.sin_port = htons(static_cast<uint16_t>(port));
-  require(::connect(client, reinterpret_cast<sockaddr *>(&a), sizeof a) == 0, "connect to the listener", -errno);
+  int rc = ::connect(client, reinterpret_cast<sockaddr *>(&a), sizeof a);
+  if (rc != 0 && errno == EINTR) {
+    // A signal (libFuzzer's timer) interrupted the connect, which goes on
+    // in the kernel: wait for it to finish, and take its result.
+    pollfd p{client, POLLOUT, 0};
+    int error = ::poll(&p, 1, 5000) == 1 ? 0 : ETIMEDOUT;
+    socklen_t length = sizeof error;
+    if (!error) ::getsockopt(client, SOL_SOCKET, SO_ERROR, &error, &length);
+    rc = error ? -1 : 0;
+    errno = error;
+  }
+  require(rc == 0, "connect to the listener", -errno);
   for (int i = 0; i < 200; ++i) {
     require(gw_server_dispatch(server) == 0, "dispatch");
     require(gw_listener_stats(&stats, listener) == 0, "listener stats");
