@@ -10,6 +10,7 @@
 
 #include "gw/forwarder.hpp"
 #include "gw/server.hpp"
+#include "socket_options.hpp"
 #include "socket_send.hpp"
 
 namespace gw {
@@ -171,9 +172,7 @@ void BackendLink::connect_next() {
 
 // 0 once the connect is under way, or why it could not start.
 int BackendLink::open_attempt(const SocketAddress &backend) {
-  fd_.reset(::socket(backend.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!fd_) return errno;
-  if (::connect(fd_.get(), backend.get(), backend.length) != 0 && errno != EINPROGRESS) return errno;
+  if (int error = start_connect(fd_, backend)) return error;
   interest_ = EPOLLOUT;  // writable = connected (or failed: SO_ERROR says which)
   if (int rc = loop_.add(fd_.get(), interest_, this)) return -rc;
   watched_ = true;

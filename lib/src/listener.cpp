@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "gw/server.hpp"
+#include "socket_options.hpp"
 
 namespace gw {
 
@@ -41,6 +42,9 @@ int Listener::create(std::unique_ptr<Listener> &out, Server &server, ListenerOwn
   std::unique_ptr<Listener> listener(
       new Listener(server, owner, parent_counters, local, std::move(config), std::move(handler)));
   if (int rc = server.loop().add(fd.get(), EPOLLIN, listener.get())) return rc;
+  if (is_tcp_family(local.family()))
+    listener->nodelay_ =
+        set_int_option(fd.get(), IPPROTO_TCP, TCP_NODELAY, 1) == 0 ? Nodelay::unknown : Nodelay::per_socket;
   listener->fd_ = std::move(fd);
   out = std::move(listener);
   return 0;
@@ -86,6 +90,7 @@ void Listener::on_io(uint32_t) {
     peer.length = sizeof peer.storage;
     int fd = ::accept4(fd_.get(), peer.get(), &peer.length, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
+      give_nodelay(fd);
       owner_.on_accepted(*this, Fd(fd), peer);
       continue;
     }
@@ -116,6 +121,20 @@ void Listener::on_io(uint32_t) {
         return;
     }
   }
+}
+
+// Small request/answer exchanges are the common case on a gateway: Nagle
+// must not hold back an answer (see Nodelay for how the option gets there).
+void Listener::give_nodelay(int fd) noexcept {
+  if (nodelay_ == Nodelay::none || nodelay_ == Nodelay::inherited) return;
+  if (nodelay_ == Nodelay::unknown) {
+    int on = 0;
+    socklen_t length = sizeof on;
+    bool inherited = getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &length) == 0 && on != 0;
+    nodelay_ = inherited ? Nodelay::inherited : Nodelay::per_socket;
+    if (inherited) return;
+  }
+  set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, 1);
 }
 
 void Listener::shed_one() noexcept {

@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "modbus_gateway_impl.hpp"
+#include "socket_options.hpp"
 
 namespace gw {
 namespace {
@@ -69,10 +70,8 @@ void TcpBus::send(uint8_t address, const Bytes &pdu) {
 }
 
 void TcpBus::connect_now() {
-  fd_.reset(::socket(backend_.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!fd_) return fail(TryFailure::unavailable, std::string("socket: ") + std::strerror(errno));
-  if (::connect(fd_.get(), backend_.get(), backend_.length) != 0 && errno != EINPROGRESS)
-    return fail(TryFailure::unavailable, std::string("connect: ") + std::strerror(errno));
+  if (int error = start_connect(fd_, backend_))
+    return fail(TryFailure::unavailable, std::string(fd_ ? "connect: " : "socket: ") + std::strerror(error));
   connecting_ = true;
   interest_ = EPOLLOUT;
   if (int rc = gateway_.loop_.add(fd_.get(), EPOLLOUT, this))

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "gw/errors.hpp"
+#include "socket_options.hpp"
 
 namespace gw {
 namespace {
@@ -25,10 +26,6 @@ int somaxconn() noexcept {
     std::fclose(file);
   }
   return value;
-}
-
-int set_int_option(int fd, int level, int name, int value) noexcept {
-  return setsockopt(fd, level, name, &value, sizeof value) == 0 ? 0 : -errno;
 }
 
 }  // namespace
@@ -204,9 +201,8 @@ void Server::on_accepted(Listener &listener, Fd fd, const SocketAddress &peer) {
   if (state_ != State::running) return listener.refuse(std::move(fd), peer, "the server is stopping");
   if (const char *why = listener.refusal_reason(ip_key(peer))) return listener.refuse(std::move(fd), peer, why);
   const ListenerConfig &config = listener.config();
-  // Small request/answer exchanges are the common case on a gateway: do not
-  // let Nagle hold back the answer.
-  set_int_option(fd.get(), IPPROTO_TCP, TCP_NODELAY, 1);
+  // TCP_NODELAY is there already (Listener::give_nodelay). Keepalive stays
+  // per socket: a reload may change it for new clients of the same listener.
   if (config.keepalive) {
     set_int_option(fd.get(), SOL_SOCKET, SO_KEEPALIVE, 1);
     if (config.keepalive_idle_s)

@@ -3,12 +3,15 @@
 // intact both ways, a bulk flow switches to splice() (and only a bulk flow),
 // and `splice = false` keeps every byte in user space.
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/tcp.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -141,6 +144,60 @@ void small_exchanges_stay_buffered(void **) {
   loop.join();
   assert_int_equal(f.front->stats().bytes_in.load(), 200 * 32);
   assert_int_equal(f.front->stats().bytes_spliced.load(), 0);
+}
+
+// This process's connected sockets whose local (peer = false) or remote
+// (peer = true) port is `port`. The gateway's own sockets are reachable from
+// the test only this way: through /proc/self/fd, since it runs in-process.
+std::vector<int> connected_sockets_on(int port, bool peer) {
+  std::vector<int> found;
+  DIR *dir = opendir("/proc/self/fd");
+  assert_non_null(dir);
+  while (dirent *entry = readdir(dir)) {
+    int fd = atoi(entry->d_name);
+    sockaddr_in local{}, remote{};
+    socklen_t local_length = sizeof local, remote_length = sizeof remote;
+    if (entry->d_name[0] == '.' || fd == dirfd(dir)) continue;
+    if (getsockname(fd, reinterpret_cast<sockaddr *>(&local), &local_length) != 0 || local.sin_family != AF_INET)
+      continue;
+    if (getpeername(fd, reinterpret_cast<sockaddr *>(&remote), &remote_length) != 0) continue;  // a listener
+    if (ntohs(peer ? remote.sin_port : local.sin_port) == port) found.push_back(fd);
+  }
+  closedir(dir);
+  return found;
+}
+
+int nodelay_of(int fd) {
+  int on = -1;
+  socklen_t length = sizeof on;
+  assert_int_equal(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &length), 0);
+  return on;
+}
+
+// A client's small writes reach the backend as they come: both of the
+// gateway's sockets of a forwarded client are TCP_NODELAY. Without it on the
+// backend's side, a request written in two parts waited for the backend's
+// delayed ACK of the first (40 ms a request). The accepted sockets take it
+// from the listener after the first client, so three clients are checked.
+void both_sockets_of_a_client_send_without_nagle(void **) {
+  Fixture f(true);
+  std::thread loop([&] { f.server->run(); });
+  int clients[3];
+  for (int &fd : clients) {
+    fd = connect_to(f.front->port());
+    uint8_t byte = 'x';
+    assert_int_equal(write(fd, &byte, 1), 1);
+    read_exactly(fd, &byte, 1);  // the backend is connected now
+  }
+  std::vector<int> accepted = connected_sockets_on(f.front->port(), false);
+  std::vector<int> outgoing = connected_sockets_on(f.backend->port(), true);
+  assert_int_equal(accepted.size(), 3);
+  assert_int_equal(outgoing.size(), 3);
+  for (int fd : accepted) assert_int_equal(nodelay_of(fd), 1);
+  for (int fd : outgoing) assert_int_equal(nodelay_of(fd), 1);
+  for (int fd : clients) close(fd);
+  f.server->stop();
+  loop.join();
 }
 
 // Framed routes check each message and pass it on exactly as framed: the
@@ -421,6 +478,7 @@ int main() {
       cmocka_unit_test(bulk_flow_is_spliced),
       cmocka_unit_test(splice_can_be_turned_off),
       cmocka_unit_test(small_exchanges_stay_buffered),
+      cmocka_unit_test(both_sockets_of_a_client_send_without_nagle),
       cmocka_unit_test(framed_messages_pass_as_sent),
       cmocka_unit_test(last_line_without_newline_stays_so),
       cmocka_unit_test(oversized_frame_closes_the_client),

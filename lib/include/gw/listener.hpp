@@ -167,6 +167,7 @@ class Listener final : IoHandler, ConnectionOwner {
 
   void check_thread(const char *where) const noexcept;
   void on_io(uint32_t events) override;
+  void give_nodelay(int fd) noexcept;
   void shed_one() noexcept;
   void pause_accepting(uint64_t retry_ms) noexcept;
   void on_idle_timer();
@@ -187,6 +188,12 @@ class Listener final : IoHandler, ConnectionOwner {
 
   Server &server_;
   ListenerOwner &owner_;  // the same server, through its seam for listeners
+  // How accepted TCP sockets get TCP_NODELAY. Linux copies it from the
+  // listening socket, where create() sets it, which saves a system call per
+  // client; the first client shows whether this kernel did (unknown until
+  // then), and per_socket sets it on each one where not. none: not TCP.
+  enum class Nodelay : uint8_t { none, unknown, inherited, per_socket };
+  Nodelay nodelay_ = Nodelay::none;
   Fd fd_;
   Fd spare_;  // /dev/null, given up to accept-and-close one client when out of fds
   SocketAddress local_;
