@@ -143,6 +143,7 @@ struct ProcSample {
   double user_ticks = 0, system_ticks = 0;
   long rss_kb = 0;
   long pss_kb = 0;
+  long private_kb = 0;            // USS: pages no other process maps, what running it costs a board
   long anon_kb = 0, file_kb = 0;  // RSS split: private heap and stacks, and mapped files (code, libraries)
   int procs = 0;
 };
@@ -240,7 +241,10 @@ ProcSample sample_tree(int root) {
       s.anon_kb += status_kb(text, "RssAnon:");
       s.file_kb += status_kb(text, "RssFile:");
     }
-    if (read_file("/proc/" + std::to_string(pid) + "/smaps_rollup", text)) s.pss_kb += status_kb(text, "\nPss:");
+    if (read_file("/proc/" + std::to_string(pid) + "/smaps_rollup", text)) {
+      s.pss_kb += status_kb(text, "\nPss:");
+      s.private_kb += status_kb(text, "\nPrivate_Clean:") + status_kb(text, "\nPrivate_Dirty:");
+    }
   }
   return s;
 }
@@ -728,8 +732,10 @@ int first_byte(const Options &o) {
 
 int proc(const Options &o) {
   ProcSample s = sample_tree(std::atoi(o.target.c_str()));
-  std::printf("cpu_s=%.3f rss_kb=%ld pss_kb=%ld procs=%d anon_kb=%ld file_kb=%ld user_ticks=%.0f system_ticks=%.0f\n",
-              s.cpu_s, s.rss_kb, s.pss_kb, s.procs, s.anon_kb, s.file_kb, s.user_ticks, s.system_ticks);
+  std::printf(
+      "cpu_s=%.3f rss_kb=%ld pss_kb=%ld private_kb=%ld procs=%d anon_kb=%ld file_kb=%ld user_ticks=%.0f "
+      "system_ticks=%.0f\n",
+      s.cpu_s, s.rss_kb, s.pss_kb, s.private_kb, s.procs, s.anon_kb, s.file_kb, s.user_ticks, s.system_ticks);
   return 0;
 }
 

@@ -348,7 +348,8 @@ def target_lines(runs, footprint):
                 f"the floor: `sleep`, linked with libc alone, holds {footprint.get('floor_rss_kb', '?')} KiB resident,"
                 f" a C++ program doing nothing {footprint.get('floor_cxx_rss_kb', '?')} KiB; gatewayd"
                 f" {cxx_over(footprint)} KiB above that, of which {footprint.get('idle_anon_kb', '?')} KiB its own"
-                f" (anonymous) memory; {footprint.get('idle_pss_kb', '?')} KiB PSS")
+                f" (anonymous) memory; {footprint.get('idle_pss_kb', '?')} KiB PSS; what no other process shares"
+                f" (USS) {footprint.get('idle_private_kb', '?')} KiB")
     return out
 
 
@@ -368,6 +369,7 @@ def read_footprint(path):
             r = kv(line)
             f["idle_rss_kb"], f["idle_pss_kb"] = r.get("rss_kb"), r.get("pss_kb")
             f["idle_anon_kb"], f["idle_file_kb"] = r.get("anon_kb", "?"), r.get("file_kb", "?")
+            f["idle_private_kb"] = r.get("private_kb", "?")
         elif line.startswith("idle_floor "):
             r = kv(line)
             f["floor_rss_kb"], f["floor_anon_kb"] = r.get("rss_kb"), r.get("anon_kb", "?")
@@ -402,7 +404,9 @@ def footprint_section(f):
     lines.append("")
     if f.get("idle_rss_kb"):
         lines.append(f"Idle gatewayd (one echo route, no client): {f['idle_rss_kb']} KiB resident (VmRSS: {f['idle_anon_kb']} KiB"
-                     f" anonymous, {f['idle_file_kb']} KiB of mapped files, mostly shared libraries), {f['idle_pss_kb']} KiB PSS.")
+                     f" anonymous, {f['idle_file_kb']} KiB of mapped files, mostly shared libraries), {f['idle_pss_kb']} KiB PSS,"
+                     f" {f.get('idle_private_kb', '?')} KiB in pages no other process maps (USS: what running it costs"
+                     f" a board whose other programs use libc and libstdc++ too).")
     if f.get("floor_rss_kb"):
         lines.append(f"The floor on this machine: `sleep`, linked with libc alone, holds {f['floor_rss_kb']} KiB resident"
                      f" ({f['floor_anon_kb']} KiB anonymous): the libc and loader pages that any dynamically linked program maps.")
